@@ -1,0 +1,35 @@
+"""Attack registry: one module per attack, one line each here.
+
+``make(name, eps=..., **options)`` builds a configured attack; calling it on
+``(model, x, y)`` returns an :class:`AttackResult`. See ``base.py`` for the contract.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .base import Attack, AttackResult
+from .fgsm import FGSM
+from .pgd import PGD
+
+ATTACKS: dict[str, type[Attack]] = {
+    "fgsm": FGSM,
+    "pgd": PGD,
+}
+
+
+def make(name: str, eps: float, **options) -> Attack:
+    """Build attack ``name`` at budget ``eps``; unknown names or options raise ValueError."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; valid attacks: {', '.join(sorted(ATTACKS))}")
+    cls = ATTACKS[name]
+    valid = {f.name for f in dataclasses.fields(cls)} - {"eps"}
+    unknown = set(options) - valid
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for attack {name!r}; valid options: {sorted(valid)}"
+        )
+    return cls(eps=eps, **options)
+
+
+__all__ = ["ATTACKS", "Attack", "AttackResult", "make"]

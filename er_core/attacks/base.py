@@ -1,0 +1,101 @@
+"""The contract every attack shares.
+
+An attack is a frozen dataclass of its settings (``eps`` plus attack-specific options with
+defaults), built through :func:`er_core.attacks.make`. Calling it on ``(model, x, y)``:
+
+- checks ``x`` is float NCHW in [0, 1] and ``y`` is int64 of length N,
+- puts the model in eval mode for the attack and restores its mode afterwards,
+- returns an :class:`AttackResult` whose ``x_adv`` lies in [0, 1] (and in the threat
+  model's ball where the attack has one).
+
+Subclasses implement only :meth:`Attack.perturb`. ``config()`` is the full setting dict,
+recorded with every result row so a changed attack never mixes with an old one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns for a batch of N examples.
+
+    x_adv: float tensor like ``x``, in [0, 1].
+    queries: int64 (N,) model queries per example, or None where the attack does not count.
+    gradient_failed: bool (N,) True where the loss gradient was zero or non-finite for an
+        example, so a "robust" verdict there may be a silent attack failure.
+    extra: per-example tensors specific to the attack (e.g. RayS radius).
+    """
+
+    x_adv: torch.Tensor
+    queries: Optional[torch.Tensor] = None
+    gradient_failed: Optional[torch.Tensor] = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Attack:
+    """Base class: settings as dataclass fields, ``eps`` in the [0, 1] image space."""
+
+    eps: float
+    norm: ClassVar[str] = "Linf"
+    name: ClassVar[str] = "attack"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.eps, (int, float)) or not 0.0 <= float(self.eps) <= 1.0:
+            raise ValueError(
+                f"{self.name}: eps must be a number in [0, 1] (image space), got {self.eps!r}"
+            )
+
+    def config(self) -> dict:
+        """Every setting of this attack, including its name, as plain values."""
+        return {"attack": self.name, "norm": self.norm, **dataclasses.asdict(self)}
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+        check_batch(self.name, x, y)
+        was_training = model.training
+        model.eval()
+        try:
+            result = self.perturb(model, x.detach(), y.detach())
+        finally:
+            model.train(was_training)
+        result.x_adv = result.x_adv.detach().clamp_(0.0, 1.0)
+        return result
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+        raise NotImplementedError
+
+
+def check_batch(attack_name: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One clear error for inputs an attack cannot take."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{attack_name}: x must be a float tensor of shape (N, C, H, W), got {shape}")
+    if not x.is_floating_point():
+        raise ValueError(f"{attack_name}: x must be floating point in [0, 1], got dtype {x.dtype}")
+    if x.numel() and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError(
+            f"{attack_name}: x must lie in [0, 1] (got min {x.min().item():.3f}, "
+            f"max {x.max().item():.3f}); normalisation belongs inside the model"
+        )
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{attack_name}: y must be a 1-D label tensor of length {x.shape[0]}")
+    if y.dtype != torch.int64:
+        raise ValueError(f"{attack_name}: y must be int64 class labels, got {y.dtype}")
+
+
+def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Project onto the ℓ∞ ball around the *original* input, then onto [0, 1]."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+
+
+def bad_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """Per example: True where the gradient is all zero or has a non-finite entry."""
+    flat = grad.flatten(1)
+    return (~torch.isfinite(flat).all(dim=1)) | (flat.abs().sum(dim=1) == 0)
