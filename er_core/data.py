@@ -4,13 +4,45 @@
 [0, 1] and int64 labels. ``info(name)`` gives shape and class count without loading.
 ``eval_indices(name, n, seed)`` is the fixed evaluation subset of the test set.
 
-(Loaders are being filled in; the ``DatasetInfo`` registry below is the stable interface.)
+On-disk formats (``root`` is the folder given to ``load``):
+
+=============  ============================================================================
+digits         none: scikit-learn's bundled 1797 8×8 images (values 0..16, scaled by 1/16),
+               split 1437 train / 360 test by ``RandomState(DIGITS_SPLIT_SEED)``.
+mnist          ``root/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz`` (LeCun's IDX files).
+cifar10        torchvision's layout: ``root/cifar-10-batches-py/data_batch_1..5`` and
+               ``test_batch``, pickles with ``b'data'`` uint8 (N, 3072) and ``b'labels'``.
+stl10          torchvision's layout: ``root/stl10_binary/{train,test}_{X,y}.bin``; X is uint8
+               (N, 3, 96, 96) stored column-major, y uint8 labels 1..10.
+tiny_imagenet  ``root/tiny-imagenet-200/``: ``wnids.txt``, ``train/<wnid>/images/*.JPEG``,
+               ``val/images/*.JPEG`` and ``val/val_annotations.txt``; the val set (10000) is
+               the test set, in the order of ``val_annotations.txt``.
+=============  ============================================================================
+
+Default root: ``$ER_GRID_DATA_ROOT/<name>`` if that variable is set, else ``./data/<name>``;
+for mnist, when no root is given and the default holds no files, :data:`SHARED_MNIST`.
+Missing or corrupt files raise :class:`DatasetFilesError` naming the path and what belongs
+there. ``download=True`` fetches missing files first (needs internet).
+
+Memory: everything is held as float32, e.g. Tiny ImageNet train is 100000×3×64×64×4 B ≈ 4.9 GB.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import os
+import pickle
+import struct
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -54,3 +86,361 @@ def info(name: str) -> DatasetInfo:
     if name not in INFO:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(INFO)}")
     return INFO[name]
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The MNIST copy that sits beside the repository (tests and demo use it; read-only).
+SHARED_MNIST = REPO_ROOT / ".." / "shared" / "datasets" / "mnist"
+DATA_ROOT_ENV = "ER_GRID_DATA_ROOT"
+DIGITS_SPLIT_SEED = 0
+DIGITS_TRAIN_SIZE = 1437
+
+
+class DatasetFilesError(FileNotFoundError, ValueError):
+    """Dataset files missing or corrupt. A FileNotFoundError (missing) and a ValueError
+    (corrupt) at once, so callers can catch either; the message names the path, the files
+    that belong there and how to get them."""
+
+
+def _files_error(name: str, path: Path, problem: str) -> DatasetFilesError:
+    return DatasetFilesError(
+        f"{name}: {path}: {problem}. {LOADERS[name].expected} "
+        "Pass download=True on a machine with internet, or copy the files there."
+    )
+
+
+def _to_float(u8: np.ndarray) -> torch.Tensor:
+    """uint8 (N, C, H, W), any strides → contiguous float32 in [0, 1] (one copy, in-place divide)."""
+    return torch.from_numpy(np.ascontiguousarray(u8)).float().div_(255)
+
+
+def _labels(y: np.ndarray, num_classes: int, name: str, path: Path) -> torch.Tensor:
+    y = np.asarray(y, dtype=np.int64)
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise _files_error(name, path, f"labels outside 0..{num_classes - 1}")
+    return torch.from_numpy(y)
+
+
+def _require(name: str, *paths: Path) -> None:
+    for p in paths:
+        if not p.is_file():
+            raise _files_error(name, p, "missing file")
+
+
+# ---------------------------------------------------------------- digits
+
+
+def _load_digits(root: Path) -> Data:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    # RandomState's stream is fixed by numpy's compatibility policy: same split everywhere.
+    perm = torch.from_numpy(np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(y)))
+    tr, te = perm[:DIGITS_TRAIN_SIZE], perm[DIGITS_TRAIN_SIZE:]
+    return Data("digits", x[tr].contiguous(), y[tr], x[te].contiguous(), y[te], 10)
+
+
+# ---------------------------------------------------------------- mnist
+
+MNIST_FILES = {  # file → md5 of its uncompressed content (the same for every mirror's gzip)
+    "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
+}
+MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_IDX_MAGIC = {1: 2049, 3: 2051}  # IDX magic number by number of dims (uint8 data, 0x08)
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """One gzipped IDX file → uint8 array, with header, dims and payload size checked."""
+    _require("mnist", path)
+    try:
+        with gzip.open(path, "rb") as f:
+            header = f.read(4 + 4 * ndim)
+            if len(header) < 4 + 4 * ndim:
+                raise _files_error("mnist", path, "truncated IDX header")
+            magic, *dims = struct.unpack(f">{1 + ndim}I", header)
+            if magic != _IDX_MAGIC[ndim]:
+                raise _files_error("mnist", path, f"bad IDX magic {magic} (want {_IDX_MAGIC[ndim]})")
+            out = np.empty(int(np.prod(dims)), dtype=np.uint8)
+            view, got = memoryview(out), 0
+            while got < out.size and (k := f.readinto(view[got:])):
+                got += k
+            if got != out.size or f.read(1):
+                problem = f"payload size does not match header dims {dims} (truncated or corrupt)"
+                raise _files_error("mnist", path, problem)
+    except DatasetFilesError:
+        raise
+    except (EOFError, OSError, zlib.error) as e:  # truncated or not gzip at all
+        raise _files_error("mnist", path, f"unreadable gzip ({type(e).__name__}: {e})") from e
+    return out.reshape(dims)
+
+
+def _load_mnist(root: Path) -> Data:
+    parts = []
+    for split in ("train", "t10k"):
+        img_path, lab_path = root / f"{split}-images-idx3-ubyte.gz", root / f"{split}-labels-idx1-ubyte.gz"
+        imgs, labs = _read_idx(img_path, 3), _read_idx(lab_path, 1)
+        if imgs.shape[1:] != (28, 28) or len(imgs) != len(labs):
+            problem = f"images {imgs.shape} do not match {len(labs)} labels of 28×28 images"
+            raise _files_error("mnist", img_path, problem)
+        parts += [_to_float(imgs[:, None]), _labels(labs, 10, "mnist", lab_path)]
+    return Data("mnist", *parts, num_classes=10)
+
+
+def _download_mnist(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for fname, md5 in MNIST_FILES.items():
+        if (root / fname).is_file():
+            continue
+        errors = []
+        for mirror in MNIST_MIRRORS:
+            tmp = root / (fname + ".tmp")
+            try:
+                urllib.request.urlretrieve(mirror + fname, tmp)
+                got = hashlib.md5(gzip.decompress(tmp.read_bytes())).hexdigest()
+                if got != md5:
+                    raise ValueError(f"md5 {got} != {md5}")
+                os.replace(tmp, root / fname)  # atomic: a half download never has the real name
+                break
+            except (OSError, ValueError, EOFError, zlib.error) as e:
+                errors.append(f"{mirror}: {e}")
+                tmp.unlink(missing_ok=True)
+        else:
+            raise OSError(f"mnist: could not download {fname}: " + "; ".join(errors))
+
+
+# ---------------------------------------------------------------- cifar10
+
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    _require("cifar10", path)
+    try:
+        with open(path, "rb") as f:
+            # The official batches are Python 2 pickles; latin1 is what numpy needs to rebuild
+            # their arrays (as torchvision does). Keys come back as 'data' (Python 2 str) or
+            # b'data' (a Python 3 pickle of bytes keys): accept both. Unpickling runs code, so
+            # point root only at files you trust (the same holds for torchvision).
+            entry = pickle.load(f, encoding="latin1")
+        data, labels = (entry[k] if k in entry else entry[k.encode()] for k in ("data", "labels"))
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ValueError) as e:
+        problem = f"not a CIFAR-10 batch pickle ({type(e).__name__}: {e})"
+        raise _files_error("cifar10", path, problem) from e
+    data = np.asarray(data)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+        problem = f"b'data' is {data.dtype} {data.shape}, want uint8 (N, 3072) matching b'labels'"
+        raise _files_error("cifar10", path, problem)
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels)
+
+
+def _load_cifar10(root: Path) -> Data:
+    base = root / CIFAR_DIR
+    # Check every file first, so a gap is reported before seconds of reading.
+    _require("cifar10", *(base / f for f in (*CIFAR_TRAIN, "test_batch")))
+    train = [_read_cifar_batch(base / f) for f in CIFAR_TRAIN]
+    x_te, y_te = _read_cifar_batch(base / "test_batch")
+    return Data(
+        "cifar10",
+        _to_float(np.concatenate([x for x, _ in train])),
+        _labels(np.concatenate([y for _, y in train]), 10, "cifar10", base),
+        _to_float(x_te),
+        _labels(y_te, 10, "cifar10", base / "test_batch"),
+        10,
+    )
+
+
+def _download_cifar10(root: Path) -> None:
+    import torchvision
+
+    torchvision.datasets.CIFAR10(str(root), train=True, download=True)  # fetches train and test
+
+
+# ---------------------------------------------------------------- stl10
+
+STL_DIR = "stl10_binary"
+
+
+def _read_stl(x_path: Path, y_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    _require("stl10", x_path, y_path)
+    x = np.fromfile(x_path, dtype=np.uint8)
+    y = np.fromfile(y_path, dtype=np.uint8).astype(np.int64) - 1  # stored 1..10
+    if x.size != len(y) * 3 * 96 * 96:
+        raise _files_error("stl10", x_path, f"{x.size} bytes, want {len(y)} labels × 3×96×96")
+    # Stored column-major per channel: swap H and W so images are upright (as torchvision does).
+    x = x.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+    return _to_float(x), _labels(y, 10, "stl10", y_path)
+
+
+def _load_stl10(root: Path) -> Data:
+    base = root / STL_DIR
+    _require("stl10", *(base / f"{s}_{k}.bin" for s in ("train", "test") for k in "Xy"))
+    x_tr, y_tr = _read_stl(base / "train_X.bin", base / "train_y.bin")
+    x_te, y_te = _read_stl(base / "test_X.bin", base / "test_y.bin")
+    return Data("stl10", x_tr, y_tr, x_te, y_te, 10)
+
+
+def _download_stl10(root: Path) -> None:
+    import torchvision
+
+    torchvision.datasets.STL10(str(root), split="train", download=True)  # whole archive
+
+
+# ---------------------------------------------------------------- tiny_imagenet
+
+TINY_DIR = "tiny-imagenet-200"
+TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+
+
+def _read_jpegs(paths: list[Path]) -> np.ndarray:
+    """JPEG files → uint8 (N, 3, 64, 64). Grey images (a few in Tiny ImageNet) become RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    out = np.empty((len(paths), 64, 64, 3), dtype=np.uint8)
+
+    def read(i: int) -> None:
+        try:
+            with Image.open(paths[i]) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except FileNotFoundError as e:
+            raise _files_error("tiny_imagenet", paths[i], "missing file") from e
+        except (UnidentifiedImageError, OSError) as e:
+            raise _files_error("tiny_imagenet", paths[i], f"unreadable image ({e})") from e
+        if arr.shape != (64, 64, 3):
+            raise _files_error("tiny_imagenet", paths[i], f"image is {arr.shape[:2]}, want 64×64")
+        out[i] = arr
+
+    # PIL releases the GIL while decoding, so threads give a real speed-up on 110k files.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(read, range(len(paths))))
+    return out.transpose(0, 3, 1, 2)
+
+
+def _load_tiny_imagenet(root: Path) -> Data:
+    """num_classes is the number of wnids in wnids.txt (200 for the real set); class index =
+    position of the wnid in sorted(wnids). Train order: sorted wnids, then sorted file names."""
+    base = root / TINY_DIR
+    wnid_file, ann_file = base / "wnids.txt", base / "val" / "val_annotations.txt"
+    _require("tiny_imagenet", wnid_file, ann_file)
+    wnids = sorted({w.strip() for w in wnid_file.read_text().splitlines() if w.strip()})
+    index = {w: i for i, w in enumerate(wnids)}
+    train_paths, train_labels = [], []
+    for w in wnids:
+        files = sorted((base / "train" / w / "images").glob("*.JPEG"))
+        if not files:
+            raise _files_error("tiny_imagenet", base / "train" / w / "images", "no *.JPEG files")
+        train_paths += files
+        train_labels += [index[w]] * len(files)
+    val_paths, val_labels = [], []
+    for line_no, line in enumerate(ann_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or fields[1] not in index:
+            raise _files_error("tiny_imagenet", ann_file, f"line {line_no} has no wnid listed in wnids.txt")
+        val_paths.append(base / "val" / "images" / fields[0])
+        val_labels.append(index[fields[1]])
+    n = len(wnids)
+    return Data(
+        "tiny_imagenet",
+        _to_float(_read_jpegs(train_paths)),
+        torch.tensor(train_labels, dtype=torch.int64),
+        _to_float(_read_jpegs(val_paths)),
+        _labels(np.array(val_labels), n, "tiny_imagenet", ann_file),
+        n,
+    )
+
+
+def _download_tiny_imagenet(root: Path) -> None:
+    if (root / TINY_DIR / "wnids.txt").is_file():
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    zip_path, tmp = root / "tiny-imagenet-200.zip", root / "tiny-imagenet-200.zip.tmp"
+    if not zip_path.is_file():
+        urllib.request.urlretrieve(TINY_URL, tmp)
+        os.replace(tmp, zip_path)
+    with zipfile.ZipFile(zip_path) as z:
+        z.extractall(root)
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Loader:
+    """How one dataset is read (root → Data) and fetched (root → None, or None if bundled);
+    ``expected`` says what belongs in root, for error messages."""
+
+    load: Callable[[Path], Data]
+    download: Callable[[Path], None] | None
+    expected: str
+
+
+LOADERS: dict[str, Loader] = {
+    "digits": Loader(_load_digits, None, "Bundled with scikit-learn; no files needed."),
+    "mnist": Loader(_load_mnist, _download_mnist, f"Expected in root: {', '.join(MNIST_FILES)}."),
+    "cifar10": Loader(
+        _load_cifar10, _download_cifar10,
+        f"Expected in root: {CIFAR_DIR}/{{{','.join(CIFAR_TRAIN)},test_batch}} "
+        "(torchvision's CIFAR10 layout).",
+    ),
+    "stl10": Loader(
+        _load_stl10, _download_stl10,
+        f"Expected in root: {STL_DIR}/{{train_X,train_y,test_X,test_y}}.bin (torchvision's STL10 layout).",
+    ),
+    "tiny_imagenet": Loader(
+        _load_tiny_imagenet, _download_tiny_imagenet,
+        f"Expected in root: {TINY_DIR}/ with wnids.txt, train/<wnid>/images/*.JPEG, "
+        "val/images/*.JPEG and val/val_annotations.txt.",
+    ),
+}
+
+
+def default_root(name: str) -> Path:
+    """``$ER_GRID_DATA_ROOT/<name>`` if set, else ``./data/<name>``."""
+    base = os.environ.get(DATA_ROOT_ENV)
+    return (Path(base) if base else Path("data")) / name
+
+
+def _resolve_root(name: str, root: str | os.PathLike | None) -> Path:
+    if root is not None:
+        return Path(root)
+    path = default_root(name)
+    # MNIST falls back to the shared copy beside the repo, so tests and demo need no set-up.
+    if name == "mnist" and not all((path / f).is_file() for f in MNIST_FILES):
+        if all((SHARED_MNIST / f).is_file() for f in MNIST_FILES):
+            return SHARED_MNIST
+    return path
+
+
+def load(name: str, root: str | os.PathLike | None = None, download: bool = False) -> Data:
+    """Load ``name`` (see :data:`INFO`) as float32 NCHW in [0, 1] and int64 labels.
+
+    ``root``: the dataset's folder (default :func:`default_root`; ignored for digits).
+    ``download``: fetch missing files into root first (needs internet; never done implicitly).
+    Raises ValueError for an unknown name, :class:`DatasetFilesError` for missing/corrupt files.
+    """
+    info(name)  # unknown names → ValueError listing valid ones
+    loader = LOADERS[name]
+    path = _resolve_root(name, root)
+    if download and loader.download is not None:
+        loader.download(path)
+    return loader.load(path)
+
+
+def eval_indices(name: str, n: int = 1000, seed: int = 0) -> torch.Tensor:
+    """The fixed evaluation subset: ``RandomState(seed).permutation(test_size)[:n]`` sorted,
+    as int64 indices into the test set. Same on every machine (numpy keeps RandomState's
+    stream fixed). ValueError if n is outside 1..test_size."""
+    test_size = info(name).test_size
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= test_size:
+        raise ValueError(f"n={n!r} must be an int in 1..test_size={test_size} for dataset {name!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed={seed!r} must be an int in 0..2**32-1")
+    idx = np.sort(np.random.RandomState(seed).permutation(test_size)[:n])
+    return torch.from_numpy(idx.astype(np.int64))
