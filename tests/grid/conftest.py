@@ -1,0 +1,49 @@
+"""Fixtures for the grid tests: a local S3 endpoint (moto's server) with one bucket."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """``(endpoint_url, bucket)`` of a moto S3 server on a free port, stopped after the session.
+
+    Dummy credentials and region go into the environment for boto3 and pyarrow's S3 client
+    (moto accepts any); the real AWS is never reached because every client gets the endpoint.
+    """
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    monkeypatch = pytest.MonkeyPatch()
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        # Keep clients from looking for ~/.aws files or instance metadata.
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    bucket = "er-grid-test"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    try:
+        yield endpoint, bucket
+    finally:
+        server.stop()
+        monkeypatch.undo()

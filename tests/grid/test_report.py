@@ -1,0 +1,130 @@
+"""Report logic on hand-made frames: per-example worst case, the C&W bound, mean ± std over seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from grid.report import WORST_CASE, cw_bounded, detection_tables, report_markdown, robust_accuracy
+from grid.store import ROW_SCHEMA
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    """Example rows with the store's columns; unspecified columns get neutral values."""
+    base = {
+        "experiment": "unit", "dataset": "mnist", "method": "er", "train_eps": 0.3, "lam": 1.0,
+        "seed": 0, "epochs": 2, "attack": "pgd", "norm": "Linf", "eps": 0.3, "batch": 0,
+        "label": 0, "pred_clean": 0, "pred_adv": 0, "correct_clean": True, "correct_adv": True,
+        "l2": 0.0, "l2_rms": 0.0, "linf": 0.0, "queries": -1, "seconds": 0.0,
+    }
+    rows = [{**base, "trial_id": f"{r.get('method', 'er')}{r.get('seed', 0)}{r.get('lam', 1.0)}", **r}
+            for r in records]
+    df = pd.DataFrame(rows)
+    assert set(df.columns) <= set(ROW_SCHEMA.names)
+    return df
+
+
+def attack_rows(attack: str, robust: list[int], norm: str = "Linf", eps: float = 0.3, **common) -> list[dict]:
+    return [{"attack": attack, "norm": norm, "eps": eps, "sample_idx": i, "correct_adv": bool(r), **common}
+            for i, r in enumerate(robust)]
+
+
+def acc_of(table: pd.DataFrame, attack: str) -> pd.Series:
+    row = table[table["attack"] == attack]
+    assert len(row) == 1, f"expected one {attack} row, got {len(row)}"
+    return row.iloc[0]
+
+
+def test_worst_case_is_per_example_over_attacks_at_an_eps():
+    records = (
+        attack_rows("pgd", [1, 0, 1, 1, 1])
+        # example 2 survives PGD but not AutoAttack: not robust in the worst case.
+        + attack_rows("autoattack", [1, 1, 0, 1])  # example 4 not evaluated yet
+        # an ℓ2 attack at the same ε value is another threat model: not in the ℓ∞ ensemble.
+        + attack_rows("cw_l2", [0, 0, 0, 0, 0], norm="L2")
+    )
+    # Example 3 is misclassified clean: never robust, whatever the attack said.
+    for r in records:
+        if r["sample_idx"] == 3:
+            r["correct_clean"] = False
+    table = robust_accuracy(frame(records))
+    assert acc_of(table, "pgd").robust_accuracy == pytest.approx(3 / 5)
+    assert acc_of(table, "autoattack").robust_accuracy == pytest.approx(2 / 4)
+    worst = acc_of(table, WORST_CASE)
+    # Examples 0–3 (those both attacks evaluated): robust only example 0.
+    assert worst.robust_accuracy == pytest.approx(1 / 4) and worst.n == 4
+    assert worst.clean_accuracy == pytest.approx(3 / 4)
+    assert (table["attack"] == WORST_CASE).sum() == 1  # no ensemble for the lone ℓ2 attack
+    # Grouped without attack, the pseudo-attack must not be averaged in: 7 real ℓ∞/ℓ2 rows robust 5/14.
+    overall = robust_accuracy(frame(records), by=["dataset", "method"]).iloc[0]
+    assert overall.n == 14 and overall.robust_accuracy == pytest.approx(5 / 14)
+
+
+def test_cw_counts_robust_when_attack_failed_or_distortion_exceeds_bound():
+    cases = [  # (correct_clean, attack failed, l2_rms)
+        (True, True, 0.0),      # attack found nothing: robust
+        (True, False, 0.01),    # adversarial, but only beyond the bound: robust
+        (True, False, 0.003),   # adversarial within the bound: not robust
+        (True, False, 0.005),   # exactly on the bound is inside the threat model: not robust
+        (False, False, 0.0),    # misclassified clean: not robust
+    ]
+    records = [{"attack": "cw_l2", "norm": "L2", "eps": 0.0, "sample_idx": i, "correct_clean": c,
+                "correct_adv": failed, "l2_rms": rms} for i, (c, failed, rms) in enumerate(cases)]
+    bounded = cw_bounded(frame(records), bound=0.005)
+    assert list(bounded["correct_adv"]) == [True, True, False, False, False]
+    table = robust_accuracy(bounded, by=["dataset", "method", "attack"])
+    assert acc_of(table, "cw_l2").robust_accuracy == pytest.approx(2 / 5)
+    with pytest.raises(ValueError, match="bound"):
+        cw_bounded(frame(records), bound=0)
+
+
+def test_mean_std_over_seeds_and_configs_kept_apart():
+    records = []
+    for seed, robust in [(0, [1, 0, 0, 0]), (1, [1, 1, 0, 0]), (2, [1, 1, 1, 0])]:
+        records += attack_rows("pgd", robust, seed=seed)
+    records += attack_rows("pgd", [1, 1, 1, 1], seed=0, lam=10.0)  # another λ: a config, not a run
+    table = robust_accuracy(frame(records))
+    lam1 = table[table["lam"] == 1.0].iloc[0]
+    assert lam1.robust_accuracy == pytest.approx(0.5)
+    assert lam1.robust_std == pytest.approx(0.25)  # std of 0.25, 0.5, 0.75 with ddof=1
+    assert lam1.runs == 3 and lam1.n == 12
+    lam10 = table[table["lam"] == 10.0].iloc[0]
+    assert lam10.robust_accuracy == 1.0 and lam10.runs == 1 and math.isnan(lam10.robust_std)
+
+
+def test_methods_without_lambda_group_with_nan_keys():
+    records = attack_rows("pgd", [1, 0], method="none", lam=None, train_eps=None, seed=0)
+    records += attack_rows("pgd", [1, 1], method="none", lam=None, train_eps=None, seed=1)
+    table = robust_accuracy(frame(records))
+    assert len(table) == 1 and table.iloc[0].runs == 2 and table.iloc[0].robust_accuracy == pytest.approx(0.75)
+
+
+def test_empty_frame_gives_empty_table():
+    table = robust_accuracy(pd.DataFrame(columns=ROW_SCHEMA.names))
+    assert table.empty and {"robust_accuracy", "runs", "n", "attack"} <= set(table.columns)
+
+
+def test_report_markdown_has_the_paper_tables():
+    records = []
+    for seed in (0, 1):
+        for eps in (0.0, 0.3):
+            records += attack_rows("pgd", [1, 1, seed, 0], eps=eps, seed=seed)
+        records += attack_rows("autoattack", [1, 0, 0, 0], seed=seed)
+        records += attack_rows("rays", [1, 1, 1, 0], seed=seed, queries=100)
+        records += [{"attack": "cw_l2", "norm": "L2", "eps": 0.0, "sample_idx": i, "seed": seed,
+                     "correct_adv": False, "l2_rms": rms} for i, rms in enumerate([0.001, 0.01, 0.02, 0.0])]
+    trials = pd.DataFrame([{"trial_id": f"er{s}1.0", "dataset": "mnist", "method": "er", "train_eps": 0.3,
+                            "lam": 1.0, "clean_accuracy": 0.9, "wall_seconds": 120.0} for s in (0, 1)])
+    text = report_markdown(frame(records), trials)
+    for heading in ("Figures 3/4", "### mnist", "Table 1: AutoAttack", "Table 2: C&W", "Table 3: RayS", "Trials"):
+        assert heading in text
+    # PGD at ε=0.3: seeds give 0.5 and 0.75 → 62.5 ± 17.7 over 2 runs.
+    assert "62.5 ± 17.7 [2]" in text
+    # AutoAttack 25 %; worst case over pgd, autoattack, rays per example: example 0 only → 25 %.
+    table1 = text.split("Table 1")[1].split("Table 2")[0]
+    assert "| mnist | er (λ=1) | 0.3 | 100.0 ± 0.0 [2] | 25.0 ± 0.0 [2] | 25.0 ± 0.0 [2] |" in table1
+    assert "50.0 ± 0.0 [2]" in text.split("Table 2")[1].split("Table 3")[0]  # 0.01 and 0.02 > 0.005
+    assert "| 100 |" in text.split("Table 3")[1]  # mean queries
+    assert detection_tables(None) == "" and "Detection" not in text
