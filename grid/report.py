@@ -19,12 +19,21 @@ Definitions used throughout:
 - Runs are seeds: trials that differ only in their seed are one configuration, reported as
   mean ± std (ddof=1) over runs with the number of runs. ``train_eps`` and ``lam`` always
   separate configurations, whatever ``by`` says.
+
+Layout: :func:`report_markdown` prints Tables 1–3 and the worst case as the paper does, one
+row per method under its display name (:data:`METHOD_NAMES`) and one column per dataset
+(:data:`DATASET_NAMES`) at each ε the data hold (:func:`attack_table`, :func:`cw_table`,
+:func:`worst_case_table`), each followed by the long per-configuration listing with clean
+accuracy; Figures 3/4 as tables of ε × method (:func:`pgd_curves`, :func:`figure_table`;
+``grid.figures`` draws the same numbers as PNG).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Sequence
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
@@ -37,6 +46,23 @@ TRIAL_COLUMNS = ("experiment", "dataset", "method", "train_eps", "lam", "seed", 
 CW_ATTACK, PGD_ATTACK, AUTOATTACK, RAYS = "cw_l2", "pgd", "autoattack", "rays"
 CW_RMS_BOUND = 0.005  # the paper's Table 2 threshold on RMS ℓ2 (MNIST)
 RESULT_COLUMNS = ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std", "runs", "n")
+# Grouping of the report's shared accuracy table: the threat model keeps an ℓ2 worst case apart
+# from an ℓ∞ one at the same ε value.
+ACC_BY = ("dataset", "method", "attack", "norm", "eps")
+
+# The paper's display names, in the order of its tables (rows) and figures (lines); a method or
+# dataset not listed keeps its registry name and sorts after these.
+METHOD_NAMES = {
+    "none": "No Defense", "madry": "Madry's Adv", "trades": "Trades", "rse": "RSE",
+    "er": "ER-Classifier", "er_minus": "ER-Classifier−", "er_trades": "ER-Trades",
+    "e_cla": "E-CLA", "vae_cla": "VAE-CLA",
+}
+DATASET_NAMES = {
+    "mnist": "MNIST", "cifar10": "CIFAR10", "stl10": "STL10", "tiny_imagenet": "Tiny ImageNet",
+    "digits": "digits",
+}
+# Figure 4: the embedding regulariser without adversarial training against its two ablations.
+FIGURE4_METHODS = ("e_cla", "vae_cla", "er_minus")
 
 
 # --------------------------------------------------------------------------- accuracy tables
@@ -135,6 +161,190 @@ def cw_bounded(df: pd.DataFrame, bound: float = CW_RMS_BOUND, attack: str = CW_A
     return cw
 
 
+# --------------------------------------------------------------------------- paper layout
+
+
+def method_name(method: str) -> str:
+    """The paper's display name of a registry method name (``"er_minus"`` → ``"ER-Classifier−"``)."""
+    return METHOD_NAMES.get(method, method)
+
+
+def dataset_name(dataset: str) -> str:
+    """The paper's display name of a registry dataset name (``"tiny_imagenet"`` → ``"Tiny ImageNet"``)."""
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+@dataclass(frozen=True)
+class RowLabels:
+    """The paper-layout row label of every configuration (dataset, method, λ, train ε) in a frame.
+
+    One row per method, named as in the paper. λ joins the label when some dataset ran the
+    method at several λ (so a λ row lines up across datasets); train ε joins it only where one
+    dataset ran several, since each dataset has its own ε scale (0.3 on MNIST, 0.03 on CIFAR10)
+    and the paper's rows span them. :func:`settings_table` shows what an unlabelled row ran.
+    """
+
+    labels: dict  # (dataset, method, λ | None, train ε | None) -> label
+    order: tuple  # labels in the paper's method order, then by λ and train ε
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> "RowLabels":
+        cols = ["dataset", "method", "lam", "train_eps"]
+        configs = {_config_key(*values) for values in
+                   df.reindex(columns=cols).drop_duplicates().itertuples(index=False)}
+        per_pair = defaultdict(list)
+        for config in configs:
+            per_pair[config[:2]].append(config)
+        lam_split = {method for (_, method), cs in per_pair.items() if len({c[2] for c in cs}) > 1}
+        eps_split = {pair for pair, cs in per_pair.items() if len({c[3] for c in cs}) > 1}
+        labels, rank = {}, {}
+        for config in configs:
+            dataset, method, lam, train_eps = config
+            extras = []
+            if method in lam_split and lam is not None:
+                extras.append(f"λ={_num(lam)}")
+            if (dataset, method) in eps_split and train_eps is not None:
+                extras.append(f"train ε={_num(train_eps)}")
+            label = method_name(method) + (f" ({', '.join(extras)})" if extras else "")
+            labels[config] = label
+            key = (_method_rank(method), _nan_low(lam), _nan_low(train_eps))
+            rank[label] = min(rank.get(label, key), key)
+        return cls(labels, tuple(sorted(rank, key=lambda label: (rank[label], label))))
+
+    def label(self, dataset, method, lam=None, train_eps=None) -> str:
+        return self.labels[_config_key(dataset, method, lam, train_eps)]
+
+
+def paper_table(
+    acc: pd.DataFrame, labels: RowLabels, column: Optional[Callable[[object], tuple]] = None,
+) -> pd.DataFrame:
+    """An accuracy table in the paper's layout: methods down, datasets across.
+
+    acc: rows of :func:`robust_accuracy` for one attack (columns dataset, method, lam,
+    train_eps, robust_accuracy, robust_std, runs, and ``eps`` unless ``column`` ignores it).
+    labels: row labels of the configurations (:class:`RowLabels`). column: maps an acc row to
+    ``(sort key, header)``; default one column per (dataset, ε), e.g. ``"MNIST ε=0.3"``.
+    Returns a frame of formatted cells (``mean ± std [runs]`` in %, ``–`` where a method has no
+    result), index = row labels in the paper's order, columns in dataset order.
+    """
+    column = column or _dataset_eps_column
+    cells, headers = {}, {}
+    for row in acc.itertuples(index=False):
+        label = labels.label(row.dataset, row.method, getattr(row, "lam", None), getattr(row, "train_eps", None))
+        key, header = column(row)
+        headers[header] = key
+        cells[(label, header)] = _fmt_acc(row.robust_accuracy, row.robust_std, row.runs)
+    return _cell_frame(cells, labels.order, sorted(headers, key=lambda h: (headers[h], h)))
+
+
+def attack_table(df: pd.DataFrame, attack: str, acc: Optional[pd.DataFrame] = None) -> Optional[pd.DataFrame]:
+    """Robust accuracy under one attack in the paper's layout (Table 1: ``autoattack``, Table 3: ``rays``).
+
+    One column per (dataset, ε) that the attack ran at. acc: :func:`robust_accuracy` of ``df``
+    if already computed (it is reused, not recomputed). None when ``df`` has no ``attack`` rows.
+    """
+    if df.empty or not (df["attack"] == attack).any():
+        return None
+    if acc is None:
+        acc = robust_accuracy(df[df["attack"] == attack], worst_case=False)
+    return paper_table(acc[acc["attack"] == attack], RowLabels.of(df))
+
+
+def cw_table(df: pd.DataFrame, bound: float = CW_RMS_BOUND) -> Optional[pd.DataFrame]:
+    """Table 2: accuracy under C&W-ℓ2 at RMS ℓ2 ≤ ``bound`` (see :func:`cw_bounded`), one column per dataset.
+
+    None when ``df`` has no ``cw_l2`` rows.
+    """
+    if df.empty or not (df["attack"] == CW_ATTACK).any():
+        return None
+    acc = robust_accuracy(cw_bounded(df, bound), by=["dataset", "method", "attack"], worst_case=False)
+    return paper_table(acc, RowLabels.of(df), column=_dataset_column)
+
+
+def worst_case_table(df: pd.DataFrame, acc: Optional[pd.DataFrame] = None) -> Optional[pd.DataFrame]:
+    """Per-example worst case over the attacks run at each (dataset, threat model, ε), paper layout.
+
+    See the module docstring for the rule. acc: :func:`robust_accuracy` of ``df`` with its
+    worst case by :data:`ACC_BY` (with ``norm``), if already computed. None when no (trial, ε)
+    ran two attacks or more.
+    """
+    if df.empty:
+        return None
+    if acc is None or "norm" not in acc.columns:
+        acc = robust_accuracy(df, by=ACC_BY)
+    worst = acc[acc["attack"] == WORST_CASE]
+    if worst.empty:
+        return None
+    return paper_table(worst, RowLabels.of(df), column=_dataset_norm_eps_column)
+
+
+def worst_case_attacks(df: pd.DataFrame) -> dict:
+    """``{column header of worst_case_table: sorted attacks}``: which attacks each worst case is over."""
+    out = {}
+    real = df[df["attack"] != WORST_CASE]
+    for (dataset, norm, eps), attacks in real.groupby(["dataset", "norm", "eps"])["attack"]:
+        names = sorted(attacks.unique())
+        if len(names) >= 2:
+            out[_dataset_norm_eps_column_of(dataset, norm, eps)[1]] = names
+    return out
+
+
+def settings_table(df: pd.DataFrame) -> Optional[pd.DataFrame]:
+    """λ and training ε behind each cell of the paper-layout tables (rows and columns as there).
+
+    Cells ``"λ=1, train ε=0.3"``; None when no method has either setting (only ``none``,
+    ``e_cla``, ...).
+    """
+    if df.empty:
+        return None
+    labels = RowLabels.of(df)
+    cells, columns = {}, {}
+    for (dataset, _, lam, train_eps), label in labels.labels.items():
+        parts = ([f"λ={_num(lam)}"] if lam is not None else []) + (
+            [f"train ε={_num(train_eps)}"] if train_eps is not None else [])
+        if parts:
+            cells[(label, dataset_name(dataset))] = ", ".join(parts)
+            columns[dataset_name(dataset)] = _dataset_rank(dataset)
+    if not cells:
+        return None
+    return _cell_frame(cells, labels.order, sorted(columns, key=lambda c: (columns[c], c)))
+
+
+def pgd_curves(df: pd.DataFrame, attack: str = PGD_ATTACK) -> pd.DataFrame:
+    """Figures 3/4 data: robust accuracy under PGD per (dataset, configuration, ε), long form.
+
+    Columns dataset, method, lam, train_eps, eps, robust_accuracy, robust_std, runs, label
+    (the configuration's paper row label, see :class:`RowLabels`); accuracies in [0, 1]; sorted
+    by dataset and label in the paper's order, then ε. Empty when there are no ``attack`` rows.
+    """
+    columns = ["dataset", "method", "lam", "train_eps", "eps", "robust_accuracy", "robust_std", "runs", "label"]
+    pgd = df[df["attack"] == attack] if not df.empty else df
+    if pgd.empty:
+        return pd.DataFrame(columns=columns)
+    acc = robust_accuracy(pgd, by=["dataset", "method", "attack", "eps"], worst_case=False)
+    labels = RowLabels.of(df)  # the same row labels as the tables, whatever PGD covers
+    acc["label"] = [labels.label(r.dataset, r.method, r.lam, r.train_eps) for r in acc.itertuples()]
+    order = {label: i for i, label in enumerate(labels.order)}
+    acc = acc.assign(_d=acc["dataset"].map(_dataset_rank), _l=acc["label"].map(order))
+    return acc.sort_values(["_d", "dataset", "_l", "eps"])[columns].reset_index(drop=True)
+
+
+def figure_table(curves: pd.DataFrame, dataset: str, methods: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """One panel of Figure 3 (all methods) or 4 (``methods=FIGURE4_METHODS``) as a table.
+
+    curves: :func:`pgd_curves`. Rows ε (ascending), columns configuration labels, cells
+    ``mean ± std [runs]`` in %. Empty when the dataset has none of ``methods``.
+    """
+    mine = curves[curves["dataset"] == dataset]
+    if methods is not None:
+        mine = mine[mine["method"].isin(list(methods))]
+    labels = list(dict.fromkeys(mine["label"]))
+    eps_values = sorted(mine["eps"].unique())
+    cells = {(r.eps, r.label): _fmt_acc(r.robust_accuracy, r.robust_std, r.runs) for r in mine.itertuples()}
+    return pd.DataFrame([[cells.get((e, label), "–") for label in labels] for e in eps_values],
+                        index=pd.Index([_num(e) for e in eps_values], name="ε"), columns=labels)
+
+
 # --------------------------------------------------------------------------- markdown report
 
 
@@ -142,21 +352,30 @@ def report_markdown(
     df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, det_df: Optional[pd.DataFrame] = None,
     cw_bound: float = CW_RMS_BOUND,
 ) -> str:
-    """The paper's results as markdown: Figure 3/4 data, Tables 1–3, trial summary, detection.
+    """The paper's results as markdown: Figure 3/4 data, Tables 1–3, worst case, trials, detection.
 
     df: example rows; trials_df: trial rows (``grid.store.load_trials``) or None;
     det_df: detection rows for Tables 5–8 (see :func:`detection_tables`) or None.
-    Cells are accuracy in % as ``mean ± std [runs]``.
+    Cells are accuracy in % as ``mean ± std [runs]``. Tables 1–3 and the worst case are in the
+    paper's layout (methods down, datasets across), each followed by the same numbers per
+    configuration with clean accuracy; an attack with no rows gives a note, not a table.
     """
     parts = ["# ER-Grid results", "",
              "Accuracy in %, `mean ± std [runs]` over seeds; robust = correct clean and under attack. "
              "`worst case` = robust under every attack run at that ε (per example).", ""]
-    parts += _pgd_curves(df)
-    parts += _attack_table(
-        df, AUTOATTACK, "Table 1: AutoAttack (ℓ∞)", with_worst_case_column=True,
-    )
-    parts += _cw_table(df, cw_bound)
-    parts += _attack_table(df, RAYS, "Table 3: RayS black-box (ℓ∞)", extra="queries")
+    # Computed once (with the worst case) and shared: on a full grid this is the slow step.
+    acc = robust_accuracy(df, by=ACC_BY)
+    parts += _figure_section(df)
+    parts += _attack_section(df, acc, AUTOATTACK, "Table 1: AutoAttack (ℓ∞) accuracy, %",
+                             "Per configuration, with clean accuracy and the per-example worst case over attacks:",
+                             with_worst_case_column=True)
+    parts += _cw_section(df, cw_bound)
+    parts += _attack_section(df, acc, RAYS, "Table 3: RayS black-box (ℓ∞) accuracy, %",
+                             "Per configuration, with clean accuracy and mean queries:", extra="queries")
+    parts += _worst_case_section(df, acc)
+    settings = settings_table(df)
+    if settings is not None:
+        parts += ["## Settings behind each row (λ, training ε)", "", _frame_markdown(settings), ""]
     if trials_df is not None:
         parts += _trial_summary(trials_df)
     detection = detection_tables(det_df)
@@ -178,31 +397,37 @@ def detection_tables(det_df: Optional[pd.DataFrame]) -> str:
     return "\n".join(["## Detection (Tables 5–8)", "", _markdown_table(header, rows)])
 
 
-def _pgd_curves(df: pd.DataFrame) -> list[str]:
-    out = ["## Figures 3/4: PGD (ℓ∞) accuracy vs ε", ""]
-    pgd = df[df["attack"] == PGD_ATTACK] if not df.empty else df
-    if pgd.empty:
-        return out + ["_no PGD rows_", ""]
-    acc = robust_accuracy(pgd, by=["dataset", "method", "attack", "eps"], worst_case=False)
-    for dataset, group in acc.groupby("dataset", sort=True):
-        labels = _labels(group)
-        eps_values = sorted(group["eps"].unique())
-        header = ["method", *[f"ε={_num(e)}" for e in eps_values]]
-        rows = []
-        for label, sub in group.assign(row_label=labels).groupby("row_label", sort=True):
-            by_eps = {row.eps: _mean_std(row) for row in sub.itertuples()}
-            rows.append([label, *[by_eps.get(e, "–") for e in eps_values]])
-        out += [f"### {dataset}", "", _markdown_table(header, rows), ""]
+def _figure_section(df: pd.DataFrame) -> list[str]:
+    out = ["## Figures 3/4: PGD (ℓ∞) accuracy vs ε", "",
+           "Rows ε, columns methods: the lines that `grid.figures.write_figures` plots.", ""]
+    curves = pgd_curves(df)
+    if curves.empty:
+        return out + [f"_no {PGD_ATTACK} rows_", ""]
+    figure4 = ", ".join(method_name(m) for m in FIGURE4_METHODS)
+    for dataset in dict.fromkeys(curves["dataset"]):
+        title = dataset if dataset_name(dataset) == dataset else f"{dataset} ({dataset_name(dataset)})"
+        out += [f"### {title}", "", "Figure 3, all methods:", "",
+                _frame_markdown(figure_table(curves, dataset)), ""]
+        panel = figure_table(curves, dataset, FIGURE4_METHODS)
+        if not panel.empty:
+            out += [f"Figure 4, {figure4}:", "", _frame_markdown(panel), ""]
     return out
 
 
-def _attack_table(df: pd.DataFrame, attack: str, title: str, with_worst_case_column: bool = False,
-                  extra: Optional[str] = None) -> list[str]:
+def _attack_section(df: pd.DataFrame, acc: pd.DataFrame, attack: str, title: str, details_caption: str,
+                    with_worst_case_column: bool = False, extra: Optional[str] = None) -> list[str]:
     out = [f"## {title}", ""]
-    if df.empty or not (df["attack"] == attack).any():
+    table = attack_table(df, attack, acc)
+    if table is None:
         return out + [f"_no {attack} rows_", ""]
-    acc = robust_accuracy(df, by=["dataset", "method", "attack", "eps"], worst_case=with_worst_case_column)
-    keys = ["dataset", "method", "train_eps", "lam", "eps"]
+    return out + [_frame_markdown(table), "", details_caption, "",
+                  _attack_details(df, acc, attack, with_worst_case_column, extra), ""]
+
+
+def _attack_details(df: pd.DataFrame, acc: pd.DataFrame, attack: str, with_worst_case_column: bool = False,
+                    extra: Optional[str] = None) -> str:
+    """One row per (dataset, configuration, ε) with clean accuracy (and worst case / queries)."""
+    keys = ["dataset", "method", "train_eps", "lam", "norm", "eps"]
     mine = acc[acc["attack"] == attack]
     header = ["dataset", "method", "ε", "clean", attack]
     if with_worst_case_column:
@@ -225,20 +450,31 @@ def _attack_table(df: pd.DataFrame, attack: str, title: str, with_worst_case_col
             q = row.mean_queries
             cells.append(f"{q:.0f}" if _present(q) and q >= 0 else "–")
         rows.append(cells)
-    return out + [_markdown_table(header, rows), ""]
+    return _markdown_table(header, rows)
 
 
-def _cw_table(df: pd.DataFrame, bound: float) -> list[str]:
-    out = [f"## Table 2: C&W (ℓ2), robust at RMS ℓ2 ≤ {_num(bound)}", ""]
-    if df.empty or not (df["attack"] == CW_ATTACK).any():
+def _cw_section(df: pd.DataFrame, bound: float) -> list[str]:
+    out = [f"## Table 2: C&W (ℓ2) accuracy at RMS ℓ2 ≤ {_num(bound)}, %", ""]
+    table = cw_table(df, bound)
+    if table is None:
         return out + [f"_no {CW_ATTACK} rows_", ""]
-    cw = cw_bounded(df, bound)
-    acc = robust_accuracy(cw, by=["dataset", "method", "attack"], worst_case=False)
+    acc = robust_accuracy(cw_bounded(df, bound), by=["dataset", "method", "attack"], worst_case=False)
     acc = acc.assign(row_label=_labels(acc))
     header = ["dataset", "method", "clean", f"C&W, RMS ℓ2 ≤ {_num(bound)}"]
     rows = [[r.dataset, r.row_label, _mean_std(r, "clean"), _mean_std(r)]
             for r in acc.sort_values(["dataset", "row_label"]).itertuples()]
-    return out + [_markdown_table(header, rows), ""]
+    return out + [_frame_markdown(table), "", "Per configuration, with clean accuracy:", "",
+                  _markdown_table(header, rows), ""]
+
+
+def _worst_case_section(df: pd.DataFrame, acc: pd.DataFrame) -> list[str]:
+    out = ["## Worst case over attacks, per example, %", ""]
+    table = worst_case_table(df, acc)
+    if table is None:
+        return out + ["_no ε with two or more attacks_", ""]
+    over = worst_case_attacks(df)
+    notes = [f"- {column}: over {', '.join(over[column])}" for column in table.columns if column in over]
+    return out + [_frame_markdown(table), "", *notes, ""]
 
 
 def _trial_summary(trials_df: pd.DataFrame) -> list[str]:
@@ -319,3 +555,55 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _cell_frame(cells: dict, row_order: Sequence[str], columns: list[str]) -> pd.DataFrame:
+    """``{(row label, column): text}`` as a frame: rows that have a cell, in ``row_order``; ``–`` gaps."""
+    rows = [label for label in row_order if any((label, c) in cells for c in columns)]
+    return pd.DataFrame([[cells.get((label, c), "–") for c in columns] for label in rows],
+                        index=pd.Index(rows, name="method"), columns=columns)
+
+
+def _frame_markdown(table: pd.DataFrame) -> str:
+    """A frame of formatted cells as a markdown table, its index as the first column."""
+    header = [table.index.name or "", *[str(c) for c in table.columns]]
+    rows = [[str(index), *[str(v) for v in values]] for index, values in zip(table.index, table.to_numpy())]
+    return _markdown_table(header, rows)
+
+
+def _config_key(dataset, method, lam, train_eps) -> tuple:
+    """Hashable configuration key; NaN and None (no λ / no training ε) both become None."""
+    return (dataset, method, float(lam) if _present(lam) else None,
+            float(train_eps) if _present(train_eps) else None)
+
+
+def _nan_low(value) -> float:
+    return float(value) if value is not None else -math.inf
+
+
+def _method_rank(method: str) -> tuple:
+    names = list(METHOD_NAMES)
+    return (names.index(method), "") if method in METHOD_NAMES else (len(names), method)
+
+
+def _dataset_rank(dataset: str) -> tuple:
+    names = list(DATASET_NAMES)
+    return (names.index(dataset), "") if dataset in DATASET_NAMES else (len(names), dataset)
+
+
+def _dataset_column(row) -> tuple:
+    return _dataset_rank(row.dataset), dataset_name(row.dataset)
+
+
+def _dataset_eps_column(row) -> tuple:
+    return (_dataset_rank(row.dataset), float(row.eps)), f"{dataset_name(row.dataset)} ε={_num(row.eps)}"
+
+
+def _dataset_norm_eps_column(row) -> tuple:
+    return _dataset_norm_eps_column_of(row.dataset, row.norm, row.eps)
+
+
+def _dataset_norm_eps_column_of(dataset, norm, eps) -> tuple:
+    # ℓ∞ is the paper's default threat model; another norm is named in the header.
+    suffix = "" if norm == "Linf" else f" ({norm})"
+    return (_dataset_rank(dataset), norm != "Linf", float(eps)), f"{dataset_name(dataset)} ε={_num(eps)}{suffix}"

@@ -7,7 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from grid.report import WORST_CASE, cw_bounded, detection_tables, report_markdown, robust_accuracy
+from grid.report import (
+    WORST_CASE, attack_table, cw_bounded, cw_table, detection_tables, figure_table, pgd_curves,
+    report_markdown, robust_accuracy, settings_table, worst_case_table,
+)
 from grid.store import ROW_SCHEMA
 
 
@@ -128,3 +131,94 @@ def test_report_markdown_has_the_paper_tables():
     assert "50.0 ± 0.0 [2]" in text.split("Table 2")[1].split("Table 3")[0]  # 0.01 and 0.02 > 0.005
     assert "| 100 |" in text.split("Table 3")[1]  # mean queries
     assert detection_tables(None) == "" and "Detection" not in text
+
+
+# --------------------------------------------------------------------------- paper layout
+
+def runs(dataset: str, method: str, attack: str, eps: float, per_seed: dict, lam=None, train_eps=None,
+         **common) -> list[dict]:
+    """Rows of one configuration: ``per_seed`` maps seed → robust flags of examples 0, 1, ..."""
+    out = []
+    for seed, robust in per_seed.items():
+        out += attack_rows(attack, robust, eps=eps, dataset=dataset, method=method, seed=seed, lam=lam,
+                           train_eps=train_eps, trial_id=f"{dataset}-{method}-{lam}-{seed}", **common)
+    return out
+
+
+def grid_frame() -> pd.DataFrame:
+    """Two datasets, four configurations, two seeds, AutoAttack and PGD (no RayS, no C&W)."""
+    r = []
+    # MNIST, AutoAttack at ε 0.3.
+    r += runs("mnist", "none", "autoattack", 0.3, {0: [0, 0, 0, 0], 1: [1, 0, 0, 0]})
+    r += runs("mnist", "madry", "autoattack", 0.3, {0: [1, 1, 0, 0], 1: [1, 1, 1, 0]}, train_eps=0.3)
+    r += runs("mnist", "er", "autoattack", 0.3, {0: [1, 1, 1, 0], 1: [1, 1, 1, 1]}, lam=1.0, train_eps=0.3)
+    r += runs("mnist", "er", "autoattack", 0.3, {0: [1, 0, 0, 0]}, lam=10.0, train_eps=0.3)
+    # PGD at the same ε for madry only: its worst case is per example over both attacks.
+    r += runs("mnist", "madry", "pgd", 0.3, {0: [1, 0, 1, 0], 1: [1, 1, 1, 1]}, train_eps=0.3)
+    # CIFAR10 ran AutoAttack at two ε: one column each; no `none`, no λ=10 there.
+    r += runs("cifar10", "madry", "autoattack", 0.03, {0: [1, 0, 0, 0]}, train_eps=0.03)
+    r += runs("cifar10", "madry", "autoattack", 0.01, {0: [1, 1, 0, 0]}, train_eps=0.03)
+    r += runs("cifar10", "er", "autoattack", 0.03, {0: [1, 1, 0, 0]}, lam=1.0, train_eps=0.03)
+    return frame(r)
+
+
+def test_table1_has_methods_down_and_dataset_eps_across():
+    table = attack_table(grid_frame(), "autoattack")
+    assert list(table.columns) == ["MNIST ε=0.3", "CIFAR10 ε=0.01", "CIFAR10 ε=0.03"]
+    # λ names the ER rows everywhere because MNIST ran two λ; training ε differs per dataset
+    # (0.3 vs 0.03) but is one per dataset, so Madry's Adv stays one row.
+    assert list(table.index) == ["No Defense", "Madry's Adv", "ER-Classifier (λ=1)", "ER-Classifier (λ=10)"]
+    assert table.loc["No Defense"].tolist() == ["12.5 ± 17.7 [2]", "–", "–"]  # 0 % and 25 %
+    assert table.loc["Madry's Adv"].tolist() == ["62.5 ± 17.7 [2]", "50.0 [1]", "25.0 [1]"]
+    assert table.loc["ER-Classifier (λ=1)"].tolist() == ["87.5 ± 17.7 [2]", "–", "50.0 [1]"]
+    assert table.loc["ER-Classifier (λ=10)"].tolist() == ["25.0 [1]", "–", "–"]
+
+
+def test_worst_case_table_and_settings():
+    df = grid_frame()
+    worst = worst_case_table(df)
+    # madry at MNIST ε 0.3, per example over PGD and AutoAttack: seed 0 [1,0,0,0], seed 1 [1,1,1,0].
+    assert list(worst.columns) == ["MNIST ε=0.3"] and list(worst.index) == ["Madry's Adv"]
+    assert worst.loc["Madry's Adv", "MNIST ε=0.3"] == "50.0 ± 35.4 [2]"
+    settings = settings_table(df)
+    assert settings.loc["Madry's Adv"].tolist() == ["train ε=0.3", "train ε=0.03"]
+    assert settings.loc["ER-Classifier (λ=1)", "CIFAR10"] == "λ=1, train ε=0.03"
+    assert "No Defense" not in settings.index  # nothing to say about it
+
+
+def test_missing_attacks_give_no_table():
+    df = grid_frame()
+    assert attack_table(df, "rays") is None and cw_table(df) is None
+    text = report_markdown(df)
+    for title, note in (("Table 2: C&W", "_no cw_l2 rows_"), ("Table 3: RayS", "_no rays rows_")):
+        section = text.split(title)[1].split("\n## ")[0]
+        assert note in section and "|" not in section
+    table1 = text.split("Table 1: AutoAttack")[1].split("\n## ")[0]
+    assert "| ER-Classifier (λ=1) | 87.5 ± 17.7 [2] | – | 50.0 [1] |" in table1
+    assert "| Madry's Adv | 50.0 ± 35.4 [2] |" in text.split("## Worst case")[1]
+    assert "MNIST ε=0.3: over autoattack, pgd" in text
+
+
+def test_cw_table_one_column_per_dataset():
+    rows = [{"attack": "cw_l2", "norm": "L2", "eps": 0.0, "sample_idx": i, "dataset": "mnist", "method": "er",
+             "correct_adv": False, "l2_rms": rms, "trial_id": "cw"} for i, rms in enumerate([0.001, 0.01, 0.02, 0.0])]
+    table = cw_table(frame(rows), bound=0.005)
+    assert table.to_dict() == {"MNIST": {"ER-Classifier": "50.0 [1]"}}
+    assert cw_table(frame(rows), bound=0.015).loc["ER-Classifier", "MNIST"] == "25.0 [1]"
+
+
+def test_figure_tables_rows_eps_columns_methods():
+    r = []
+    for eps, none0, none1, ecla in ((0.0, [1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]),
+                                    (0.1, [1, 1, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0])):
+        r += runs("mnist", "none", "pgd", eps, {0: none0, 1: none1})
+        r += runs("mnist", "e_cla", "pgd", eps, {0: ecla})
+    curves = pgd_curves(frame(r))
+    assert list(curves["label"].unique()) == ["No Defense", "E-CLA"]  # the paper's order
+    fig3 = figure_table(curves, "mnist")
+    assert list(fig3.index) == ["0", "0.1"] and list(fig3.columns) == ["No Defense", "E-CLA"]
+    assert fig3.loc["0.1"].tolist() == ["37.5 ± 17.7 [2]", "25.0 [1]"]
+    assert list(figure_table(curves, "mnist", ["e_cla", "vae_cla", "er_minus"]).columns) == ["E-CLA"]
+    text = report_markdown(frame(r))
+    assert "Figure 4, E-CLA, VAE-CLA, ER-Classifier−:" in text
+    assert "| 0.1 | 37.5 ± 17.7 [2] | 25.0 [1] |" in text
