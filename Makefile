@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# A local Ray head with token auth, `ray job submit jobs/full_grid.py --preset smoke`,
+# `er-grid query` of the results, head stopped (grid/demo.py).
 demo: $(STAMP)
-	$(PY) -m er_core.demo
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grid.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

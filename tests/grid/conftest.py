@@ -47,3 +47,8 @@ def s3_endpoint():
     finally:
         server.stop()
         monkeypatch.undo()
+
+
+# The shared, token-authenticated local Ray head (session scope), defined in ray_helpers.py
+# by the Ray-side tests' author; imported here so one head serves every grid test module.
+from ray_helpers import ray_head  # noqa: E402,F401

@@ -1,0 +1,297 @@
+"""Build, run, resume and inspect the Ray Tune experiment of a :class:`~grid.spec.GridSpec`.
+
+- :func:`build_tuner`: one Tune trial per ``TrialConfig`` (``param_space`` is a grid search
+  over ``TrialConfig.to_dict()``), resources per dataset through ``tune.with_resources``,
+  ``RunConfig(storage_path, name=experiment, FailureConfig(max_failures))``, every epoch's
+  checkpoint kept, trial names like ``digits-madry-eps0.1-lamna-s0-1a2b3c``.
+- :func:`run` / :func:`resume`: ``Tuner.fit()``; ``Tuner.restore(path, resume_errored=True)``
+  continues unfinished trials and resumes errored ones from their last checkpoint (Tune's
+  ``restart_errored`` would throw the checkpoints away, so it is not used).
+- :func:`status`: trial states from Tune's experiment state, evaluation batches from the store.
+
+Where things live, for local storage ``S`` and experiment ``E``: Tune's experiment folder
+``S/E`` (trial folders with ``checkpoint_00000k`` per epoch) and the results store
+``S/E/results`` (see ``grid.store``). The trainable finds ``S/E/results`` from Tune's storage
+context at run time, so the folder ``S/E`` can be moved or copied elsewhere and resumed
+there. For an object-store ``S`` (``s3://…``) the results URI is passed to the trials
+explicitly (its query arguments such as ``endpoint_override`` are kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from grid.spec import GridSpec, TrialConfig, is_shared_storage
+
+RESULTS_DIR = "results"
+# Written into the experiment folder by `run`: the spec and its trial ids, so that running a
+# changed spec into an existing experiment stops instead of mixing two grids in one folder.
+SPEC_FILE = "grid_spec.json"
+# Driver environment variables forwarded to every trial process (fault-injection hooks of
+# grid.trainable); a Ray worker does not inherit the driver's environment otherwise.
+FORWARDED_ENV_PREFIX = "ER_GRID_TEST_"
+
+
+class GridError(ValueError):
+    """A user error (bad path, not an experiment): the CLI prints it without a traceback."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """What ``run``/``resume`` did: where the experiment is and how its trials ended."""
+
+    experiment_path: str
+    trials: int
+    terminated: int
+    errored: int
+    errors: tuple  # "trial name: error message" per errored trial
+
+    @property
+    def ok(self) -> bool:
+        return self.errored == 0 and self.terminated == self.trials
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def storage_location(storage: str) -> str:
+    """Tune's ``storage_path``: URIs unchanged; local paths absolute (Tune requires it)."""
+    if "://" in storage:
+        return storage
+    return str(Path(storage).expanduser().resolve())
+
+
+def experiment_path(storage: str, experiment: str) -> str:
+    """``<storage>/<experiment>`` (a URI's query arguments stay at the end)."""
+    return _join(storage_location(storage), experiment)
+
+
+def results_location(experiment_dir: str) -> str:
+    """The results store root of an experiment: ``<experiment dir>/results``."""
+    return _join(experiment_dir, RESULTS_DIR)
+
+
+def _join(base: str, *parts: str) -> str:
+    path, sep, query = base.partition("?")
+    joined = "/".join([path.rstrip("/"), *parts])
+    return joined + sep + query
+
+
+# --------------------------------------------------------------------------- tuner
+
+
+def trial_name(trial) -> str:
+    """Tune trial name and folder name: the TrialConfig's readable name."""
+    return TrialConfig.from_dict(trial.config["trial"]).name
+
+
+def trial_resources(config: dict) -> dict:
+    """Resources of one trial (per dataset in the spec); fractional GPUs pass through."""
+    resources = config["trial"]["resources"]
+    return {"cpu": resources["cpu"], "gpu": resources["gpu"]}
+
+
+def trainable():
+    """The function trainable with per-trial resources (the same object for run and restore)."""
+    from ray import tune
+
+    from grid.trainable import train_and_evaluate
+
+    return tune.with_resources(train_and_evaluate, resources=trial_resources)
+
+
+def build_tuner(spec: GridSpec, storage: Optional[str] = None):
+    """A ``tune.Tuner`` for every trial of ``spec``; ``storage`` overrides ``spec.storage_path``."""
+    from ray import tune
+
+    storage = storage_location(storage or spec.storage_path)
+    if spec.num_nodes > 1 and not is_shared_storage(storage):
+        raise GridError(
+            f"storage {storage!r} is a local path but the spec asks for num_nodes={spec.num_nodes}; "
+            "multi-node runs need shared storage such as s3://bucket/prefix or gs://bucket/prefix"
+        )
+    trials = spec.expand()
+    results = results_location(experiment_path(storage, spec.experiment)) if "://" in storage else None
+    param_space = {"trial": tune.grid_search([t.to_dict() for t in trials]), "results": results}
+    run_config = tune.RunConfig(
+        name=spec.experiment,
+        storage_path=storage,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # Every epoch's checkpoint is kept: the grid's record of training, and what a
+        # resumed or re-evaluated trial starts from.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+    )
+    # reuse_actors: a finished trial's worker process runs the next trial with the same
+    # resources, so torch/er_core are imported once per worker rather than once per trial.
+    tune_config = tune.TuneConfig(trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                                  reuse_actors=True)
+    return tune.Tuner(trainable(), param_space=param_space, run_config=run_config, tune_config=tune_config)
+
+
+def connect() -> None:
+    """Join the Ray cluster of ``RAY_ADDRESS`` (a submitted job has it) or start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
+    ray.init(runtime_env={"env_vars": forwarded} if forwarded else None)
+
+
+def run(spec: GridSpec, storage: Optional[str] = None) -> RunSummary:
+    """Run every trial of ``spec``.
+
+    If ``<storage>/<experiment>`` already holds a run of the same spec (same trial configs), it is
+    resumed instead: finished trials are kept, stored batches are not redone. If it holds a
+    different spec, :class:`GridError` names the difference and nothing runs: one experiment
+    folder never holds two grids (use a new experiment name).
+    """
+    from ray import tune
+
+    path = experiment_path(storage or spec.storage_path, spec.experiment)
+    # Checked before the Tuner exists: building one creates the experiment folder.
+    if check_recorded_spec(spec, path) and tune.Tuner.can_restore(path):
+        return resume(path)
+    tuner = build_tuner(spec, storage)
+    record_spec(spec, path)
+    connect()
+    return _summary(path, tuner.fit())
+
+
+def _trial_records(spec: GridSpec) -> dict:
+    """trial_id → the trial's config without where it runs (resources, data root), as
+    canonical JSON: also catches changes outside trial_id (e.g. an added detection stage,
+    which finished trials would otherwise never run)."""
+    from grid.fingerprint import canonical_json
+
+    return {t.trial_id: canonical_json({k: v for k, v in t.to_dict().items() if k not in ("resources", "data_root")})
+            for t in spec.expand()}
+
+
+def _filesystem(path: str):
+    import pyarrow.fs
+
+    if "://" in path:
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), path
+
+
+def record_spec(spec: GridSpec, path: str) -> None:
+    """Write ``grid_spec.json`` (spec and trial ids; no paths of ours) into the experiment folder."""
+    fs, base = _filesystem(path)
+    fs.create_dir(base, recursive=True)
+    payload = {"experiment": spec.experiment, "trials": _trial_records(spec),
+               "spec": {k: v for k, v in spec.to_dict().items() if k not in ("storage_path", "data_root")}}
+    with fs.open_output_stream(f"{base}/{SPEC_FILE}") as out:
+        out.write(json.dumps(payload, indent=1, sort_keys=True).encode())
+
+
+def check_recorded_spec(spec: GridSpec, path: str) -> bool:
+    """True if ``path`` holds a run of this very spec (same trials, same trial configs apart
+    from resources and data root); False if it holds nothing yet.
+
+    Raises :class:`GridError` when it holds another spec's run (or a folder not made by
+    ``er-grid run``)."""
+    import pyarrow.fs
+
+    fs, base = _filesystem(path)
+    if fs.get_file_info(base).type == pyarrow.fs.FileType.NotFound:
+        return False
+    info = fs.get_file_info(f"{base}/{SPEC_FILE}")
+    if info.type == pyarrow.fs.FileType.NotFound:
+        if fs.get_file_info(pyarrow.fs.FileSelector(base)):
+            raise GridError(f"{path} exists and was not made by `er-grid run` (no {SPEC_FILE}); "
+                            "choose another experiment name or storage")
+        return False
+    with fs.open_input_stream(info.path) as stream:
+        recorded = json.loads(stream.read())
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("trials"), dict):
+        raise GridError(f"{path}/{SPEC_FILE} is not a spec record written by this version of er-grid")
+    now = _trial_records(spec)
+    if recorded["trials"] != now:
+        added = [t for t in now if recorded["trials"].get(t) != now[t]]
+        removed = [t for t in recorded["trials"] if t not in now]
+        raise GridError(
+            f"experiment {spec.experiment!r} at {path} was run with a different spec "
+            f"({len(added)} trial(s) new or changed, {len(removed)} no longer in the spec); results of "
+            "two specs are never mixed in one experiment: give the changed spec a new experiment "
+            "name, or `er-grid resume` the existing one"
+        )
+    return True
+
+
+def resume(path: str) -> RunSummary:
+    """Resume the experiment folder ``path``: unfinished and errored trials continue from
+    their last checkpoint; finished ones are kept. Works on a moved or copied folder."""
+    from ray import tune
+
+    path = storage_location(path)
+    if not tune.Tuner.can_restore(path):
+        raise GridError(
+            f"{path} is not a Ray Tune experiment folder (no tuner.pkl / experiment_state file); "
+            "give the folder <storage>/<experiment> that `er-grid run` printed"
+        )
+    connect()
+    tuner = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True, resume_errored=True)
+    return _summary(path, tuner.fit())
+
+
+def _summary(path: str, results) -> RunSummary:
+    errors = tuple(
+        f"{result.path.rsplit('/', 1)[-1]}: {str(result.error).strip().splitlines()[-1]}"
+        for result in results if result.error is not None
+    )
+    return RunSummary(
+        experiment_path=path, trials=len(results), terminated=len(results) - len(errors),
+        errored=len(errors), errors=errors,
+    )
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialStatus:
+    name: str
+    trial_id: str
+    state: str  # Tune's: PENDING, RUNNING, PAUSED, TERMINATED, ERROR
+    epochs_done: int
+    epochs: int
+    batches_done: int
+    batches_total: int
+
+
+def status(path: str, progress=None) -> list[TrialStatus]:
+    """Per trial: Tune's state, epochs reported, evaluation batches stored of total.
+
+    Reads Tune's experiment state (no Ray cluster needed) and the store's file names.
+    ``progress``: optional wrapper for the trial iterable (e.g. ``tqdm``).
+    """
+    from ray import tune
+
+    from grid.store import ResultStore
+
+    path = storage_location(path)
+    if not tune.Tuner.can_restore(path):
+        raise GridError(f"{path} is not a Ray Tune experiment folder (no experiment_state file)")
+    analysis = tune.ExperimentAnalysis(path)
+    stores: dict[str, ResultStore] = {}
+    out = []
+    trials = analysis.trials
+    for trial in (progress(trials) if progress else trials):
+        config = TrialConfig.from_dict(trial.config["trial"])
+        root = trial.config["results"] or results_location(path)
+        store = stores.setdefault(root, ResultStore(root))
+        expected = set(config.eval_batches())
+        done = store.done_batches(config.experiment, config.dataset, config.method, config.trial_id)
+        last = trial.last_result or {}
+        out.append(TrialStatus(
+            name=config.name, trial_id=config.trial_id, state=trial.status,
+            epochs_done=int(last.get("epoch", 0)), epochs=config.epochs,
+            batches_done=len(expected & done), batches_total=len(expected),
+        ))
+    return out

@@ -1,0 +1,402 @@
+"""The Ray Tune function trainable: one grid trial = train one model, then evaluate it.
+
+``train_and_evaluate(config)`` is what Tune calls. ``config`` is Tune's ``param_space`` entry
+for one trial: ``{"trial": TrialConfig.to_dict(), "results": <results URI or None>}``.
+``results`` is None for local storage: the results then live in ``<experiment dir>/results``,
+found from Tune's storage context at run time, so an experiment folder that was moved
+(``Tuner.restore`` on the new path) keeps writing next to itself; no absolute path of ours
+is stored anywhere. An object-store URI (``s3://bucket/grid?endpoint_override=…``) is passed
+explicitly because its query arguments are not recoverable from Tune's filesystem object.
+
+Steps (each a named function below):
+
+1. ``restore_state``: the latest checkpoint from ``tune.get_checkpoint()`` (method
+   state_dict with model, critic and every optimiser, finished epoch, losses so far,
+   torch RNG state), loaded with ``torch.load(weights_only=True)``.
+2. ``load_trial_data``: the dataset once per trial; small datasets (digits, MNIST,
+   CIFAR10) move to the trial's device as whole tensors, larger ones stay on the host.
+3. ``train``: the remaining epochs through ``er_core.train.fit``; after every epoch a
+   checkpoint directory is written to a temporary folder and reported with the metrics.
+4. ``evaluate``: the evaluation plan on ``eval_indices(dataset, eval_n, eval_seed)``, batch
+   by batch through ``er_core.evaluate.attack_batch``, skipping (attack, ε, batch) already in
+   the store; every row carries the fingerprint of what produced it. A batch that runs out
+   of CUDA memory is retried in halves.
+5. the detection stage of issue 5 when the trial has one (``grid.detection``).
+6. ``write_trial_row``: clean accuracy, per-epoch losses, wall time (training across
+   restarts plus this process's evaluation), device.
+
+Fingerprint rule (issue 4, item 10): every row carries what produced it (``attack_config``:
+the attack's full config as canonical JSON; ``checkpoint_hash``: sha256 of the final model
+weights; ``eval_subset``; ``seed``; ``library_versions``; ``code_version``). A changed spec
+gives new ``trial_id``s (the id hashes the whole trial config, evaluation plan included), so
+its rows land beside the old ones, never in the same trial. Within one ``trial_id``, if the
+store already holds rows for an (attack, ε) whose attack config, checkpoint hash or subset
+differ from the current ones (changed attack defaults in the code, a retrained checkpoint
+that came out different), the trial stops with :class:`FingerprintMismatch` naming what
+differs; it never adds rows of a second fingerprint to the same trial. ``attack_config`` comes
+from ``er_core.evaluate.attack_fingerprint`` and includes the torch and pyautoattack
+versions, so a resume after upgrading either also stops (other libraries are recorded in
+``library_versions`` only).
+
+Test hooks (used by tests/grid/test_resume.py to inject faults; unset in normal runs):
+``ER_GRID_TEST_KILL_AFTER_BATCHES=k`` SIGKILLs the trial process right after its k-th
+evaluation batch stored in this process; ``ER_GRID_TEST_KILL_AFTER_EPOCHS=k`` SIGKILLs it
+when epoch k+1 finishes training, before that epoch is checkpointed (so the last checkpoint
+is epoch k). ``grid.run`` forwards every ``ER_GRID_TEST_*`` variable of the driver to the
+trial processes through the job's runtime environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+import er_core
+import er_core.data
+import er_core.evaluate
+import er_core.methods
+import er_core.train
+from grid.fingerprint import canonical_json, eval_subset_tag, library_versions
+from grid.spec import TrialConfig
+from grid.store import ResultStore
+
+# Datasets small enough to live on the trial's device as whole tensors (issue 4, item 4).
+ON_DEVICE_DATASETS = frozenset({"digits", "mnist", "cifar10"})
+
+STATE_FILE = "state.pt"
+KILL_AFTER_BATCHES_ENV = "ER_GRID_TEST_KILL_AFTER_BATCHES"
+KILL_AFTER_EPOCHS_ENV = "ER_GRID_TEST_KILL_AFTER_EPOCHS"
+
+
+class FingerprintMismatch(RuntimeError):
+    """Stored rows of this trial were produced by a different checkpoint or attack setting."""
+
+
+@dataclasses.dataclass
+class TrainState:
+    """What a checkpoint holds besides the method: where training stopped and how it went."""
+
+    epoch: int = 0
+    losses: list = dataclasses.field(default_factory=list)  # one dict of mean losses per epoch
+    train_seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def train_and_evaluate(config: dict) -> None:
+    """Tune function trainable. ``config``: ``{"trial": TrialConfig dict, "results": str|None}``."""
+    from ray import tune
+
+    trial = TrialConfig.from_dict(config["trial"])
+    store = ResultStore(results_root(config["results"]))
+    device = trial_device(trial)
+    # One intra-op thread per reserved CPU: several trials share a node without oversubscribing.
+    torch.set_num_threads(max(1, int(trial.resources["cpu"])))
+
+    method = er_core.methods.make(trial.method, trial.dataset, device=device, **trial.method_hyperparams())
+    state = restore_state(method, tune.get_checkpoint())
+    data = load_trial_data(trial, device)
+
+    def report_epoch(epoch_done: int, metrics: dict, state_now: TrainState) -> None:
+        kill_if_asked(KILL_AFTER_EPOCHS_ENV, epoch_done - 1)
+        with tempfile.TemporaryDirectory(prefix="er_grid_ckpt_") as tmp:
+            save_state(method, state_now, Path(tmp))
+            tune.report({**metrics, "phase": "train", "epoch": epoch_done, "resumed_from": resumed_from},
+                        checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    resumed_from = state.epoch
+    state = train(method, data, trial, state, report_epoch)
+    checkpoint_hash = weights_hash(method.model)
+
+    def report_progress(done: int, total: int) -> None:
+        tune.report({"phase": "eval", "epoch": state.epoch, "resumed_from": resumed_from,
+                     "eval_batches_done": done, "eval_batches_total": total})
+
+    eval_started = time.perf_counter()
+    evaluate(method.model, data, trial, store, checkpoint_hash, report_progress)
+    # Optional detection stage (issue 5): a TrialConfig field that only some specs have.
+    detection = getattr(trial, "detection", None)
+    if detection:
+        from grid.detection import run_detection_stage
+
+        run_detection_stage(store, trial, method.model, data, detection, checkpoint_hash)
+    write_trial_row(
+        store, trial, state, checkpoint_hash, subset_accuracy(method.model, data, trial), device,
+        wall_seconds=state.train_seconds + time.perf_counter() - eval_started,
+    )
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def results_root(results: Optional[str]) -> str:
+    """The store root: ``results`` when given, else ``<experiment dir>/results`` from Tune."""
+    if results is not None:
+        return results
+    from ray import tune
+    import pyarrow.fs
+
+    storage = tune.get_context().get_storage()
+    if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        raise ValueError(
+            "results: an object-store experiment needs its results URI in the trial config "
+            "(grid.run passes <storage URI>/<experiment>/results); got None"
+        )
+    return str(Path(storage.experiment_fs_path) / "results")
+
+
+def trial_device(trial: TrialConfig) -> str:
+    """cuda when the trial reserved a GPU (fractions included) and one is visible, else cpu."""
+    return "cuda" if trial.resources["gpu"] > 0 and torch.cuda.is_available() else "cpu"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_state(method, state: TrainState, directory: Path) -> None:
+    """Write the checkpoint: plain tensors and Python values only (weights_only loads it)."""
+    payload = {
+        "method": method.state_dict(),
+        "epoch": state.epoch,
+        "losses": json.dumps(state.losses),
+        "train_seconds": state.train_seconds,
+        "torch_rng": torch.get_rng_state(),
+    }
+    tmp = directory / (STATE_FILE + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, directory / STATE_FILE)
+
+
+def restore_state(method, checkpoint) -> TrainState:
+    """Load the latest reported checkpoint into ``method``; a fresh TrainState if none."""
+    if checkpoint is None:
+        return TrainState()
+    with checkpoint.as_directory() as directory:
+        payload = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+    method.load_state_dict(payload["method"])
+    # fit reseeds the global RNG from (seed, epoch) at every epoch start; restoring it here
+    # keeps anything drawn before the first resumed epoch identical as well.
+    torch.set_rng_state(payload["torch_rng"])
+    return TrainState(
+        epoch=int(payload["epoch"]),
+        losses=json.loads(payload["losses"]),
+        train_seconds=float(payload["train_seconds"]),
+    )
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """sha256 (16 hex digits) of the model's weights (names, shapes, dtypes, bytes).
+
+    The checkpoint's identity in result rows. Only the inference model counts: optimiser
+    and critic state do not change what is evaluated.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- data + training
+
+
+def load_trial_data(trial: TrialConfig, device: str) -> er_core.data.Data:
+    """Load the dataset once per trial; small ones go to the device whole (no DataLoader).
+
+    ``trial.data_root`` holds one folder per dataset (``<data_root>/<dataset>``, like
+    ``$ER_GRID_DATA_ROOT``); None means er_core's default. Nothing is downloaded here.
+    """
+    root = None if trial.data_root is None else Path(trial.data_root).expanduser() / trial.dataset
+    data = er_core.data.load(trial.dataset, root=root)
+    if trial.dataset in ON_DEVICE_DATASETS and device != "cpu":
+        data = dataclasses.replace(
+            data,
+            x_train=data.x_train.to(device), y_train=data.y_train.to(device),
+            x_test=data.x_test.to(device), y_test=data.y_test.to(device),
+        )
+    return data
+
+
+def train(method, data, trial: TrialConfig, state: TrainState,
+          report_epoch: Callable[[int, dict, TrainState], None]) -> TrainState:
+    """Train epochs ``state.epoch + 1 .. trial.epochs``; ``report_epoch`` checkpoints each."""
+    if state.epoch >= trial.epochs:
+        return state
+    last = time.perf_counter()
+
+    def on_epoch(epoch_done: int, metrics: dict) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        state.epoch = epoch_done
+        state.losses.append({k: float(v) for k, v in metrics.items()})
+        state.train_seconds += now - last
+        last = now
+        report_epoch(epoch_done, metrics, state)
+
+    er_core.train.fit(
+        method, data, epochs=trial.epochs, batch_size=trial.batch_size,
+        start_epoch=state.epoch, seed=trial.seed, on_epoch=on_epoch,
+    )
+    return state
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def eval_fingerprint(trial: TrialConfig, attack: str, eps: float, options: dict, checkpoint_hash: str) -> dict:
+    """The fingerprint columns of every row of one (attack, ε) evaluation of this trial.
+
+    ``attack_config`` (with torch/pyautoattack versions), ``checkpoint_hash`` and
+    ``eval_subset`` decide the outcome and are checked against stored rows
+    (:func:`check_fingerprints`); ``library_versions`` is recorded, not checked.
+    """
+    config = er_core.evaluate.attack_fingerprint(attack, eps, **options)
+    return {
+        "norm": config["norm"],
+        "attack_config": canonical_json(config),
+        "checkpoint_hash": checkpoint_hash,
+        "eval_subset": eval_subset_tag(trial.eval_n, trial.eval_seed),
+        "library_versions": library_versions(),
+    }
+
+
+CHECKED_FINGERPRINT = ("attack_config", "checkpoint_hash", "eval_subset")
+
+
+def check_fingerprints(store: ResultStore, trial: TrialConfig, expected: dict[tuple[str, float], dict]) -> None:
+    """Stop if stored rows of this trial carry another fingerprint for the same (attack, ε)."""
+    stored = store.load(experiment=trial.experiment, dataset=trial.dataset, method=trial.method,
+                        trial_id=trial.trial_id)
+    if stored.empty:
+        return
+    stored = stored[["attack", "eps", *CHECKED_FINGERPRINT]].drop_duplicates()
+    clashes = []
+    for row in stored.itertuples(index=False):
+        want = expected.get((row.attack, float(row.eps)))
+        if want is None:
+            continue  # an (attack, ε) no longer in the plan: left alone, never rewritten
+        for column in CHECKED_FINGERPRINT:
+            if getattr(row, column) != want[column]:
+                clashes.append(f"{row.attack} eps={row.eps}: {column} stored {getattr(row, column)!r}, "
+                               f"now {want[column]!r}")
+    if clashes:
+        raise FingerprintMismatch(
+            f"trial {trial.trial_id} ({trial.dataset}/{trial.method}) of experiment "
+            f"{trial.experiment!r} already has rows produced by a different checkpoint or attack "
+            f"setting: {'; '.join(sorted(set(clashes)))}. Rows of two fingerprints are never mixed: "
+            "evaluate the change under a new experiment name, or delete this trial's rows first."
+        )
+
+
+def batch_seed(trial: TrialConfig, attack: str, eps: float, batch: int) -> int:
+    """Seed for one evaluation batch, derived from config only, so a batch redone after a
+    crash (or in any order) draws the same random starts as in an uninterrupted run."""
+    key = f"{trial.seed}|{trial.eval_seed}|{attack}|{float(eps)!r}|{batch}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
+
+
+def attack_with_oom_retry(model, attack: str, x, y, eps: float, sample_idx: list, options: dict) -> list[dict]:
+    """``attack_batch``; on CUDA out-of-memory, the same examples in two halves (recursively)."""
+    try:
+        return er_core.evaluate.attack_batch(model, attack, x, y, eps, sample_idx=sample_idx, **options)
+    except torch.cuda.OutOfMemoryError:
+        if len(y) == 1:
+            raise
+        torch.cuda.empty_cache()
+        half = len(y) // 2
+        return (attack_with_oom_retry(model, attack, x[:half], y[:half], eps, sample_idx[:half], options)
+                + attack_with_oom_retry(model, attack, x[half:], y[half:], eps, sample_idx[half:], options))
+
+
+def evaluation_batches(trial: TrialConfig) -> list[torch.Tensor]:
+    """The fixed evaluation subset cut into ``trial.num_eval_batches`` batches of indices."""
+    indices = er_core.data.eval_indices(trial.dataset, trial.eval_n, trial.eval_seed)
+    return list(torch.split(indices, trial.eval_batch_size))
+
+
+def evaluate(model, data, trial: TrialConfig, store: ResultStore, checkpoint_hash: str,
+             report_progress: Callable[[int, int], None]) -> int:
+    """Run the evaluation plan batch by batch, skipping stored batches. Returns batches computed."""
+    batches = evaluation_batches(trial)
+    fingerprints = {
+        (item.attack, float(item.eps)): eval_fingerprint(trial, item.attack, item.eps, item.options, checkpoint_hash)
+        for item in trial.eval_plan
+    }
+    check_fingerprints(store, trial, fingerprints)
+    done = store.done_batches(trial.experiment, trial.dataset, trial.method, trial.trial_id)
+    todo = [(item, b) for item in trial.eval_plan for b in range(len(batches))
+            if (item.attack, float(item.eps), b) not in done]
+    total = len(trial.eval_plan) * len(batches)
+    finished = total - len(todo)
+    device = next(model.parameters()).device
+    trial_columns = {"train_eps": trial.train_eps, "lam": trial.lam, "seed": trial.seed, "epochs": trial.epochs}
+    for computed, (item, b) in enumerate(todo, start=1):
+        idx = batches[b]
+        torch.manual_seed(batch_seed(trial, item.attack, item.eps, b))
+        x = data.x_test[idx.to(data.x_test.device)].to(device)
+        y = data.y_test[idx.to(data.y_test.device)].to(device)
+        rows = attack_with_oom_retry(model, item.attack, x, y, float(item.eps), idx.tolist(), dict(item.options))
+        extra = {**trial_columns, **fingerprints[(item.attack, float(item.eps))]}
+        store.write_batch(
+            [{**row, **extra} for row in rows], experiment=trial.experiment, dataset=trial.dataset,
+            method=trial.method, trial_id=trial.trial_id, attack=item.attack, eps=float(item.eps), batch=b,
+        )
+        finished += 1
+        report_progress(finished, total)
+        kill_if_asked(KILL_AFTER_BATCHES_ENV, computed)
+    return len(todo)
+
+
+@torch.no_grad()
+def subset_accuracy(model: torch.nn.Module, data, trial: TrialConfig) -> float:
+    """Clean accuracy on the evaluation subset (the model's own forward: ensemble for RSE)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for idx in evaluation_batches(trial):
+        x = data.x_test[idx.to(data.x_test.device)].to(device)
+        y = data.y_test[idx.to(data.y_test.device)].to(device)
+        correct += int((model(x).argmax(1) == y).sum())
+    model.train(was_training)
+    return correct / trial.eval_n
+
+
+def device_name(device: str) -> str:
+    """"cpu" or e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"."""
+    if device == "cpu":
+        return "cpu"
+    index = torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def write_trial_row(store: ResultStore, trial: TrialConfig, state: TrainState, checkpoint_hash: str,
+                    clean_accuracy: float, device: str, wall_seconds: float) -> None:
+    """The trial-level row: training curve, clean accuracy, wall time, device."""
+    store.write_trial({
+        "trial_id": trial.trial_id, "experiment": trial.experiment, "dataset": trial.dataset,
+        "method": trial.method, "train_eps": trial.train_eps, "lam": trial.lam, "seed": trial.seed,
+        "epochs": trial.epochs, "clean_accuracy": clean_accuracy, "losses_json": json.dumps(state.losses),
+        "wall_seconds": wall_seconds, "device": device_name(device), "checkpoint_hash": checkpoint_hash,
+    })
+
+
+# --------------------------------------------------------------------------- test hooks
+
+
+def kill_if_asked(variable: str, count: int) -> None:
+    """Test hook: SIGKILL this process when ``count`` reaches the value of ``variable``."""
+    wanted = os.environ.get(variable)
+    if wanted is not None and count == int(wanted):
+        os.kill(os.getpid(), signal.SIGKILL)

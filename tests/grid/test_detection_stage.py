@@ -1,0 +1,140 @@
+"""The grid's detection stage: spec-field validation, rows through the store, resume, Tables 5–8.
+
+The stage function is called directly on trials expanded from a real GridSpec (no Ray here:
+the Ray path needs grid.spec/grid.trainable to carry ``detection``, see grid/detection.py).
+Runtime ≈ 10–20 s on 2 CPU threads (two 3-epoch digits models, FGSM + 5-step PGD on 100
+test examples).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from er_core import data as er_data
+from er_core import methods, train
+from grid import detection
+from grid.detection_report import detection_tables
+from grid.spec import GridSpec
+from grid.store import ResultStore
+
+SPEC = {
+    "experiment": "dettest",
+    "datasets": ["digits"],
+    "methods": ["none", "er_minus"],
+    "lams": [10.0],
+    "epochs": 3,
+    "batch_size": 64,
+    "hyperparams": {"none": {"dropout": 0.5}},
+    "eval_plan": {"digits": [{"attack": "fgsm", "eps": [0.1]}]},
+    "eval_n": 20,
+}
+DETECTION = {
+    "digits": {
+        "detectors": ["kd", "lid", "er1", "er2"],
+        "attacks": [{"attack": "fgsm", "eps": 0.3}, {"attack": "pgd", "eps": 0.3, "options": {"steps": 5}}],
+        "n": 100,
+        "configs": {"kd": {"mc_passes": 10}},
+    }
+}
+
+
+def _validated(raw=DETECTION, spec=SPEC):
+    return detection.validate_detection_spec(raw, spec["datasets"], spec["methods"], spec.get("hyperparams"))
+
+
+def test_validation_fills_defaults_and_names_bad_fields():
+    plan = _validated()["digits"]
+    assert plan["split_seed"] == 0 and plan["fit_fraction"] == 0.2 and plan["overbound"] == "project"
+    assert plan["methods"]["kd"] == ["none"] and "er_minus" in plan["methods"]["er1"]
+    # Attacks default to the paper's settings (digits: MNIST's ε 0.3 and C&W bound 0.007).
+    paper = _validated({"digits": {"detectors": ["er1"]}})["digits"]["attacks"]
+    assert {(a["attack"], a["eps"]) for a in paper} == {("fgsm", 0.3), ("pgd", 0.3), ("cw_l2", 0.007)}
+    bad = [
+        ({"digits": {"detectors": ["kd", "nope"]}}, SPEC, "spec.detection.digits.detectors: unknown detector 'nope'"),
+        ({"mnist": {"detectors": ["kd"]}}, SPEC, "dataset 'mnist' is not in spec.datasets"),
+        ({"digits": {"detectors": ["er1"], "attacks": [{"attack": "fgsm", "eps": 1.5}]}}, SPEC, r"attacks\[0\].eps"),
+        ({"digits": {"detectors": ["er1"], "configs": {"er1": {"bandwith": 1}}}}, SPEC, "configs.er1"),
+        ({"digits": {"detectors": ["kd"]}}, {**SPEC, "hyperparams": {}}, "kd needs MC dropout"),
+        ({"digits": {"detectors": ["er1"], "methods": {"er1": ["madry"]}}}, SPEC, "would never run"),
+    ]
+    for raw, spec, message in bad:
+        with pytest.raises(ValueError, match=message):
+            _validated(raw, spec)
+
+
+def test_trial_plan_picks_the_detectors_of_the_trials_method():
+    validated = _validated()
+    assert detection.trial_detection_plan(validated, "digits", "none")["detectors"] == ["kd", "lid"]
+    assert detection.trial_detection_plan(validated, "digits", "er_minus")["detectors"] == ["er1", "er2"]
+    assert detection.trial_detection_plan(validated, "digits", "madry") is None
+    assert detection.trial_detection_plan(None, "digits", "none") is None
+
+
+@pytest.fixture(scope="module")
+def trained():
+    spec = GridSpec.from_dict(SPEC)
+    data = er_data.load("digits")
+    out = []
+    for trial in spec.expand():
+        method = methods.make(trial.method, trial.dataset, **trial.method_hyperparams())
+        train.fit(method, data, epochs=trial.epochs, batch_size=trial.batch_size, seed=trial.seed)
+        out.append((trial, method.model))
+    return data, out
+
+
+def test_stage_writes_rows_through_the_store_and_a_rerun_adds_none(tmp_path, trained):
+    data, trials = trained
+    store = ResultStore(tmp_path / "results")
+    validated = _validated()
+    written = 0
+    for trial, model in trials:
+        plan = detection.trial_detection_plan(validated, trial.dataset, trial.method)
+        written += detection.run_detection_stage(store, trial, model, data, plan, checkpoint_hash="abc")
+    # Two detectors per trial × (2 fit attacks × 2 test attacks).
+    assert written == 2 * 2 * 4
+    df = detection.load_detection(store)
+    assert len(df) == written
+    assert set(df["detector"]) == {"kd", "lid", "er1", "er2"}
+    assert set(df.loc[df["detector"] == "kd", "method"]) == {"none"}
+    assert df[["acc_adv", "acc_nadv", "acc_com"]].notna().all().all()
+    assert (df["n_nat"] == 80).all()  # set II of the 100-example subset
+    # A temp file left by a killed writer is never read.
+    directory = store.partition_dir(detection.DETECTION_DIR, "dettest", "digits", "none")
+    (tmp_path / "results" / "detection" / "experiment=dettest" / "dataset=digits" / "method=none" /
+     ".half.parquet.tmp-x").write_bytes(b"garbage")
+    assert directory.endswith("method=none")
+
+    # Rerun (as after a kill or a resume): nothing is recomputed, no duplicates appear.
+    again = sum(
+        detection.run_detection_stage(store, t, m, data, detection.trial_detection_plan(validated, t.dataset, t.method), "abc")
+        for t, m in trials
+    )
+    assert again == 0
+    df2 = detection.load_detection(store)
+    keys = ["trial_id", "detector", "fit_attack", "test_attack"]
+    assert len(df2) == written and not df2.duplicated(keys).any()
+    one = detection.load_detection(store, trial_id=trials[0][0].trial_id)
+    assert len(one) == 8 and set(one["trial_id"]) == {trials[0][0].trial_id}
+
+    tables = detection_tables(df2)
+    assert "Table 5." in tables and "Table 6." in tables and "Table 7." in tables
+    assert "ACC-NADV" in tables and "ACC-COM" in tables and "PGD er2" in tables
+    assert detection_tables(df2.iloc[0:0]) == ""
+
+
+def test_detection_tables_average_seeds_and_split_configurations():
+    import pandas as pd
+
+    base = {"experiment": "e", "dataset": "mnist", "trial_id": "t", "train_eps": None, "epochs": 1,
+            "fit_attack": "pgd", "test_attack": "pgd", "acc_adv": 0.5, "acc_cla": 0.0, "acc_com": 0.5}
+    rows = [
+        {**base, "method": "none", "lam": None, "seed": 0, "detector": "kd", "acc_nadv": 0.90},
+        {**base, "method": "none", "lam": None, "seed": 1, "detector": "kd", "acc_nadv": 0.80},
+        {**base, "method": "er", "lam": 1.0, "seed": 0, "detector": "er1", "acc_nadv": 0.97},
+        {**base, "method": "er", "lam": 10.0, "seed": 0, "detector": "er1", "acc_nadv": 0.99},
+    ]
+    text = detection_tables(pd.DataFrame(rows))
+    assert "85.00 ± 7.07 (n=2)" in text  # two seeds of one configuration are averaged
+    assert "er1 [er λ=1]" in text and "er1 [er λ=10]" in text  # two λ are not
+    assert "97.00" in text and "99.00" in text
