@@ -5,7 +5,7 @@
     er-grid status EXPERIMENT                       trials done/running/errored, eval batches
     er-grid query RESULTS [--dataset D ...] [--method M ...] [--attack A ...] [--eps E ...]
                   [--experiment X ...] [--by COLS] [--format table|csv|parquet] [--out FILE]
-    er-grid report RESULTS [--out FILE]             the paper's tables as markdown
+    er-grid report RESULTS [--out FILE] [--figures DIR]   the paper's tables (markdown), Figures 3/4 (PNG)
 
 EXPERIMENT is Tune's experiment folder ``<storage>/<experiment>`` (printed by ``run``);
 RESULTS is a results store root (``<storage>/<experiment>/results`` or a URI) or an
@@ -91,9 +91,8 @@ def cmd_query(args) -> int:
 
 def cmd_report(args) -> int:
     from grid import report
-    from grid.store import load_trials
-
     from grid.detection import load_detection
+    from grid.store import load_trials
 
     df = _load_rows(args.results, {})
     root = results_root(args.results)
@@ -103,6 +102,11 @@ def cmd_report(args) -> int:
         print(f"wrote {args.out}")
     else:
         print(text, end="")
+    if args.figures:
+        from grid.figures import write_figures
+
+        for path in write_figures(df, args.figures):
+            print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -232,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the paper's tables as markdown")
     p.add_argument("results", metavar="RESULTS", help="results root or experiment folder")
     p.add_argument("--out", help="write the markdown to this file")
+    p.add_argument("--figures", metavar="DIR",
+                   help="also write the paper's Figures 3/4 as PNG files into DIR (figure3_<dataset>.png, ...)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -39,6 +39,7 @@ YAML fields (defaults in brackets)::
     data_root: /data               # [None]
     num_nodes: 1                   # [1]
     max_failures: 3                # [3]
+    detection: {...}               # optional detection stage per dataset (grid/detection.py)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
+from .detection import trial_detection_plan, validate_detection_spec
 from .fingerprint import canonical_json, short_hash
 
 # Starts with a letter: a Hive directory "experiment=2024" would be read back as an integer.
@@ -138,9 +140,13 @@ class TrialConfig:
     eval_batch_size: int
     resources: dict
     data_root: Optional[str] = None
+    # The detection stage (issue 5) runs on the trained model; adding it must not retrain a
+    # trial, and its rows carry their own fingerprint, so it is not part of trial_id.
+    detection: Optional[dict] = None
 
-    # Fields that say where a trial runs, not what it computes: left out of trial_id.
-    _NOT_HASHED = ("resources", "data_root")
+    # Fields that say where a trial runs or what is run after training, not what training
+    # and the evaluation plan compute: left out of trial_id.
+    _NOT_HASHED = ("resources", "data_root", "detection")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (Tune's ``param_space``); inverse of :meth:`from_dict`."""
@@ -153,8 +159,9 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
         names = [f.name for f in dataclasses.fields(cls)]
-        _check_keys("trial_config", d, required=[n for n in names if n != "data_root"],
-                    optional=("data_root",))
+        optional = ("data_root", "detection")
+        _check_keys("trial_config", d, required=[n for n in names if n not in optional],
+                    optional=optional)
         values = dict(d)
         values["eval_plan"] = tuple(
             item if isinstance(item, EvalItem) else EvalItem.from_dict(item) for item in d["eval_plan"]
@@ -233,6 +240,7 @@ class GridSpec:
     data_root: Optional[str] = None
     num_nodes: int = 1
     max_failures: int = 3
+    detection: Optional[dict] = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -298,6 +306,7 @@ class GridSpec:
         set_("eval_n", self._validated_eval_n(datasets_info))
         set_("eval_plan", self._validated_eval_plan())
         set_("resources", self._validated_resources())
+        set_("detection", validate_detection_spec(self.detection, self.datasets, self.methods, self.hyperparams))
 
         if not isinstance(self.storage_path, str) or not self.storage_path:
             raise ValueError(f"spec.storage_path: expected a non-empty path or URI, got {self.storage_path!r}")
@@ -491,6 +500,7 @@ class GridSpec:
                                     eval_batch_size=self.eval_batch_size,
                                     resources=dict(self.resources[dataset]),
                                     data_root=self.data_root,
+                                    detection=trial_detection_plan(self.detection, dataset, method),
                                 )
                             )
         ids = [t.trial_id for t in trials]
