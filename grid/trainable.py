@@ -124,12 +124,10 @@ def train_and_evaluate(config: dict) -> None:
 
     eval_started = time.perf_counter()
     evaluate(method.model, data, trial, store, checkpoint_hash, report_progress)
-    # Optional detection stage (issue 5): a TrialConfig field that only some specs have.
-    detection = getattr(trial, "detection", None)
-    if detection:
+    if trial.detection:  # the optional detection stage (issue 5)
         from grid.detection import run_detection_stage
 
-        run_detection_stage(store, trial, method.model, data, detection, checkpoint_hash)
+        run_detection_stage(store, trial, method.model, data, trial.detection, checkpoint_hash)
     write_trial_row(
         store, trial, state, checkpoint_hash, subset_accuracy(method.model, data, trial), device,
         wall_seconds=state.train_seconds + time.perf_counter() - eval_started,

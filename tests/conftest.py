@@ -1,9 +1,10 @@
 """Shared test settings.
 
-Tests train small real models on CPU; two threads is what CI's machine has, and more
-threads than cores only adds contention when pytest runs alongside Ray workers.
+Tests train and attack small real models on CPU. One intra-op thread: with these tiny
+networks a second thread buys nothing, and on a loaded 2-core machine (Ray workers,
+subprocesses) oversubscribed threads made an AutoAttack test file 30× slower.
 """
 
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 
+from .autoattack import AutoAttackLinf
 from .base import Attack, AttackResult
+from .cw_l2 import CWL2
 from .fgsm import FGSM
 from .pgd import PGD
+from .rays import RayS
 
 ATTACKS: dict[str, type[Attack]] = {
     "fgsm": FGSM,
     "pgd": PGD,
+    "cw_l2": CWL2,
+    "autoattack": AutoAttackLinf,
+    "rays": RayS,
 }
 
 

@@ -1,0 +1,98 @@
+"""AutoAttack (Croce & Hein, ICML 2020) through PyPI ``pyautoattack``, the official code.
+
+Threat model: ℓ∞ at ``eps``. ``version`` None picks ``'standard'`` (APGD-CE, APGD-T, FAB-T,
+Square) for deterministic models and ``'rand'`` (APGD-CE and APGD-DLR with 20-step EOT) for
+models whose ``randomized`` attribute is True (RSE), as the AutoAttack authors prescribe.
+Seeded with ``seed`` (pyautoattack re-seeds torch's global RNG before every sub-attack; this
+wrapper restores the caller's RNG state afterwards). The call is exactly
+
+    AutoAttack(model, norm='Linf', eps=eps, version=..., device=x.device, seed=seed)
+    .run_standard_evaluation(x, y, batch_size=batch_size)
+
+with ``verbose`` off and, trap avoided, the targeted sub-attacks' ``n_target_classes`` set to
+min(9, classes − 1): the library's fixed 9 breaks on models with fewer than 10 classes.
+Standard AutoAttack needs ≥ 4 classes (its targeted DLR loss uses the 3rd-largest logit);
+fewer is a ValueError.
+
+No ``state_path``: resumability is per evaluation batch in the grid (a killed run redoes at most
+one batch), and pyautoattack 0.2.0's restore path returns x for examples broken before the
+restore (and leaves ``y_adv`` unbound), which would silently count them as robust.
+
+Queries: None (pyautoattack does not count them; wrap the model to count forward passes).
+``gradient_failed``: per example, True where the model is not fooled and the cross-entropy
+gradient at x is zero or non-finite (a hint of gradient masking; costs one forward/backward).
+x, x_adv in [0, 1], shapes (N, C, H, W); x_adv stays in the ε-ball.
+Usage: ``make("autoattack", eps=0.3)(model, x, y).x_adv``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .base import Attack, AttackResult, bad_gradient
+
+VERSIONS = ("standard", "rand")
+
+
+@dataclass(frozen=True)
+class AutoAttackLinf(Attack):
+    name: ClassVar[str] = "autoattack"
+    version: Optional[str] = None  # None: 'rand' if model.randomized else 'standard'
+    seed: int = 0
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.version is not None and self.version not in VERSIONS:
+            raise ValueError(
+                f"autoattack: version must be None (automatic) or one of {list(VERSIONS)}, "
+                f"got {self.version!r}"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"autoattack: batch_size must be ≥ 1, got {self.batch_size}")
+
+    def resolved_version(self, model) -> str:
+        if self.version is not None:
+            return self.version
+        return "rand" if getattr(model, "randomized", False) else "standard"
+
+    def perturb(self, model, x, y) -> AttackResult:
+        with torch.no_grad():
+            num_classes = model(x[:1]).shape[1]
+        version = self.resolved_version(model)
+        if version == "standard" and num_classes < 4:
+            raise ValueError(
+                f"autoattack: version 'standard' needs ≥ 4 classes (targeted DLR loss), "
+                f"the model has {num_classes}"
+            )
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            adversary = build_adversary(model, self.eps, version, self.seed, x.device, num_classes)
+            x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=self.batch_size)
+        return AttackResult(x_adv=x_adv, queries=None, gradient_failed=_masked_gradient(model, x, y, x_adv))
+
+
+def build_adversary(model, eps: float, version: str, seed: int, device, num_classes: int):
+    """The pyautoattack object this wrapper runs (exposed so tests can compare exactly)."""
+    from pyautoattack import AutoAttack
+
+    adversary = AutoAttack(model, norm="Linf", eps=eps, version=version, device=device, seed=seed)
+    adversary.verbose = False
+    targets = min(9, num_classes - 1)
+    adversary.apgd_targeted.n_target_classes = targets
+    adversary.fab.n_target_classes = targets
+    return adversary
+
+
+def _masked_gradient(model, x, y, x_adv) -> torch.Tensor:
+    x_req = x.clone().requires_grad_(True)
+    logits = model(x_req)
+    loss = F.cross_entropy(logits, y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x_req)
+    with torch.no_grad():
+        fooled = model(x_adv).argmax(dim=1) != y
+    return (bad_gradient(grad) & ~fooled).cpu()

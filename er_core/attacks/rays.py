@@ -1,0 +1,149 @@
+"""RayS (Chen & Gu, KDD 2020, "RayS: A Ray Searching Method for Hard-label Adversarial Attack").
+
+Threat model: ℓ∞ at ``eps``, hard-label black box: the attack sees only argmax of the model's
+output, never logits or gradients. Implemented from the paper (no package ships it); the notes
+in shared/paper/rays-notes.md describe the reference code this follows and where it breaks.
+
+Search, per example (batched over examples, untargeted: success = pred ≠ y):
+- a direction is a sign vector s ∈ {−1, +1}^D over the D = C·H·W input values, starting all +1;
+  the image at radius r along s is clip(x + r·s, 0, 1), so r is an ℓ∞ radius (the reference's
+  radius divided by √D). Every query is clipped to [0, 1].
+- hierarchical block flips: at level L the block size is ⌈D / 2^L⌉; block k covers flattened
+  (C, H, W) coordinates [k·size, (k+1)·size), left to right; after the last block the level goes
+  up (level 0 flips everything). A candidate flips one block of the example's current best s.
+  Unlike the reference, the starting all-+1 direction is itself tried first.
+- a candidate costs one query at the example's current best radius r (if the model is not
+  fooled there the candidate cannot beat r). If it is fooled: bisection on [0, min(r, 1)]
+  until hi − lo ≤ ``tolerance`` (ℓ∞ units; the reference's 1e-3 in radius units is about
+  3.6e-5 on MNIST, too coarse for tiny radii), and the candidate is kept if hi < r strictly.
+- budget: ``max_queries`` per example, never exceeded (the reference can overshoot by one
+  bisection); a bisection cut short by the budget keeps its last confirmed-adversarial hi.
+- ``early_stop`` (default True): an example stops as soon as its ℓ∞ distance is ≤ ε — all that
+  robust accuracy at a fixed ε needs; set it False to keep shrinking the radius (for the
+  average decision-boundary distance).
+- examples the model already misclassifies: radius 0, 0 queries (the clean check that finds
+  them is one uncounted forward pass).
+- the block schedule is shared by the batch; only examples still searching are sent to the
+  model, in chunks of ``batch_size`` images.
+
+RayS is deterministic (no random draws), so it has no seed. On a randomized model every query
+is one noisy forward pass.
+
+Returns: ``x_adv`` = the best image found where its ℓ∞ distance is ≤ ε, else x (so x_adv stays in
+the ε-ball); ``extra['radius']`` = ℓ∞ distance of the best clipped image found (inf where none),
+``extra['success']`` = radius ≤ ε; ``queries`` per example. x, x_adv in [0, 1], (N, C, H, W).
+Usage: ``make("rays", eps=0.3, max_queries=10_000)(model, x, y)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from .base import Attack, AttackResult
+
+
+@dataclass(frozen=True)
+class RayS(Attack):
+    name: ClassVar[str] = "rays"
+    max_queries: int = 10_000
+    tolerance: float = 1e-4
+    early_stop: bool = True
+    batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_queries < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"rays: max_queries and batch_size must be ≥ 1, got {self.max_queries}, {self.batch_size}"
+            )
+        if not self.tolerance > 0:
+            raise ValueError(f"rays: tolerance must be > 0 (ℓ∞ units), got {self.tolerance}")
+
+    def perturb(self, model, x, y) -> AttackResult:
+        n, d = len(x), x[0].numel()
+        flat_x = x.flatten(1)
+        predict = _hard_label(model, x.shape[1:], self.batch_size)
+        state = {
+            "queries": torch.zeros(n, dtype=torch.int64, device=x.device),
+            "sign": torch.ones(n, d, device=x.device, dtype=x.dtype),
+            "radius": torch.full((n,), float("inf"), device=x.device),  # search radius r
+            "dist": torch.full((n,), float("inf"), device=x.device),  # ℓ∞ of clipped best
+            "best": flat_x.clone(),
+        }
+        wrong = predict(flat_x) != y
+        state["radius"][wrong] = 0.0
+        state["dist"][wrong] = 0.0
+
+        level, block, first = 0, 0, True
+        while True:
+            searching = ~wrong & (state["queries"] < self.max_queries)
+            if self.early_stop:
+                searching &= state["dist"] > self.eps
+            act = searching.nonzero().flatten()
+            if len(act) == 0:
+                break
+            cand = state["sign"][act].clone()
+            if not first:
+                size = -(-d // 2**level)
+                start, end = block * size, min(d, (block + 1) * size)
+                cand[:, start:end] *= -1
+                block += 1
+                if end == d:
+                    level, block = level + 1, 0
+            first = False
+            self._try(predict, act, cand, flat_x[act], y[act], state)
+
+        success = state["dist"] <= self.eps
+        x_adv = torch.where(success[:, None], state["best"], flat_x).view_as(x)
+        return AttackResult(
+            x_adv=x_adv,
+            queries=state["queries"].cpu(),
+            gradient_failed=None,
+            extra={"radius": state["dist"].cpu(), "success": success.cpu()},
+        )
+
+    def _try(self, predict, act, cand, x, y, state) -> None:
+        """Radius of candidate directions ``cand`` for examples ``act``; keep strict improvements."""
+        queries = state["queries"]
+        r_best = state["radius"][act]
+        hi = torch.clamp(r_best, max=1.0)  # beyond ℓ∞ 1 every clipped image is the same corner
+        lo = torch.zeros_like(hi)
+        queries[act] += 1
+        fooled = predict((x + hi[:, None] * cand).clamp(0.0, 1.0)) != y
+        bisect = fooled.clone()
+        while True:
+            bisect &= (hi - lo > self.tolerance) & (queries[act] < self.max_queries)
+            if self.early_stop:
+                bisect &= hi > self.eps  # already inside the ball: no need to refine
+            sub = bisect.nonzero().flatten()
+            if len(sub) == 0:
+                break
+            mid = (lo[sub] + hi[sub]) / 2
+            queries[act[sub]] += 1
+            hit = predict((x[sub] + mid[:, None] * cand[sub]).clamp(0.0, 1.0)) != y[sub]
+            hi[sub] = torch.where(hit, mid, hi[sub])
+            lo[sub] = torch.where(hit, lo[sub], mid)
+
+        better = fooled & (hi < r_best)
+        idx = act[better]
+        if len(idx) == 0:
+            return
+        image = (x[better] + hi[better, None] * cand[better]).clamp(0.0, 1.0)
+        state["radius"][idx] = hi[better]
+        state["sign"][idx] = cand[better]
+        state["best"][idx] = image
+        state["dist"][idx] = (image - x[better]).abs().amax(dim=1)
+
+
+def _hard_label(model, shape, batch_size):
+    """Hard labels only: argmax of the model output on flattened images, queried in chunks."""
+
+    @torch.no_grad()
+    def predict(flat: torch.Tensor) -> torch.Tensor:
+        preds = [model(chunk.view(-1, *shape)).argmax(dim=1) for chunk in flat.split(batch_size)]
+        return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=flat.device)
+
+    return predict

@@ -1,0 +1,130 @@
+"""Attack one evaluation batch and return one plain record per example.
+
+``attack_batch(model, attack_name, x, y, eps, sample_idx=None, passes=None, **options)`` is a
+short pipeline: build the attack (``attacks.make`` validates name, ε and options) → judge the
+clean batch → run the attack (timed) → measure the perturbation → judge the adversarial batch
+→ records. Records are dicts of Python scalars with the keys in :data:`RECORD_KEYS`; the grid adds
+its trial columns and writes them as parquet rows.
+
+Distortion is measured on ``x_adv − x`` exactly as the attack returned it: ``l2`` (plain ℓ2
+norm over all C·H·W values), ``l2_rms`` = l2 / sqrt(C·H·W) (the paper's Table 2 form, bound
+0.005 on MNIST) and ``linf``. ``queries`` is the attack's per-example model-query count, −1 where
+the attack does not count (FGSM, AutoAttack). ``seconds`` is the batch's attack wall time / N.
+
+Randomized models (``model.randomized`` True, e.g. RSE, whose eval-mode forward is already an
+ensemble): one forward pass can overstate robustness, so the batch is judged ``passes`` times
+(default 10) and an example counts as correct only if *every* pass is correct. The same rule
+judges the clean and the adversarial batch. ``pred_*`` is then a wrong prediction from one of
+the passes where any pass was wrong (the worst case), else the label, so ``correct_* ==
+(pred_* == label)`` holds for every record. Records carry ``randomized``.
+
+x in [0, 1], (N, C, H, W) on the model's device; y int64 (N,).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from importlib import metadata
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from .attacks import make
+
+RECORD_KEYS = (
+    "sample_idx", "label", "pred_clean", "pred_adv", "correct_clean", "correct_adv",
+    "l2", "l2_rms", "linf", "queries", "seconds", "gradient_failed", "randomized",
+)
+DEFAULT_PASSES = 10
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """argmax predictions (N,) in eval mode, in chunks of ``batch_size``; restores the mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        preds = [model(chunk).argmax(dim=1) for chunk in x.split(batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=x.device)
+
+
+def judge(model: nn.Module, x: torch.Tensor, y: torch.Tensor, passes: int) -> torch.Tensor:
+    """Worst-case prediction over ``passes`` forward passes: a wrong one if any, else y."""
+    worst = y.clone()
+    for _ in range(passes):
+        pred = predict(model, x)
+        newly_wrong = (pred != y) & (worst == y)
+        worst[newly_wrong] = pred[newly_wrong]
+    return worst
+
+
+def attack_batch(
+    model: nn.Module,
+    attack_name: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    sample_idx: Optional[Sequence[int] | torch.Tensor] = None,
+    passes: Optional[int] = None,
+    **options,
+) -> list[dict]:
+    """Per-example records of attacking (x, y) with ``attack_name`` at ``eps``; see module doc."""
+    attack = make(attack_name, eps, **options)
+    n = len(x)
+    if sample_idx is None:
+        sample_idx = list(range(n))
+    sample_idx = [int(i) for i in sample_idx]
+    if len(sample_idx) != n:
+        raise ValueError(f"sample_idx must have one entry per example ({n}), got {len(sample_idx)}")
+    randomized = bool(getattr(model, "randomized", False))
+    if passes is None:
+        passes = DEFAULT_PASSES if randomized else 1
+    if passes < 1:
+        raise ValueError(f"passes must be ≥ 1, got {passes}")
+
+    start = time.perf_counter()
+    result = attack(model, x, y)  # validates x and y before anything else runs
+    seconds = (time.perf_counter() - start) / max(n, 1)
+
+    pred_clean = judge(model, x, y, passes)
+    pred_adv = judge(model, result.x_adv, y, passes)
+    delta = (result.x_adv - x).flatten(1)
+    l2 = delta.norm(dim=1)
+    l2_rms = l2 / math.sqrt(delta.shape[1])
+    linf = delta.abs().amax(dim=1) if delta.shape[1] else torch.zeros(n)
+    queries = result.queries if result.queries is not None else torch.full((n,), -1)
+    failed = result.gradient_failed if result.gradient_failed is not None else torch.zeros(n, dtype=torch.bool)
+
+    columns = {
+        "label": y.tolist(),
+        "pred_clean": pred_clean.tolist(),
+        "pred_adv": pred_adv.tolist(),
+        "correct_clean": (pred_clean == y).tolist(),
+        "correct_adv": (pred_adv == y).tolist(),
+        "l2": l2.tolist(),
+        "l2_rms": l2_rms.tolist(),
+        "linf": linf.tolist(),
+        "queries": [int(q) for q in queries.tolist()],
+        "gradient_failed": [bool(f) for f in failed.tolist()],
+    }
+    return [
+        {
+            "sample_idx": sample_idx[i],
+            **{key: column[i] for key, column in columns.items()},
+            "seconds": seconds,
+            "randomized": randomized,
+        }
+        for i in range(n)
+    ]
+
+
+def attack_fingerprint(attack_name: str, eps: float, **options) -> dict:
+    """The attack's full config (validated through ``make``) plus the library versions."""
+    config = make(attack_name, eps, **options).config()
+    config["torch_version"] = torch.__version__
+    config["pyautoattack_version"] = metadata.version("pyautoattack")
+    return config

@@ -1,0 +1,79 @@
+"""AutoAttack wrapper: identical to calling pyautoattack directly, at least as strong as PGD,
+inside the ε-ball, version chosen by the model, target classes capped by the class count."""
+
+import pytest
+import torch
+from pyautoattack import AutoAttack
+from torch import nn
+
+from er_core.attacks import make as make_attack
+from er_core.attacks.autoattack import build_adversary
+from er_core.data import load
+from er_core.methods import make
+from er_core.train import fit
+
+EPS = 0.15  # an undefended digits model keeps ~30% under PGD here: every sub-attack runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # AutoAttack on an 8×8 model is thousands of tiny ops: one thread avoids OpenMP's
+    # synchronisation cost, which on a busy 2-core machine made each run ~20× slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def attacked():
+    data = load("digits")
+    method = make("none", "digits")
+    fit(method, data, epochs=3, batch_size=32, seed=0)
+    model = method.model.eval()
+    x, y = data.x_test[:20], data.y_test[:20]
+    return model, x, y, make_attack("autoattack", eps=EPS, seed=0)(model, x, y)
+
+
+def test_equals_direct_pyautoattack(attacked):
+    model, x, y, result = attacked
+    direct = AutoAttack(model, norm="Linf", eps=EPS, version="standard", device=x.device, seed=0)
+    direct.verbose = False
+    x_direct, _ = direct.run_standard_evaluation(x, y, batch_size=500)
+    assert torch.equal(result.x_adv, x_direct)
+
+
+def test_in_ball_and_at_least_as_strong_as_pgd(attacked):
+    model, x, y, result = attacked
+    assert (result.x_adv - x).abs().max() <= EPS + 1e-6
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    pgd_adv = make_attack("pgd", eps=EPS, steps=40)(model, x, y).x_adv
+    with torch.no_grad():
+        aa_acc = (model(result.x_adv).argmax(1) == y).float().mean().item()
+        pgd_acc = (model(pgd_adv).argmax(1) == y).float().mean().item()
+        clean_acc = (model(x).argmax(1) == y).float().mean().item()
+    assert aa_acc <= pgd_acc < clean_acc
+    assert result.queries is None and result.gradient_failed.dtype == torch.bool
+
+
+def test_version_follows_randomized_flag_and_targets_fit_the_classes():
+    class Tiny(nn.Module):
+        def __init__(self, classes, randomized=False):
+            super().__init__()
+            self.fc = nn.Linear(64, classes)
+            self.randomized = randomized
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+
+    attack = make_attack("autoattack", eps=0.1)
+    assert attack.resolved_version(Tiny(10)) == "standard"
+    assert attack.resolved_version(Tiny(10, randomized=True)) == "rand"
+    assert make_attack("autoattack", eps=0.1, version="standard").resolved_version(Tiny(10, True)) == "standard"
+    adversary = build_adversary(Tiny(5), 0.1, "standard", 0, "cpu", num_classes=5)
+    assert adversary.apgd_targeted.n_target_classes == 4 and adversary.fab.n_target_classes == 4
+    x, y = torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match="needs ≥ 4 classes"):
+        attack(Tiny(3), x, y)
+    with pytest.raises(ValueError, match="version must be"):
+        make_attack("autoattack", eps=0.1, version="plus")

@@ -1,0 +1,95 @@
+"""One smoke test per registered attack (the shared contract), and one clear error for every
+bad name, ε, shape, range or label tensor."""
+
+import pytest
+import torch
+
+from er_core.attacks import ATTACKS
+from er_core.attacks import make as make_attack
+from er_core.data import load
+from er_core.methods import make
+from er_core.train import fit
+
+# Light settings so the smoke test stays fast; the attacks' own tests use the defaults.
+LIGHT = {
+    "fgsm": {},
+    "pgd": {"steps": 10},
+    "cw_l2": {"steps": 30, "search_steps": 2},
+    "autoattack": {},
+    "rays": {"max_queries": 300},
+}
+EPS = 0.3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny model, many small ops: one thread avoids OpenMP synchronisation on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = load("digits")
+    method = make("none", "digits")
+    fit(method, data, epochs=2, batch_size=32, seed=0)
+    return method.model.eval(), data.x_test[:12], data.y_test[:12]
+
+
+def test_every_attack_has_light_settings():
+    assert set(LIGHT) == set(ATTACKS)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_smoke_contract(setup, name):
+    model, x, y = setup
+    model.train()  # the attack must switch to eval mode and back
+    attack = make_attack(name, EPS, **LIGHT[name])
+    result = attack(model, x, y)
+    assert model.training
+    model.eval()
+    assert result.x_adv.shape == x.shape and result.x_adv.dtype == x.dtype
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    if attack.norm == "Linf":
+        assert (result.x_adv - x).abs().max() <= EPS + 1e-6
+    with torch.no_grad():
+        clean = (model(x).argmax(1) == y).float().mean()
+        robust = (model(result.x_adv).argmax(1) == y).float().mean()
+    assert robust <= clean
+    for per_example in (result.queries, result.gradient_failed, *result.extra.values()):
+        assert per_example is None or per_example.shape == (len(x),)
+    config = attack.config()
+    assert config["attack"] == name and config["eps"] == EPS and config["norm"] == attack.norm
+
+
+def test_unknown_name_and_option():
+    with pytest.raises(ValueError, match="unknown attack 'cw'.*valid attacks: autoattack, cw_l2, fgsm, pgd, rays"):
+        make_attack("cw", 0.1)
+    with pytest.raises(ValueError, match="unknown option"):
+        make_attack("rays", 0.1, queries=5)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("eps", [-0.01, 1.5, "0.1"])
+def test_bad_eps(name, eps):
+    with pytest.raises(ValueError, match=f"{name}: eps must be a number in \\[0, 1\\]"):
+        make_attack(name, eps)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_bad_inputs(name):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    attack = make_attack(name, 0.1, **LIGHT[name])
+    x, y = torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    bad = [
+        (x[0], y, "shape \\(N, C, H, W\\)"),
+        (x * 255, y, "must lie in \\[0, 1\\]"),
+        (x.to(torch.uint8), y, "floating point"),
+        (x, y[:3], "length 4"),
+        (x, y.float(), "int64"),
+    ]
+    for xb, yb, message in bad:
+        with pytest.raises(ValueError, match=f"{name}: .*{message}"):
+            attack(model, xb, yb)
