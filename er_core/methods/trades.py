@@ -1,0 +1,66 @@
+"""``trades``: TRADES (Zhang et al., ICML 2019), CE on clean + β·KL(f(x) ‖ f(x')).
+
+x' maximises KL(f(x) ‖ f(x')) inside the L∞ ε-ball, as in the reference implementation:
+start at x + 0.001·N(0, I), ``pgd_steps`` signed-gradient ascent steps of ``pgd_step_size``
+(None → 2.5·ε/steps), projected to the ball and [0, 1], model in eval mode. The training
+loss is CE(f(x), y) + β · KL(softmax f(x) ‖ softmax f(x')) averaged over the batch, with
+gradients through both terms (reference code). β = 6 (the paper's CIFAR10/MNIST setting).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..attacks.base import project_linf
+from .base import ADVERSARIAL_PARAMS, Method, Param, cross_entropy, step_size
+
+TRADES_PARAMS = {
+    **ADVERSARIAL_PARAMS,
+    "beta": Param(6.0, "TRADES trade-off β between clean CE and the KL robustness term (Zhang et al.: 6)."),
+}
+
+
+def kl_batchmean(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(clean) ‖ softmax(adv)) summed over classes, mean over the batch."""
+    return F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="batchmean")
+
+
+def trades_examples(model, x: torch.Tensor, eps: float, steps: int, alpha: float) -> torch.Tensor:
+    """x' maximising KL(f(x) ‖ f(x')) in the ε-ball ∩ [0, 1]; caller sets the model's mode."""
+    with torch.no_grad():
+        logits_clean = model(x)
+    x_adv = project_linf(x + 0.001 * torch.randn_like(x), x, eps)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits_clean, dim=1), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        with torch.no_grad():
+            x_adv = project_linf(x_adv + alpha * grad.sign(), x, eps)
+    return x_adv.detach()
+
+
+def trades_loss(method: Method, x: torch.Tensor, y: torch.Tensor):
+    """(loss, z_adv, x_adv, logs): the TRADES objective of ``method.model``, x' and its code."""
+    model, hp = method.model, method.hp
+    model.eval()
+    try:
+        x_adv = trades_examples(model, x, float(hp["train_eps"]), int(hp["pgd_steps"]), step_size(hp))
+    finally:
+        model.train()
+    logits = model(x)
+    z_adv = model.embed(x_adv)
+    kl = kl_batchmean(logits, model.classify(z_adv))
+    ce = cross_entropy(logits, y)
+    loss = ce + float(hp["beta"]) * kl
+    return loss, z_adv, x_adv, {"ce": float(ce.detach()), "kl": float(kl.detach())}
+
+
+class TRADES(Method):
+    name = "trades"
+    uses_train_eps = True
+    PARAMS = {**Method.PARAMS, **TRADES_PARAMS}
+
+    def loss(self, x, y):
+        loss, _z, _x_adv, logs = trades_loss(self, x, y)
+        return loss, logs

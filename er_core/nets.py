@@ -1,0 +1,267 @@
+"""Networks: per-dataset encoder → k-dim code z → classifier head; WGAN critic; VAE parts; RSE noise.
+
+Every model takes images in [0, 1], float32 NCHW, and normalises them in its first layer
+(fixed per-dataset mean/std buffers), so every ε is measured in [0, 1] image space.
+
+Encoders (the paper's Appendix G is not in our copy; these are standard choices):
+
+- ``digits`` (1×8×8): conv3×3(32)-ReLU-pool → conv3×3(64)-ReLU-pool → fc 256→128-ReLU → code.
+- ``mnist`` (1×28×28): conv5×5(32)-ReLU-pool → conv5×5(64)-ReLU-pool → fc 3136→256-ReLU → code
+  (Madry et al.'s MNIST net with a 256- instead of 1024-unit fc layer, to stay CPU friendly).
+- ``cifar10`` (3×32×32), ``stl10`` (3×96×96), ``tiny_imagenet`` (3×64×64): VGG19 with
+  BatchNorm (16 conv layers in 5 pooled stages). The same conv stack serves all three sizes;
+  a global average pool after the last stage (1×1 for 32 px, 3×3 for 96 px, 2×2 for 64 px)
+  gives 512 features whatever the input size, then the code layer.
+
+The code layer is linear (no activation), so z can match the N(0, I) prior of ER-Classifier.
+Default code sizes ``DEFAULT_CODE_DIM``: digits 16, mnist 32, cifar10 128, stl10 128,
+tiny_imagenet 256 (k ≪ input dimension, as the paper requires; larger for 200 classes).
+The classifier head is ``Dropout(p) → Linear(k, classes)``; the dropout is for KD's
+Monte-Carlo passes and is 0 by default.
+
+``hidden(x)`` returns the flattened output of each encoder block, ending with z: digits and
+mnist give [conv1, conv2, fc, z]; VGG gives its 5 pooled stages and z. Shapes (N, d_i).
+
+RSE (Liu et al., ECCV 2018, "Towards Robust Neural Networks via Random Self-ensemble"):
+Gaussian noise of std ``init_noise`` is added to the (normalised) input of the first conv
+block and of std ``inner_noise`` to the input of every later conv block. The noise is on in
+train *and* eval mode: it is a randomized model (``randomized = True``). In train mode
+``forward`` is one noisy pass (logits). In eval mode ``forward`` runs ``ensemble`` noisy
+passes in one batch and returns ``log(mean_e softmax(logits_e))``: these are valid logits
+(log-probabilities), their argmax is the ensemble's averaged-probability vote, and gradients
+flow through all passes, so attacks see the ensemble (an expectation-over-transformation
+gradient) rather than one noisy draw.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import info
+
+# Per-dataset channel statistics of the training images in [0, 1] (digits: computed from
+# scikit-learn's bundled set; the others are the usual published values).
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "digits": ((0.3053,), (0.3760,)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "stl10": ((0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
+    "tiny_imagenet": ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
+}
+
+DEFAULT_CODE_DIM: dict[str, int] = {
+    "digits": 16,
+    "mnist": 32,
+    "cifar10": 128,
+    "stl10": 128,
+    "tiny_imagenet": 256,
+}
+
+VGG19_STAGES = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
+
+
+@dataclass(frozen=True)
+class RSEConfig:
+    """RSE noise: std of the input noise, std before inner conv blocks, passes at inference.
+
+    Defaults are the RSE paper's CIFAR10 values (init 0.2, inner 0.1) and an ensemble of 10.
+    Stds are in the normalised space the convolutions see.
+    """
+
+    init_noise: float = 0.2
+    inner_noise: float = 0.1
+    ensemble: int = 10
+
+    def __post_init__(self) -> None:
+        if self.init_noise < 0 or self.inner_noise < 0:
+            raise ValueError(f"RSE noise stds must be ≥ 0, got init_noise={self.init_noise}, inner_noise={self.inner_noise}")
+        if self.ensemble < 1:
+            raise ValueError(f"RSE ensemble must be ≥ 1, got {self.ensemble}")
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std with fixed per-channel buffers; the first layer of every model."""
+
+    def __init__(self, mean, std) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class GaussianNoise(nn.Module):
+    """Adds N(0, std²) noise in train and eval mode (RSE); identity when std is 0."""
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.std = float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.std == 0:
+            return x
+        return x + self.std * torch.randn_like(x)
+
+    def extra_repr(self) -> str:
+        return f"std={self.std}"
+
+
+def _small_cnn(channels: int, size: int, kernel: int, widths: tuple[int, int], fc: int, noise: tuple[float, float]):
+    """Two conv-ReLU-pool blocks and one fc block; returns (blocks, feature_dim)."""
+    pad = kernel // 2
+    c1, c2 = widths
+    blocks = [
+        nn.Sequential(GaussianNoise(noise[0]), nn.Conv2d(channels, c1, kernel, padding=pad), nn.ReLU(), nn.MaxPool2d(2)),
+        nn.Sequential(GaussianNoise(noise[1]), nn.Conv2d(c1, c2, kernel, padding=pad), nn.ReLU(), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Flatten(), nn.Linear(c2 * (size // 4) ** 2, fc), nn.ReLU()),
+    ]
+    return blocks, fc
+
+
+def _vgg19(channels: int, noise: tuple[float, float]):
+    """VGG19-BN conv stack in 5 pooled stages + global average pool; returns (blocks, 512)."""
+    blocks, c_in = [], channels
+    for i, stage in enumerate(VGG19_STAGES):
+        layers: list[nn.Module] = [GaussianNoise(noise[0] if i == 0 else noise[1])]
+        for c_out in stage:
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+            c_in = c_out
+        layers.append(nn.MaxPool2d(2))
+        if i == len(VGG19_STAGES) - 1:
+            # 32 px → 1×1, 64 px → 2×2, 96 px → 3×3 here; average to 512 features for all.
+            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        blocks.append(nn.Sequential(*layers))
+    return blocks, c_in
+
+
+# Registry: dataset → builder(channels, noise stds) -> (blocks, feature_dim).
+ENCODERS: dict[str, Callable] = {
+    "digits": lambda c, noise: _small_cnn(c, 8, 3, (32, 64), 128, noise),
+    "mnist": lambda c, noise: _small_cnn(c, 28, 5, (32, 64), 256, noise),
+    "cifar10": lambda c, noise: _vgg19(c, noise),
+    "stl10": lambda c, noise: _vgg19(c, noise),
+    "tiny_imagenet": lambda c, noise: _vgg19(c, noise),
+}
+
+
+class ERNet(nn.Module):
+    """Encoder Q (normalise → blocks → linear code z) and classifier head C on z.
+
+    forward(x) (N, C, H, W) in [0, 1] → logits (N, classes); embed(x) → z (N, code_dim);
+    classify(z) → logits; hidden(x) → list of (N, d_i), last is z.
+    """
+
+    def __init__(self, dataset: str, code_dim: int | None = None, dropout: float = 0.0, rse: RSEConfig | None = None) -> None:
+        super().__init__()
+        ds = info(dataset)
+        code_dim = DEFAULT_CODE_DIM[dataset] if code_dim is None else int(code_dim)
+        if code_dim < 1:
+            raise ValueError(f"code_dim must be ≥ 1, got {code_dim}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dataset = dataset
+        self.code_dim = code_dim
+        self.num_classes = ds.num_classes
+        self.rse = rse
+        self.randomized = rse is not None
+        noise = (rse.init_noise, rse.inner_noise) if rse is not None else (0.0, 0.0)
+        self.normalize = Normalize(*NORMALIZATION[dataset])
+        blocks, feature_dim = ENCODERS[dataset](ds.channels, noise)
+        self.blocks = nn.ModuleList(blocks)
+        self.feature_dim = feature_dim
+        self.code = nn.Linear(feature_dim, code_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(code_dim, ds.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder trunk up to (not including) the code layer: (N, feature_dim)."""
+        h = self.normalize(x)
+        for block in self.blocks:
+            h = block(h)
+        return h
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.code(self.features(x))
+
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(z))
+
+    def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h, out = self.normalize(x), []
+        for block in self.blocks:
+            h = block(h)
+            out.append(h.flatten(1))
+        out.append(self.code(h))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.randomized and not self.training and self.rse.ensemble > 1:
+            return self._ensemble_log_probs(x, self.rse.ensemble)
+        return self.classify(self.embed(x))
+
+    def _ensemble_log_probs(self, x: torch.Tensor, passes: int) -> torch.Tensor:
+        n = x.shape[0]
+        logits = self.classify(self.embed(x.repeat(passes, 1, 1, 1))).view(passes, n, -1)
+        return torch.logsumexp(F.log_softmax(logits, dim=-1), dim=0) - math.log(passes)
+
+
+class VAENet(ERNet):
+    """ERNet whose code is a Gaussian posterior N(mu, diag exp(logvar)) plus an image decoder.
+
+    embed(x) = mu (deterministic inference); encode(x) → (mu, logvar), each (N, k);
+    decode(z) → reconstruction *logits* (N, C, H, W) (sigmoid gives the image in [0, 1]).
+    The decoder is an MLP k → 512 → C·H·W, which fits every dataset size (a simple choice;
+    the paper does not give its VAE-CLA decoder).
+    """
+
+    def __init__(self, dataset: str, code_dim: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__(dataset, code_dim=code_dim, dropout=dropout)
+        ds = info(dataset)
+        self.image_shape = ds.shape
+        self.logvar = nn.Linear(self.feature_dim, self.code_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(self.code_dim, 512), nn.ReLU(), nn.Linear(512, ds.channels * ds.height * ds.width)
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        return self.code(h), self.logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(-1, *self.image_shape)
+
+
+class Critic(nn.Module):
+    """WGAN critic D on codes: MLP k → hidden → hidden → 1 with ReLU; forward(z) (N, k) → (N,).
+
+    Weight clipping (Arjovsky et al., 2017) is applied by the training method after each
+    critic step, so the MLP stays K-Lipschitz and its mean gap estimates W1(Q_z, P_z).
+    """
+
+    def __init__(self, code_dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(code_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).squeeze(-1)
+
+
+def build_model(dataset: str, code_dim: int | None = None, dropout: float = 0.0, rse: RSEConfig | None = None) -> ERNet:
+    """The encoder+classifier for ``dataset`` (see module docstring); ``code_dim`` None → default."""
+    info(dataset)  # one clear error for an unknown dataset
+    return ERNet(dataset, code_dim=code_dim, dropout=dropout, rse=rse)
+
+
+def build_vae(dataset: str, code_dim: int | None = None, dropout: float = 0.0) -> VAENet:
+    """The VAE-CLA network for ``dataset``."""
+    info(dataset)
+    return VAENet(dataset, code_dim=code_dim, dropout=dropout)

@@ -1,0 +1,99 @@
+"""er_core.nets: shapes for every dataset, normalisation first, hidden ends with z, RSE, critic, VAE."""
+
+import pytest
+import torch
+
+from er_core.data import INFO
+from er_core.nets import DEFAULT_CODE_DIM, Critic, Normalize, RSEConfig, build_model, build_vae
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # One torch thread: on a shared 2-core machine, OpenMP threads contending with other
+    # processes made these tests 10x slower; restored afterwards.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("dataset", sorted(INFO))
+def test_shapes_for_every_dataset(dataset):
+    ds = INFO[dataset]
+    model = build_model(dataset).eval()
+    x = torch.rand(2, *ds.shape)
+    with torch.no_grad():
+        logits, z, hidden = model(x), model.embed(x), model.hidden(x)
+    k = DEFAULT_CODE_DIM[dataset]
+    assert logits.shape == (2, ds.num_classes)
+    assert z.shape == (2, k) and model.code_dim == k and model.num_classes == ds.num_classes
+    assert len(hidden) >= 3 and all(h.dim() == 2 and h.shape[0] == 2 for h in hidden)
+    assert torch.allclose(hidden[-1], z)
+    assert torch.allclose(model.classify(z), logits, atol=1e-5)
+    assert model.randomized is False
+
+
+def test_code_dim_is_configurable_and_normalisation_is_first():
+    model = build_model("mnist", code_dim=5)
+    assert model.embed(torch.rand(3, 1, 28, 28)).shape == (3, 5)
+    first = next(iter(model.children()))
+    assert isinstance(first, Normalize)
+    # An image equal to the dataset mean normalises to exactly zero.
+    mean_image = model.normalize.mean.expand(1, 1, 28, 28)
+    assert model.normalize(mean_image).abs().max() < 1e-6
+
+
+def test_dropout_before_head_acts_in_train_mode_only():
+    model = build_model("digits", dropout=0.5)
+    z = torch.ones(4, 16)
+    model.train()
+    assert not torch.allclose(model.classify(z), model.classify(z))
+    model.eval()
+    assert torch.equal(model.classify(z), model.classify(z))
+
+
+def test_rse_noise_in_eval_and_ensemble_log_probs():
+    model = build_model("digits", rse=RSEConfig(init_noise=0.2, inner_noise=0.1, ensemble=4)).eval()
+    assert model.randomized is True
+    x = torch.rand(3, 1, 8, 8, requires_grad=True)
+    out1, out2 = model(x), model(x)
+    assert not torch.allclose(out1, out2)  # noise stays on at inference
+    # log of a mean of softmaxes: exp sums to 1 over classes
+    assert torch.allclose(out1.exp().sum(1), torch.ones(3), atol=1e-5)
+    out1.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # the ensemble equals the log-mean of 4 single passes drawn with the same RNG stream
+    torch.manual_seed(5)
+    ens = model(x.detach())
+    torch.manual_seed(5)
+    single = model.classify(model.embed(x.detach().repeat(4, 1, 1, 1))).view(4, 3, -1).softmax(-1).mean(0).log()
+    assert torch.allclose(ens, single, atol=1e-5)
+
+
+def test_rse_rejects_bad_config():
+    with pytest.raises(ValueError, match="ensemble"):
+        RSEConfig(ensemble=0)
+    with pytest.raises(ValueError, match="noise"):
+        RSEConfig(init_noise=-1.0)
+
+
+def test_critic_and_vae_shapes():
+    assert Critic(16)(torch.randn(7, 16)).shape == (7,)
+    vae = build_vae("digits")
+    x = torch.rand(5, 1, 8, 8)
+    mu, logvar = vae.encode(x)
+    assert mu.shape == logvar.shape == (5, 16)
+    assert vae.decode(mu).shape == (5, 1, 8, 8)
+    vae.eval()
+    assert torch.allclose(vae.embed(x), mu) and vae(x).shape == (5, 10)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="valid datasets"):
+        build_model("imagenet")
