@@ -119,6 +119,7 @@ def validate_detection_spec(raw, datasets: Iterable[str], methods: Iterable[str]
         return None
     from er_core import detect
     from er_core.attacks import ATTACKS
+    from er_core.data import info
 
     datasets, methods = tuple(datasets), tuple(methods)
     if not isinstance(raw, dict) or not raw:
@@ -140,6 +141,9 @@ def validate_detection_spec(raw, datasets: Iterable[str], methods: Iterable[str]
         norm = {**PLAN_DEFAULTS, **{k: v for k, v in plan.items() if k in PLAN_DEFAULTS}}
         if norm["n"] is not None and (isinstance(norm["n"], bool) or not isinstance(norm["n"], int) or norm["n"] < 10):
             raise ValueError(f"{where}.n: expected null or an integer ≥ 10, got {norm['n']!r}")
+        test_size = info(dataset).test_size
+        if norm["n"] is not None and norm["n"] > test_size:
+            raise ValueError(f"{where}.n: {norm['n']} examples requested but {dataset!r} has {test_size} test examples")
         if isinstance(norm["split_seed"], bool) or not isinstance(norm["split_seed"], int) or norm["split_seed"] < 0:
             raise ValueError(f"{where}.split_seed: expected an integer ≥ 0, got {norm['split_seed']!r}")
         if not isinstance(norm["fit_fraction"], (int, float)) or not 0 < norm["fit_fraction"] < 1:

@@ -185,8 +185,12 @@ class TrialConfig:
         )
 
     def method_hyperparams(self) -> dict:
-        """Keyword arguments for ``er_core.methods.make``: hyperparams plus λ / train ε where set."""
-        merged = dict(self.hyperparams)
+        """Keyword arguments for ``er_core.methods.make``: hyperparams plus λ / train ε where set.
+
+        The trial's seed also seeds the weight initialisation (unless the spec sets
+        ``init_seed``), so results over seeds vary the initial weights, not only the batch order.
+        """
+        merged = {"init_seed": self.seed, **self.hyperparams}
         if self.lam is not None:
             merged["lam"] = self.lam
         if self.train_eps is not None:

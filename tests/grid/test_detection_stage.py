@@ -1,15 +1,14 @@
 """The grid's detection stage: spec-field validation, rows through the store, resume, Tables 5–8.
 
-The stage function is called directly on trials expanded from a real GridSpec (no Ray here:
-the Ray path needs grid.spec/grid.trainable to carry ``detection``, see grid/detection.py).
-Runtime ≈ 10–20 s on 2 CPU threads (two 3-epoch digits models, FGSM + 5-step PGD on 100
-test examples).
+The stage function is called directly on trials expanded from a real GridSpec (≈ 10 s on 2
+CPU threads: two 3-epoch digits models, FGSM + 5-step PGD on 100 test examples), and once
+end to end through Ray (``ray job submit`` of jobs/detection.py --preset smoke, submitted
+twice; ≈ 70 s on a loaded 2-core machine, marked ``ray``).
 """
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from er_core import data as er_data
 from er_core import methods, train
@@ -57,6 +56,7 @@ def test_validation_fills_defaults_and_names_bad_fields():
         ({"digits": {"detectors": ["er1"], "configs": {"er1": {"bandwith": 1}}}}, SPEC, "configs.er1"),
         ({"digits": {"detectors": ["kd"]}}, {**SPEC, "hyperparams": {}}, "kd needs MC dropout"),
         ({"digits": {"detectors": ["er1"], "methods": {"er1": ["madry"]}}}, SPEC, "would never run"),
+        ({"digits": {"detectors": ["er1"], "n": 361}}, SPEC, "has 360 test examples"),
     ]
     for raw, spec, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -138,3 +138,37 @@ def test_detection_tables_average_seeds_and_split_configurations():
     assert "85.00 ± 7.07 (n=2)" in text  # two seeds of one configuration are averaged
     assert "er1 [er λ=1]" in text and "er1 [er λ=10]" in text  # two λ are not
     assert "97.00" in text and "99.00" in text
+
+
+@pytest.mark.ray
+def test_ray_job_submit_detection_smoke_preset(ray_head, tmp_path):
+    """``ray job submit`` of jobs/detection.py --preset smoke on the shared local head: every
+    trial's detection rows land in the store (trials × their detectors × attack pairs), with no
+    duplicates; submitting the same job again resumes the finished experiment and adds nothing."""
+    import subprocess
+    import sys
+
+    from ray_helpers import BIN, REPO, run_cli
+
+    sys.path.insert(0, str(REPO / "jobs"))
+    from detection import SMOKE  # the job file's spec, so the counts follow it
+
+    storage = tmp_path / "storage"
+    command = [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
+               "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
+               "python", "jobs/detection.py", "--preset", "smoke", "--storage", str(storage)]
+    results = storage / SMOKE["experiment"] / "results"
+    counts = []
+    for _ in range(2):
+        submit = subprocess.run(command, cwd=REPO, env=ray_head.env(), capture_output=True, text=True, timeout=600)
+        assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-4000:]
+        df = detection.load_detection(results)
+        assert not df.duplicated(["trial_id", "detector", "fit_attack", "test_attack"]).any()
+        counts.append(len(df))
+    plan = SMOKE["detection"]["digits"]
+    pairs = len(plan["attacks"]) ** 2
+    trials = GridSpec.from_dict(SMOKE).expand()
+    assert counts == [2 * 2 * pairs] * 2  # none: kd, lid; er_minus: er1, er2
+    assert set(df["trial_id"]) == {t.trial_id for t in trials}
+    report = run_cli(ray_head, "report", str(storage / SMOKE["experiment"]))
+    assert report.returncode == 0, report.stderr[-3000:]
