@@ -36,16 +36,6 @@ class Noisy(nn.Module):
         return base + torch.randn(len(x), 2) * 0.7 + 0 * x.flatten(1).sum(1, keepdim=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models, thousands of small ops: one thread avoids OpenMP synchronisation, which on a
-    # busy 2-core machine made these attacks many times slower than on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def batch():
     model = Linear10()

@@ -7,17 +7,6 @@ from er_core.data import INFO
 from er_core.nets import DEFAULT_CODE_DIM, Critic, Normalize, RSEConfig, build_model, build_vae
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One torch thread: on a shared 2-core machine, OpenMP threads contending with other
-    # processes made these tests 10x slower; restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

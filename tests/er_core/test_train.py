@@ -3,25 +3,8 @@
 import pytest
 import torch
 
-from er_core.data import load
 from er_core.methods import make
 from er_core.train import derive_seed, fit
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One torch thread: on a shared 2-core machine, OpenMP threads contending with other
-    # processes made these tests 10x slower; restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load("digits")
 
 
 def _weights(method):

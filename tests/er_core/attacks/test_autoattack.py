@@ -8,30 +8,14 @@ from torch import nn
 
 from er_core.attacks import make as make_attack
 from er_core.attacks.autoattack import build_adversary
-from er_core.data import load
-from er_core.methods import make
-from er_core.train import fit
 
 EPS = 0.15  # an undefended digits model keeps ~30% under PGD here: every sub-attack runs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # AutoAttack on an 8×8 model is thousands of tiny ops: one thread avoids OpenMP's
-    # synchronisation cost, which on a busy 2-core machine made each run ~20× slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def attacked():
-    data = load("digits")
-    method = make("none", "digits")
-    fit(method, data, epochs=3, batch_size=32, seed=0)
-    model = method.model.eval()
-    x, y = data.x_test[:20], data.y_test[:20]
+def attacked(undefended_digits_model, digits):
+    model = undefended_digits_model
+    x, y = digits.x_test[:20], digits.y_test[:20]
     return model, x, y, make_attack("autoattack", eps=EPS, seed=0)(model, x, y)
 
 

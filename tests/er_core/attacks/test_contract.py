@@ -6,9 +6,6 @@ import torch
 
 from er_core.attacks import ATTACKS
 from er_core.attacks import make as make_attack
-from er_core.data import load
-from er_core.methods import make
-from er_core.train import fit
 
 # Light settings so the smoke test stays fast; the attacks' own tests use the defaults.
 LIGHT = {
@@ -21,21 +18,9 @@ LIGHT = {
 EPS = 0.3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny model, many small ops: one thread avoids OpenMP synchronisation on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def setup():
-    data = load("digits")
-    method = make("none", "digits")
-    fit(method, data, epochs=2, batch_size=32, seed=0)
-    return method.model.eval(), data.x_test[:12], data.y_test[:12]
+def setup(undefended_digits_model, digits):
+    return undefended_digits_model, digits.x_test[:12], digits.y_test[:12]
 
 
 def test_every_attack_has_light_settings():

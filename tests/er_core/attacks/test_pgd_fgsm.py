@@ -5,29 +5,11 @@ import torch
 
 from er_core.attacks import make as make_attack
 from er_core.attacks.pgd import pgd_examples
-from er_core.data import load
-from er_core.methods import make
-from er_core.train import fit
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One torch thread: on a shared 2-core machine, OpenMP threads contending with other
-    # processes made these tests 10x slower; restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 
 @pytest.fixture(scope="module")
-def setup():
-    data = load("digits")
-    method = make("none", "digits")
-    fit(method, data, epochs=5, batch_size=32, seed=0)
-    model = method.model.eval()
-    return model, data.x_test[:200], data.y_test[:200]
+def setup(undefended_digits_model, digits):
+    return undefended_digits_model, digits.x_test[:200], digits.y_test[:200]
 
 
 def _accuracy(model, x, y):

@@ -6,9 +6,6 @@ import torch
 from torch import nn
 
 from er_core.attacks import make as make_attack
-from er_core.data import load
-from er_core.methods import make
-from er_core.train import fit
 
 
 class TwoClassLinear(nn.Module):
@@ -22,16 +19,6 @@ class TwoClassLinear(nn.Module):
     def forward(self, x):
         score = x.flatten(1) @ self.w + self.b
         return self.scale * torch.stack([torch.zeros_like(score), score], dim=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models, thousands of small ops: one thread avoids OpenMP synchronisation, which on a
-    # busy 2-core machine made these attacks many times slower than on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +36,8 @@ def linear():
 
 
 @pytest.fixture(scope="module")
-def digits_model():
-    data = load("digits")
-    method = make("none", "digits")
-    fit(method, data, epochs=3, batch_size=32, seed=0)
-    return method.model.eval(), data.x_test[:60], data.y_test[:60]
+def digits_model(undefended_digits_model, digits):
+    return undefended_digits_model, digits.x_test[:60], digits.y_test[:60]
 
 
 def test_linear_radius_within_5_percent_of_analytic(linear):

@@ -8,27 +8,11 @@ import pytest
 import torch
 
 from er_core.attacks import make as make_attack
-from er_core.data import load
 from er_core.methods import METHODS, defaults, describe, make, uses_lambda, uses_train_eps
 from er_core.train import fit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One torch thread: on a shared 2-core machine, OpenMP threads contending with other
-    # processes made these tests 10x slower; restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 ER_FAMILY = ["er", "er_minus", "er_trades"]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load("digits")
 
 
 def _hp(name):
