@@ -385,16 +385,15 @@ def report_markdown(
 
 
 def detection_tables(det_df: Optional[pd.DataFrame]) -> str:
-    """Hook for the paper's detection Tables 5–8 (issue 5), markdown; '' when there are no rows.
+    """The paper's detection Tables 5–8 (issue 5) as a markdown section; '' when there are no rows.
 
-    The detection stage owns the real layout (familiar-attack Table 5, cross-attack Tables 6–8);
-    until it replaces this function, its rows are listed as they are.
+    The layout (familiar-attack Table 5, cross-attack Tables 6–8) lives with the detection
+    stage in :mod:`grid.detection_report`.
     """
-    if det_df is None or det_df.empty:
-        return ""
-    header = list(det_df.columns)
-    rows = [[_cell(v) for v in record] for record in det_df.itertuples(index=False)]
-    return "\n".join(["## Detection (Tables 5–8)", "", _markdown_table(header, rows)])
+    from grid.detection_report import detection_tables as tables
+
+    text = tables(det_df)
+    return f"## Detection (Tables 5–8)\n\n{text}" if text else ""
 
 
 def _figure_section(df: pd.DataFrame) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 
 from er_core import data as er_data
 from er_core import methods, train
-from grid import detection
+from grid import detection, report
 from grid.detection_report import detection_tables
 from grid.spec import GridSpec
 from grid.store import ResultStore
@@ -121,6 +121,8 @@ def test_stage_writes_rows_through_the_store_and_a_rerun_adds_none(tmp_path, tra
     assert "Table 5." in tables and "Table 6." in tables and "Table 7." in tables
     assert "ACC-NADV" in tables and "ACC-COM" in tables and "PGD er2" in tables
     assert detection_tables(df2.iloc[0:0]) == ""
+    # `er-grid report` prints the same tables under its detection heading.
+    assert report.detection_tables(df2) == f"## Detection (Tables 5–8)\n\n{tables}"
 
 
 def test_detection_tables_average_seeds_and_split_configurations():
