@@ -46,7 +46,7 @@ from typing import Callable, Iterable, Optional
 import pyarrow as pa
 
 from .fingerprint import canonical_json, library_versions, short_hash
-from .store import UTC_TIMESTAMP, ResultStore, _without_partitions, rows_to_table
+from .store import UTC_TIMESTAMP, ResultStore, without_partitions, rows_to_table
 
 DETECTION_DIR = "detection"
 _SEP = "__"
@@ -324,8 +324,8 @@ def run_detection_stage(store: ResultStore, trial, model, data, plan: dict, chec
         "craft_seconds": material.seconds[r["test_attack"]],
         "detector_config": canonical_json(dataclasses.asdict(configs[r["detector"]])),
     } for r in results]
-    table = _without_partitions(rows_to_table(rows, DETECTION_SCHEMA, fill={}))
-    store._write_atomic(table, detection_path(store, trial, plan))
+    table = without_partitions(rows_to_table(rows, DETECTION_SCHEMA, fill={}))
+    store.write_atomic(table, detection_path(store, trial, plan))
     if report is not None:
         report({"phase": "detection", "detection_rows": len(rows), "detection_seconds": time.perf_counter() - started})
     return len(rows)
@@ -342,7 +342,7 @@ def load_detection(root, **filters):
     # The store prunes files of non-example tables by "<trial_id>.parquet" names; ours carry a
     # plan hash too, so trial_id is filtered on the rows instead of the file names.
     trial_ids = filters.pop("trial_id", None)
-    df = store._load(DETECTION_DIR, DETECTION_SCHEMA, filters)
+    df = store.load_table(DETECTION_DIR, DETECTION_SCHEMA, filters)
     if trial_ids is not None:
         wanted = list(trial_ids) if isinstance(trial_ids, (list, tuple, set, frozenset)) else [trial_ids]
         df = df[df["trial_id"].isin(wanted)].reset_index(drop=True)

@@ -185,23 +185,29 @@ class ResultStore:
             raise ValueError(f"write_batch: batch must be ≥ 0, got {batch!r}")
         key = {"experiment": experiment, "dataset": dataset, "method": method, "trial_id": trial_id,
                "attack": attack, "eps": float(eps), "batch": int(batch)}
-        table = _without_partitions(rows_to_table(rows, ROW_SCHEMA, fill=key))
+        table = without_partitions(rows_to_table(rows, ROW_SCHEMA, fill=key))
         path = "/".join([self.partition_dir(EXAMPLES_DIR, experiment, dataset, method),
                          self.batch_file_name(trial_id, attack, eps, batch)])
-        self._write_atomic(table, path)
+        self.write_atomic(table, path)
         return path
 
     def write_trial(self, row: dict) -> str:
         """Store (or replace) the one :data:`TRIAL_SCHEMA` row of a trial; returns its path."""
         if not isinstance(row, dict):
             raise ValueError(f"write_trial: expected a dict row, got {type(row).__name__}")
-        table = _without_partitions(rows_to_table([row], TRIAL_SCHEMA, fill={}))
+        table = without_partitions(rows_to_table([row], TRIAL_SCHEMA, fill={}))
         name = f"{_name_part('trial_id', row['trial_id'])}.parquet"
         path = "/".join([self.partition_dir(TRIALS_DIR, row["experiment"], row["dataset"], row["method"]), name])
-        self._write_atomic(table, path)
+        self.write_atomic(table, path)
         return path
 
-    def _write_atomic(self, table: pa.Table, path: str) -> None:
+    def write_atomic(self, table: pa.Table, path: str) -> None:
+        """Write ``table`` as parquet at ``path`` so a reader sees the old file or the new one, never half.
+
+        Local/POSIX: a dot-named temporary file in the same directory, then a rename. Object
+        stores: one PUT, which is already all-or-nothing (a "rename" there is copy + delete).
+        Every table of the store (examples, trials, detection) is written through here.
+        """
         directory, _, name = path.rpartition("/")
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
@@ -239,11 +245,11 @@ class ResultStore:
 
     def load(self, **filters) -> pd.DataFrame:
         """Example rows as a DataFrame; see :func:`load`."""
-        return self._load(EXAMPLES_DIR, ROW_SCHEMA, filters)
+        return self.load_table(EXAMPLES_DIR, ROW_SCHEMA, filters)
 
     def load_trials(self, **filters) -> pd.DataFrame:
         """Trial rows as a DataFrame; see :func:`load_trials`."""
-        return self._load(TRIALS_DIR, TRIAL_SCHEMA, filters)
+        return self.load_table(TRIALS_DIR, TRIAL_SCHEMA, filters)
 
     def files(self, table: str = EXAMPLES_DIR, **filters) -> list[str]:
         """Paths of the final (non-temporary) parquet files of ``table`` that may hold rows
@@ -268,7 +274,12 @@ class ResultStore:
         selector = pafs.FileSelector(directory, allow_not_found=True, recursive=recursive)
         return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
 
-    def _load(self, table: str, schema: pa.Schema, filters: dict) -> pd.DataFrame:
+    def load_table(self, table: str, schema: pa.Schema, filters: dict) -> pd.DataFrame:
+        """Rows of one table (``examples``, ``trials``, ``detection``…) matching ``filters``.
+
+        Files are pruned by partition directory and file name before any is opened; temporary
+        and dot-files are never read.
+        """
         expression = _filter_expression(schema, filters)
         paths = self.files(table, **filters)
         if not paths:
@@ -349,7 +360,9 @@ def _file_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
 
 
-def _without_partitions(table: pa.Table) -> pa.Table:
+def without_partitions(table: pa.Table) -> pa.Table:
+    """Drop experiment/dataset/method before writing: they live in the Hive directory names,
+    and a file holding them too makes ``pandas.read_parquet`` of the folder fail on a type clash."""
     return table.drop_columns(list(PARTITION_COLUMNS))
 
 
