@@ -128,7 +128,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2,
                         help="alternate loop and Ray runs this many times; report the fastest of each")
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "grid.json"))
+    parser.add_argument("--quick", action="store_true", help="one repeat instead of --repeat")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 1
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     import ray
