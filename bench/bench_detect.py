@@ -48,7 +48,7 @@ def parse(argv=None):
     p.add_argument("--er-pgd-steps", type=int, default=10, help="PGD steps of ER training")
     p.add_argument("--cw-steps", type=int, default=50)
     p.add_argument("--cw-search", type=int, default=5)
-    p.add_argument("--lam", type=float, default=10.0)
+    p.add_argument("--lam", type=float, default=5.0, help="λ of the ER model (the er default)")
     p.add_argument("--er-method", default="er", choices=["er", "er_minus", "er_trades"],
                    help="the ER-Classifier variant under ER1/ER2 (er_minus: no PGD training, CPU-friendly)")
     p.add_argument("--cw-max-const", type=float, default=1e3,
@@ -57,6 +57,10 @@ def parse(argv=None):
     if args.quick:
         args.epochs, args.train_n, args.kde_train, args.n_test = 1, 10000, 5000, 500
         args.pgd_steps, args.er_pgd_steps, args.cw_steps, args.cw_search = 20, 5, 20, 3
+        # One epoch of PGD training at MNIST's ε 0.3 leaves `er` near 45% clean accuracy
+        # (Madry-style training needs several epochs to take off), which makes ER1/ER2
+        # meaningless; the quick setting uses er_minus, trained on clean images.
+        args.er_method = "er_minus"
     return args
 
 
