@@ -45,6 +45,7 @@ from typing import Callable, Iterable, Optional
 
 import pyarrow as pa
 
+from .faults import KILL_IN_DETECTION_ENV, kill_if_asked
 from .fingerprint import canonical_json, library_versions, short_hash
 from .store import UTC_TIMESTAMP, ResultStore, without_partitions, rows_to_table
 
@@ -309,6 +310,7 @@ def run_detection_stage(store: ResultStore, trial, model, data, plan: dict, chec
     )
     if report is not None:
         report({"phase": "detection", "crafted_seconds": time.perf_counter() - started})
+    kill_if_asked(KILL_IN_DETECTION_ENV, 1)  # test hook: a kill mid-stage must leave no rows
     configs = {d: detect.make(d, dataset=trial.dataset, **plan["configs"].get(d, {})).config for d in plan["detectors"]}
     results = detect.detection_matrix({d: material for d in plan["detectors"]}, configs, pairs="all")
     eps = {a["attack"]: a["eps"] for a in plan["attacks"]}

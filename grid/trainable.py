@@ -38,12 +38,8 @@ from ``er_core.evaluate.attack_fingerprint`` and includes the torch and pyautoat
 versions, so a resume after upgrading either also stops (other libraries are recorded in
 ``library_versions`` only).
 
-Test hooks (used by tests/grid/test_resume.py to inject faults; unset in normal runs):
-``ER_GRID_TEST_KILL_AFTER_BATCHES=k`` SIGKILLs the trial process right after its k-th
-evaluation batch stored in this process; ``ER_GRID_TEST_KILL_AFTER_EPOCHS=k`` SIGKILLs it
-when epoch k+1 finishes training, before that epoch is checkpointed (so the last checkpoint
-is epoch k). ``grid.run`` forwards every ``ER_GRID_TEST_*`` variable of the driver to the
-trial processes through the job's runtime environment.
+Test hooks (``grid.faults``, used by the resume tests to inject faults; unset in normal
+runs) SIGKILL the trial process after a given epoch or evaluation batch.
 """
 
 from __future__ import annotations
@@ -52,7 +48,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -65,6 +60,7 @@ import er_core.data
 import er_core.evaluate
 import er_core.methods
 import er_core.train
+from grid.faults import KILL_AFTER_BATCHES_ENV, KILL_AFTER_EPOCHS_ENV, kill_if_asked
 from grid.fingerprint import canonical_json, eval_subset_tag, library_versions
 from grid.spec import TrialConfig
 from grid.store import ResultStore
@@ -73,8 +69,6 @@ from grid.store import ResultStore
 ON_DEVICE_DATASETS = frozenset({"digits", "mnist", "cifar10"})
 
 STATE_FILE = "state.pt"
-KILL_AFTER_BATCHES_ENV = "ER_GRID_TEST_KILL_AFTER_BATCHES"
-KILL_AFTER_EPOCHS_ENV = "ER_GRID_TEST_KILL_AFTER_EPOCHS"
 
 
 class FingerprintMismatch(RuntimeError):
@@ -388,13 +382,3 @@ def write_trial_row(store: ResultStore, trial: TrialConfig, state: TrainState, c
         "epochs": trial.epochs, "clean_accuracy": clean_accuracy, "losses_json": json.dumps(state.losses),
         "wall_seconds": wall_seconds, "device": device_name(device), "checkpoint_hash": checkpoint_hash,
     })
-
-
-# --------------------------------------------------------------------------- test hooks
-
-
-def kill_if_asked(variable: str, count: int) -> None:
-    """Test hook: SIGKILL this process when ``count`` reaches the value of ``variable``."""
-    wanted = os.environ.get(variable)
-    if wanted is not None and count == int(wanted):
-        os.kill(os.getpid(), signal.SIGKILL)

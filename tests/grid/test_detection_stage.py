@@ -8,6 +8,8 @@ twice; ≈ 70 s on a loaded 2-core machine, marked ``ray``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from er_core import data as er_data
@@ -174,3 +176,42 @@ def test_ray_job_submit_detection_smoke_preset(ray_head, tmp_path):
     assert set(df["trial_id"]) == {t.trial_id for t in trials}
     report = run_cli(ray_head, "report", str(storage / SMOKE["experiment"]))
     assert report.returncode == 0, report.stderr[-3000:]
+
+
+@pytest.mark.ray
+def test_kill_during_detection_then_resume_adds_each_row_once(ray_head, tmp_path):
+    """Trials SIGKILLed inside the detection stage (adversarial examples crafted, rows not yet
+    written) leave no detection rows; ``er-grid resume`` writes every row exactly once and does
+    not recompute the evaluation batches stored before the kill."""
+    import sys
+
+    import yaml
+
+    from ray_helpers import REPO, run_cli
+
+    sys.path.insert(0, str(REPO / "jobs"))
+    from detection import SMOKE
+
+    spec = {**SMOKE, "experiment": "detection-kill", "max_failures": 0}
+    spec.pop("storage_path")
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    experiment = tmp_path / "storage" / spec["experiment"]
+    results = experiment / "results"
+
+    killed = run_cli(ray_head, "run", str(spec_file), "--storage", str(tmp_path / "storage"),
+                     ER_GRID_TEST_KILL_IN_DETECTION="1")
+    assert killed.returncode == 1, killed.stdout[-3000:] + killed.stderr[-3000:]
+    assert len(detection.load_detection(results)) == 0
+    store = ResultStore(str(results))
+    before = {p: Path(p).stat().st_mtime_ns for p in store.files()}
+    trials = GridSpec.from_dict(spec).expand()
+    assert len(before) == sum(t.num_eval_batches * len(t.eval_plan) for t in trials)
+
+    resumed = run_cli(ray_head, "resume", str(experiment))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    df = detection.load_detection(results)
+    pairs = len(spec["detection"]["digits"]["attacks"]) ** 2
+    assert len(df) == 2 * 2 * pairs  # none: kd, lid; er_minus: er1, er2
+    assert not df.duplicated(["trial_id", "detector", "fit_attack", "test_attack"]).any()
+    assert {p: Path(p).stat().st_mtime_ns for p in store.files()} == before  # evaluation not redone
