@@ -60,6 +60,7 @@ import er_core.data
 import er_core.evaluate
 import er_core.methods
 import er_core.train
+from grid.data_staging import local_dataset_dir
 from grid.faults import KILL_AFTER_BATCHES_ENV, KILL_AFTER_EPOCHS_ENV, kill_if_asked
 from grid.fingerprint import canonical_json, eval_subset_tag, library_versions
 from grid.spec import TrialConfig
@@ -207,9 +208,10 @@ def load_trial_data(trial: TrialConfig, device: str) -> er_core.data.Data:
     """Load the dataset once per trial; small ones go to the device whole (no DataLoader).
 
     ``trial.data_root`` holds one folder per dataset (``<data_root>/<dataset>``, like
-    ``$ER_GRID_DATA_ROOT``); None means er_core's default. Nothing is downloaded here.
+    ``$ER_GRID_DATA_ROOT``), locally or on an object store (copied once per node, see
+    ``grid.data_staging``); None means er_core's default. Nothing is downloaded here.
     """
-    root = None if trial.data_root is None else Path(trial.data_root).expanduser() / trial.dataset
+    root = None if trial.data_root is None else local_dataset_dir(trial.data_root, trial.dataset)
     data = er_core.data.load(trial.dataset, root=root)
     if trial.dataset in ON_DEVICE_DATASETS and device != "cpu":
         data = dataclasses.replace(
