@@ -58,7 +58,8 @@ def test_ray_job_submit_smoke_preset(ray_head, tmp_path):
 
 def test_object_store_storage_run_status_query(ray_head, s3_endpoint, tmp_path):
     """A grid whose storage is an S3 URI (moto's server): Tune's checkpoints, the experiment
-    state and the parquet results all land in the bucket; status and query read them there.
+    state and the parquet results all land in the bucket; a trial killed mid-evaluation is
+    resumed from the bucket; status and query read them there.
     The dummy credentials ride in the URI because the head's worker processes were started
     without the AWS variables the fixture sets (on a cluster: the nodes' IAM role)."""
     import boto3
@@ -72,8 +73,12 @@ def test_object_store_storage_run_status_query(ray_head, s3_endpoint, tmp_path):
             "eval_plan": {"digits": [{"attack": "fgsm", "eps": [0.1]}]}, "eval_n": 20, "eval_batch_size": 10,
             "num_nodes": 2, "max_failures": 0}
     (tmp_path / "s3.yaml").write_text(yaml.safe_dump(spec))
-    run = run_cli(ray_head, "run", str(tmp_path / "s3.yaml"), "--storage", storage)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # Killed after its first evaluation batch; `er-grid resume` restores from the bucket.
+    run = run_cli(ray_head, "run", str(tmp_path / "s3.yaml"), "--storage", storage,
+                  ER_GRID_TEST_KILL_AFTER_BATCHES="1")
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    resumed = run_cli(ray_head, "resume", f"s3://testing:testing@{bucket}/grid/objstore{query}")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
     keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket=bucket)["Contents"]]
     assert any(k.startswith("grid/objstore/digits-none-") and "/checkpoint_000000/state.pt" in k for k in keys)
@@ -82,3 +87,4 @@ def test_object_store_storage_run_status_query(ray_head, s3_endpoint, tmp_path):
     assert status.returncode == 0 and "evaluation batches: 2/2" in status.stdout, status.stdout + status.stderr
     rows = load(f"s3://testing:testing@{bucket}/grid/objstore/results{query}")
     assert len(rows) == 20 and set(rows["attack"]) == {"fgsm"}
+    assert not rows.duplicated(["batch", "sample_idx"]).any()
