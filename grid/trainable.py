@@ -48,6 +48,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -70,6 +71,7 @@ from grid.store import ResultStore
 ON_DEVICE_DATASETS = frozenset({"digits", "mnist", "cifar10"})
 
 STATE_FILE = "state.pt"
+EPOCH_FILE = "epoch.json"
 
 
 class FingerprintMismatch(RuntimeError):
@@ -99,7 +101,7 @@ def train_and_evaluate(config: dict) -> None:
     torch.set_num_threads(max(1, int(trial.resources["cpu"])))
 
     method = er_core.methods.make(trial.method, trial.dataset, device=device, **trial.method_hyperparams())
-    state = restore_state(method, tune.get_checkpoint())
+    state = restore_latest(method, checkpoint_candidates(tune.get_checkpoint()))
     data = load_trial_data(trial, device)
 
     def report_epoch(epoch_done: int, metrics: dict, state_now: TrainState) -> None:
@@ -168,6 +170,47 @@ def save_state(method, state: TrainState, directory: Path) -> None:
     tmp = directory / (STATE_FILE + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, directory / STATE_FILE)
+    # A few bytes naming the epoch, so a restore can pick the newest checkpoint on storage
+    # without downloading every state file.
+    (directory / EPOCH_FILE).write_text(json.dumps({"epoch": state.epoch}))
+
+
+def checkpoint_candidates(tune_checkpoint) -> list:
+    """Checkpoints to restore from, newest epoch first: this trial's on storage, then Tune's.
+
+    Why not only ``tune.get_checkpoint()``: Tune learns of a trial's checkpoints from the
+    experiment state that the driver saves every few seconds, so after the driver itself is
+    killed (a crash of the job, not of the trial) Tune may restore the trial with an older
+    checkpoint or none, although newer ones are already persisted in the trial's folder.
+    """
+    from ray import tune
+    import pyarrow.fs as pafs
+
+    storage = tune.get_context().get_storage()
+    fs = storage.storage_filesystem
+    found = []
+    for info in fs.get_file_info(pafs.FileSelector(storage.trial_fs_path, allow_not_found=True)):
+        if info.type != pafs.FileType.Directory or not re.fullmatch(r"checkpoint_\d+", info.base_name):
+            continue
+        try:
+            with fs.open_input_stream(f"{info.path}/{EPOCH_FILE}") as stream:
+                epoch = int(json.loads(stream.read())["epoch"])
+        except (OSError, ValueError, KeyError):  # not persisted completely: skip it
+            continue
+        found.append((epoch, tune.Checkpoint(info.path, filesystem=fs)))
+    found.sort(key=lambda pair: pair[0], reverse=True)
+    return [checkpoint for _, checkpoint in found] + ([tune_checkpoint] if tune_checkpoint is not None else [])
+
+
+def restore_latest(method, candidates: list) -> TrainState:
+    """Restore from the first candidate that loads; a checkpoint cut short by a kill during
+    its upload fails to load and the next older one is used. Fresh state when none loads."""
+    for checkpoint in candidates:
+        try:
+            return restore_state(method, checkpoint)
+        except (OSError, RuntimeError, EOFError, KeyError):
+            continue
+    return TrainState()
 
 
 def restore_state(method, checkpoint) -> TrainState:

@@ -133,3 +133,41 @@ def test_kill_in_training_and_evaluation_then_resume_from_moved_folder(ray_head,
     assert changed.returncode == 2, changed.stdout + changed.stderr
     assert "different spec" in changed.stderr and "Traceback" not in changed.stderr
     assert batch_files(moved / "results") == after
+
+
+def test_driver_killed_mid_evaluation_then_resume(ray_head, tmp_path):
+    """The `er-grid run` driver itself SIGKILLed once evaluation batches are being stored (a
+    crash of the machine running the job): its trials die with it, and `er-grid resume`
+    finishes from the experiment state and checkpoints without retraining or duplicating."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from ray_helpers import BIN, REPO
+
+    spec = dict(tiny_spec("driver_kill", pgd_steps=20), eval_batch_size=5)  # 16 slower batches
+    spec_file = write_spec(tmp_path / "driver.yaml", spec)
+    experiment = tmp_path / "s" / "driver_kill"
+    driver = subprocess.Popen([str(BIN / "er-grid"), "run", spec_file, "--storage", str(tmp_path / "s")],
+                              env=ray_head.env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not (experiment / "results").exists() or len(batch_files(experiment / "results")) < 2:
+            assert driver.poll() is None, "the run finished before it could be killed"
+            assert time.monotonic() < deadline, "no evaluation batch stored in time"
+            time.sleep(0.2)
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        driver.wait(timeout=30)
+    before = batch_files(experiment / "results")
+    assert 2 <= len(before) < 16
+
+    resumed = run_cli(ray_head, "resume", str(experiment))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    rows = load(experiment / "results")
+    assert len(rows) == 2 * 40 and not rows.duplicated(KEYS).any()
+    after = batch_files(experiment / "results")
+    assert all(after[name] == stamp for name, stamp in before.items()), "stored batches were recomputed"
+    reports = [r for r in train_reports(experiment) if r.get("phase") == "train"]
+    assert [r["epoch"] for r in reports] == [1, 2, 3], "training was repeated after the driver died"

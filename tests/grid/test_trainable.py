@@ -6,6 +6,8 @@ Runtime: ~6 s (one 1-epoch digits model, PGD-5 on 20 examples).
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,9 @@ def test_checkpoint_round_trip(trained, tmp_path):
     torch.manual_seed(123)
     rng = torch.get_rng_state()
     T.save_state(method, state, tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == [T.STATE_FILE]  # no temp file left behind
+    # The state and its epoch sidecar; no temp file left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([T.STATE_FILE, T.EPOCH_FILE])
+    assert json.loads((tmp_path / T.EPOCH_FILE).read_text()) == {"epoch": 1}
 
     fresh = er_core.methods.make("none", "digits", init_seed=1)
     assert T.weights_hash(fresh.model) != T.weights_hash(method.model)
@@ -128,3 +132,19 @@ def test_evaluation_batch_is_retried_in_halves_on_cuda_oom(trained):
 def test_results_root_prefers_an_explicit_uri():
     uri = "s3://bucket/grid/exp/results?endpoint_override=127.0.0.1:9000"
     assert T.results_root(uri) == uri
+
+
+def test_restore_falls_back_past_a_checkpoint_cut_short(trained, tmp_path):
+    """A checkpoint whose state file was cut short (a kill mid-upload) is skipped for the next."""
+    trial, data, method = trained
+    good, cut = tmp_path / "good", tmp_path / "cut"
+    good.mkdir(), cut.mkdir()
+    T.save_state(method, T.TrainState(epoch=1), good)
+    T.save_state(method, T.TrainState(epoch=2), cut)
+    state_bytes = (cut / T.STATE_FILE).read_bytes()
+    (cut / T.STATE_FILE).write_bytes(state_bytes[: len(state_bytes) // 2])
+    fresh = er_core.methods.make("none", "digits", init_seed=1)
+    restored = T.restore_latest(fresh, [tune.Checkpoint.from_directory(str(d)) for d in (cut, good)])
+    assert restored.epoch == 1
+    assert T.weights_hash(fresh.model) == T.weights_hash(method.model)
+    assert T.restore_latest(er_core.methods.make("none", "digits"), []).epoch == 0
