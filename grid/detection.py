@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from .faults import KILL_IN_DETECTION_ENV, kill_if_asked
 from .fingerprint import canonical_json, library_versions, short_hash
-from .store import UTC_TIMESTAMP, ResultStore, without_partitions, rows_to_table
+from .store import UTC_TIMESTAMP, ResultStore, column, without_partitions, rows_to_table
 
 DETECTION_DIR = "detection"
 _SEP = "__"
@@ -65,44 +65,40 @@ PLAN_KEYS = ("detectors", "attacks", "n", "split_seed", "fit_fraction", "batch_s
 PLAN_DEFAULTS = {"n": None, "split_seed": 0, "fit_fraction": 0.2, "batch_size": 256, "overbound": "project"}
 
 
-def _f(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
-    return pa.field(name, type_, nullable=nullable)
-
-
 #: One row per (trial, detector, fit attack, test attack).
 DETECTION_SCHEMA = pa.schema([
-    _f("experiment", pa.string()),
-    _f("dataset", pa.string()),
-    _f("method", pa.string()),
-    _f("trial_id", pa.string()),
-    _f("train_eps", pa.float64(), nullable=True),
-    _f("lam", pa.float64(), nullable=True),
-    _f("seed", pa.int64()),
-    _f("epochs", pa.int64()),
-    _f("detector", pa.string()),
-    _f("fit_attack", pa.string()),
-    _f("fit_eps", pa.float64()),                  # C&W: the RMS-ℓ2 bound
-    _f("test_attack", pa.string()),
-    _f("test_eps", pa.float64()),
-    _f("acc_adv", pa.float64(), nullable=True),   # fractions in [0, 1]; NaN where undefined
-    _f("acc_nadv", pa.float64(), nullable=True),
-    _f("acc_cla", pa.float64(), nullable=True),
-    _f("acc_com", pa.float64(), nullable=True),
-    _f("n_adv", pa.int64()),
-    _f("n_nat", pa.int64()),
-    _f("n_detected", pa.int64()),
-    _f("n_undetected", pa.int64()),
-    _f("n_undetected_correct", pa.int64()),
-    _f("n_natural_flagged", pa.int64()),
-    _f("fit_seconds", pa.float64()),
-    _f("score_seconds", pa.float64()),
-    _f("craft_seconds", pa.float64()),            # crafting the test attack on sets I and II
-    _f("detector_config", pa.string()),           # canonical JSON of the detector's config
-    _f("detection_config", pa.string()),          # canonical JSON of the trial's detection plan
-    _f("checkpoint_hash", pa.string()),
-    _f("library_versions", pa.string()),
-    _f("code_version", pa.string()),
-    _f("created_at", UTC_TIMESTAMP),
+    column("experiment", pa.string()),
+    column("dataset", pa.string()),
+    column("method", pa.string()),
+    column("trial_id", pa.string()),
+    column("train_eps", pa.float64(), nullable=True),
+    column("lam", pa.float64(), nullable=True),
+    column("seed", pa.int64()),
+    column("epochs", pa.int64()),
+    column("detector", pa.string()),
+    column("fit_attack", pa.string()),
+    column("fit_eps", pa.float64()),                  # C&W: the RMS-ℓ2 bound
+    column("test_attack", pa.string()),
+    column("test_eps", pa.float64()),
+    column("acc_adv", pa.float64(), nullable=True),   # fractions in [0, 1]; NaN where undefined
+    column("acc_nadv", pa.float64(), nullable=True),
+    column("acc_cla", pa.float64(), nullable=True),
+    column("acc_com", pa.float64(), nullable=True),
+    column("n_adv", pa.int64()),
+    column("n_nat", pa.int64()),
+    column("n_detected", pa.int64()),
+    column("n_undetected", pa.int64()),
+    column("n_undetected_correct", pa.int64()),
+    column("n_natural_flagged", pa.int64()),
+    column("fit_seconds", pa.float64()),
+    column("score_seconds", pa.float64()),
+    column("craft_seconds", pa.float64()),            # crafting the test attack on sets I and II
+    column("detector_config", pa.string()),           # canonical JSON of the detector's config
+    column("detection_config", pa.string()),          # canonical JSON of the trial's detection plan
+    column("checkpoint_hash", pa.string()),
+    column("library_versions", pa.string()),
+    column("code_version", pa.string()),
+    column("created_at", UTC_TIMESTAMP),
 ])
 
 

@@ -51,7 +51,8 @@ from .fingerprint import er_grid_code_version
 # --------------------------------------------------------------------------- schemas
 
 
-def _f(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
+def column(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
+    """A schema column; not nullable unless said, so a missing value is an error, not a null."""
     return pa.field(name, type_, nullable=nullable)
 
 
@@ -59,57 +60,57 @@ UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 #: One row per evaluated example (DESIGN.md "Results schema" plus the fingerprint columns).
 ROW_SCHEMA = pa.schema([
-    _f("experiment", pa.string()),
-    _f("trial_id", pa.string()),
-    _f("dataset", pa.string()),
-    _f("method", pa.string()),
-    _f("train_eps", pa.float64(), nullable=True),   # None where the method trains on clean data
-    _f("lam", pa.float64(), nullable=True),         # None where the method has no λ
-    _f("seed", pa.int64()),
-    _f("epochs", pa.int64()),
-    _f("attack", pa.string()),
-    _f("norm", pa.string()),                        # "Linf" | "L2"
-    _f("eps", pa.float64()),                        # in [0, 1] image space
-    _f("batch", pa.int64()),                        # evaluation batch index from 0
-    _f("sample_idx", pa.int64()),                   # index into the dataset's test set
-    _f("label", pa.int64()),
-    _f("pred_clean", pa.int64()),
-    _f("pred_adv", pa.int64()),
-    _f("correct_clean", pa.bool_()),
-    _f("correct_adv", pa.bool_()),
-    _f("l2", pa.float64()),                         # ‖x_adv − x‖₂
-    _f("l2_rms", pa.float64()),                     # ‖x_adv − x‖₂ / sqrt(C·H·W), the paper's form
-    _f("linf", pa.float64()),
-    _f("queries", pa.int64()),                      # model queries; −1 where not counted
-    _f("seconds", pa.float64()),                    # attack wall time per example (batch time / N)
-    _f("code_version", pa.string()),
-    _f("created_at", UTC_TIMESTAMP),
+    column("experiment", pa.string()),
+    column("trial_id", pa.string()),
+    column("dataset", pa.string()),
+    column("method", pa.string()),
+    column("train_eps", pa.float64(), nullable=True),   # None where the method trains on clean data
+    column("lam", pa.float64(), nullable=True),         # None where the method has no λ
+    column("seed", pa.int64()),
+    column("epochs", pa.int64()),
+    column("attack", pa.string()),
+    column("norm", pa.string()),                        # "Linf" | "L2"
+    column("eps", pa.float64()),                        # in [0, 1] image space
+    column("batch", pa.int64()),                        # evaluation batch index from 0
+    column("sample_idx", pa.int64()),                   # index into the dataset's test set
+    column("label", pa.int64()),
+    column("pred_clean", pa.int64()),
+    column("pred_adv", pa.int64()),
+    column("correct_clean", pa.bool_()),
+    column("correct_adv", pa.bool_()),
+    column("l2", pa.float64()),                         # ‖x_adv − x‖₂
+    column("l2_rms", pa.float64()),                     # ‖x_adv − x‖₂ / sqrt(C·H·W), the paper's form
+    column("linf", pa.float64()),
+    column("queries", pa.int64()),                      # model queries; −1 where not counted
+    column("seconds", pa.float64()),                    # attack wall time per example (batch time / N)
+    column("code_version", pa.string()),
+    column("created_at", UTC_TIMESTAMP),
     # Fingerprint: what produced the row, so changed runs never mix silently.
-    _f("attack_config", pa.string()),               # canonical JSON of the attack's full config
-    _f("checkpoint_hash", pa.string()),             # hash of the evaluated model checkpoint
-    _f("eval_subset", pa.string()),                 # "n=1000,seed=0"
-    _f("library_versions", pa.string()),            # JSON {library: version}
-    _f("gradient_failed", pa.bool_(), nullable=True),  # None where the attack uses no gradient
-    _f("randomized", pa.bool_()),                   # model is randomized (RSE): ensemble verdict
+    column("attack_config", pa.string()),               # canonical JSON of the attack's full config
+    column("checkpoint_hash", pa.string()),             # hash of the evaluated model checkpoint
+    column("eval_subset", pa.string()),                 # "n=1000,seed=0"
+    column("library_versions", pa.string()),            # JSON {library: version}
+    column("gradient_failed", pa.bool_(), nullable=True),  # None where the attack uses no gradient
+    column("randomized", pa.bool_()),                   # model is randomized (RSE): ensemble verdict
 ])
 
 #: One row per trial: training outcome and where it ran.
 TRIAL_SCHEMA = pa.schema([
-    _f("trial_id", pa.string()),
-    _f("experiment", pa.string()),
-    _f("dataset", pa.string()),
-    _f("method", pa.string()),
-    _f("train_eps", pa.float64(), nullable=True),
-    _f("lam", pa.float64(), nullable=True),
-    _f("seed", pa.int64()),
-    _f("epochs", pa.int64()),
-    _f("clean_accuracy", pa.float64()),             # on the evaluation subset, in [0, 1]
-    _f("losses_json", pa.string()),                 # JSON list of per-epoch {loss name: mean}
-    _f("wall_seconds", pa.float64()),               # training + evaluation wall time
-    _f("device", pa.string()),                      # e.g. "cuda:0 (NVIDIA H100)" or "cpu"
-    _f("checkpoint_hash", pa.string()),
-    _f("code_version", pa.string()),
-    _f("created_at", UTC_TIMESTAMP),
+    column("trial_id", pa.string()),
+    column("experiment", pa.string()),
+    column("dataset", pa.string()),
+    column("method", pa.string()),
+    column("train_eps", pa.float64(), nullable=True),
+    column("lam", pa.float64(), nullable=True),
+    column("seed", pa.int64()),
+    column("epochs", pa.int64()),
+    column("clean_accuracy", pa.float64()),             # on the evaluation subset, in [0, 1]
+    column("losses_json", pa.string()),                 # JSON list of per-epoch {loss name: mean}
+    column("wall_seconds", pa.float64()),               # training + evaluation wall time
+    column("device", pa.string()),                      # e.g. "cuda:0 (NVIDIA H100)" or "cpu"
+    column("checkpoint_hash", pa.string()),
+    column("code_version", pa.string()),
+    column("created_at", UTC_TIMESTAMP),
 ])
 
 #: Columns write_batch fills from its keyword arguments when a row omits them.

@@ -3,22 +3,10 @@ zero-gradient recording, and ≥ 95% success on an undefended digits model."""
 
 import pytest
 import torch
+from linear_models import TwoClassLinear
 from torch import nn
 
 from er_core.attacks import make as make_attack
-
-
-class TwoClassLinear(nn.Module):
-    """logits [0, w·x + b]: the decision boundary is the hyperplane w·x + b = 0."""
-
-    def __init__(self, w: torch.Tensor, b: float) -> None:
-        super().__init__()
-        self.register_buffer("w", w)
-        self.b = b
-
-    def forward(self, x):
-        score = x.flatten(1) @ self.w + self.b
-        return torch.stack([torch.zeros_like(score), score], dim=1)
 
 
 @pytest.fixture(scope="module")

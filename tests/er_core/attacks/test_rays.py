@@ -3,22 +3,9 @@ already-misclassified examples, and near-zero accuracy of an undefended digits m
 
 import pytest
 import torch
-from torch import nn
+from linear_models import TwoClassLinear
 
 from er_core.attacks import make as make_attack
-
-
-class TwoClassLinear(nn.Module):
-    """logits [0, w·x + b]: the decision boundary is the hyperplane w·x + b = 0."""
-
-    def __init__(self, w: torch.Tensor, b: float, scale: float = 1.0) -> None:
-        super().__init__()
-        self.register_buffer("w", w)
-        self.b, self.scale = b, scale
-
-    def forward(self, x):
-        score = x.flatten(1) @ self.w + self.b
-        return self.scale * torch.stack([torch.zeros_like(score), score], dim=1)
 
 
 @pytest.fixture(scope="module")
