@@ -19,10 +19,11 @@ tiny_imagenet  ``root/tiny-imagenet-200/``: ``wnids.txt``, ``train/<wnid>/images
                the test set, in the order of ``val_annotations.txt``.
 =============  ============================================================================
 
-Default root: ``$ER_GRID_DATA_ROOT/<name>`` if that variable is set, else ``./data/<name>``;
-for mnist, when no root is given and the default holds no files, :data:`SHARED_MNIST`.
-Missing or corrupt files raise :class:`DatasetFilesError` naming the path and what belongs
-there. ``download=True`` fetches missing files first (needs internet).
+The data root (one folder per dataset) is ``$ER_GRID_DATA_ROOT`` if that variable is set,
+else ``~/er-grid-data``: the same default for notebooks, the jobs, the trials on a cluster and
+``er-grid data fetch|check``. Missing or corrupt files raise :class:`DatasetFilesError` naming
+the path, what belongs there and how to get it. ``download=True`` fetches missing files first
+(needs internet; er_core/download.py holds the mirrors and checksums).
 
 Memory: everything is held as float32, e.g. Tiny ImageNet train is 100000×3×64×64×4 B ≈ 4.9 GB.
 """
@@ -30,12 +31,9 @@ Memory: everything is held as float32, e.g. Tiny ImageNet train is 100000×3×64
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import pickle
 import struct
-import urllib.request
-import zipfile
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -88,10 +86,8 @@ def info(name: str) -> DatasetInfo:
     return INFO[name]
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The MNIST copy that sits beside the repository (tests and demo use it; read-only).
-SHARED_MNIST = REPO_ROOT / ".." / "shared" / "datasets" / "mnist"
 DATA_ROOT_ENV = "ER_GRID_DATA_ROOT"
+DEFAULT_DATA_ROOT = "~/er-grid-data"
 DIGITS_SPLIT_SEED = 0
 DIGITS_TRAIN_SIZE = 1437
 
@@ -105,7 +101,8 @@ class DatasetFilesError(FileNotFoundError, ValueError):
 def _files_error(name: str, path: Path, problem: str) -> DatasetFilesError:
     return DatasetFilesError(
         f"{name}: {path}: {problem}. {LOADERS[name].expected} "
-        "Pass download=True on a machine with internet, or copy the files there."
+        f"Run `er-grid data fetch {name}` (or pass download=True) on a machine with internet, "
+        "or copy the files there."
     )
 
 
@@ -144,13 +141,7 @@ def _load_digits(root: Path) -> Data:
 
 # ---------------------------------------------------------------- mnist
 
-MNIST_FILES = {  # file → md5 of its uncompressed content (the same for every mirror's gzip)
-    "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
-}
-MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+MNIST_FILES = tuple(f"{split}-{kind}-ubyte.gz" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1"))
 _IDX_MAGIC = {1: 2049, 3: 2051}  # IDX magic number by number of dims (uint8 data, 0x08)
 
 
@@ -191,32 +182,31 @@ def _load_mnist(root: Path) -> Data:
     return Data("mnist", *parts, num_classes=10)
 
 
-def _download_mnist(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    for fname, md5 in MNIST_FILES.items():
-        if (root / fname).is_file():
-            continue
-        errors = []
-        for mirror in MNIST_MIRRORS:
-            tmp = root / (fname + ".tmp")
-            try:
-                urllib.request.urlretrieve(mirror + fname, tmp)
-                got = hashlib.md5(gzip.decompress(tmp.read_bytes())).hexdigest()
-                if got != md5:
-                    raise ValueError(f"md5 {got} != {md5}")
-                os.replace(tmp, root / fname)  # atomic: a half download never has the real name
-                break
-            except (OSError, ValueError, EOFError, zlib.error) as e:
-                errors.append(f"{mirror}: {e}")
-                tmp.unlink(missing_ok=True)
-        else:
-            raise OSError(f"mnist: could not download {fname}: " + "; ".join(errors))
-
-
 # ---------------------------------------------------------------- cifar10
 
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR-10 batch holds: a dict of strings, a list of ints and one
+    uint8 numpy array. Those need no global except numpy's array rebuilders (and ``_codecs``
+    for bytes written by a Python 3 pickler at protocol 2); any other global, i.e. any
+    object that could run code while it is unpickled, is refused."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}: a CIFAR-10 batch holds only "
+                                         "a dict of strings, a list of labels and a uint8 array")
+        return super().find_class(module, name)
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -225,9 +215,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with open(path, "rb") as f:
             # The official batches are Python 2 pickles; latin1 is what numpy needs to rebuild
             # their arrays (as torchvision does). Keys come back as 'data' (Python 2 str) or
-            # b'data' (a Python 3 pickle of bytes keys): accept both. Unpickling runs code, so
-            # point root only at files you trust (the same holds for torchvision).
-            entry = pickle.load(f, encoding="latin1")
+            # b'data' (a Python 3 pickle of bytes keys): accept both.
+            entry = _CifarUnpickler(f, encoding="latin1").load()
         data, labels = (entry[k] if k in entry else entry[k.encode()] for k in ("data", "labels"))
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ValueError) as e:
         problem = f"not a CIFAR-10 batch pickle ({type(e).__name__}: {e})"
@@ -255,12 +244,6 @@ def _load_cifar10(root: Path) -> Data:
     )
 
 
-def _download_cifar10(root: Path) -> None:
-    import torchvision
-
-    torchvision.datasets.CIFAR10(str(root), train=True, download=True)  # fetches train and test
-
-
 # ---------------------------------------------------------------- stl10
 
 STL_DIR = "stl10_binary"
@@ -285,16 +268,9 @@ def _load_stl10(root: Path) -> Data:
     return Data("stl10", x_tr, y_tr, x_te, y_te, 10)
 
 
-def _download_stl10(root: Path) -> None:
-    import torchvision
-
-    torchvision.datasets.STL10(str(root), split="train", download=True)  # whole archive
-
-
 # ---------------------------------------------------------------- tiny_imagenet
 
 TINY_DIR = "tiny-imagenet-200"
-TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
 def _read_jpegs(paths: list[Path]) -> np.ndarray:
@@ -356,66 +332,47 @@ def _load_tiny_imagenet(root: Path) -> Data:
     )
 
 
-def _download_tiny_imagenet(root: Path) -> None:
-    if (root / TINY_DIR / "wnids.txt").is_file():
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    zip_path, tmp = root / "tiny-imagenet-200.zip", root / "tiny-imagenet-200.zip.tmp"
-    if not zip_path.is_file():
-        urllib.request.urlretrieve(TINY_URL, tmp)
-        os.replace(tmp, zip_path)
-    with zipfile.ZipFile(zip_path) as z:
-        z.extractall(root)
-
-
 # ---------------------------------------------------------------- registry
 
 
 @dataclass(frozen=True)
 class Loader:
-    """How one dataset is read (root → Data) and fetched (root → None, or None if bundled);
-    ``expected`` says what belongs in root, for error messages."""
+    """How one dataset is read (root → Data), whether it is downloaded (er_core/download.py)
+    or bundled; ``expected`` says what belongs in root, for error messages."""
 
     load: Callable[[Path], Data]
-    download: Callable[[Path], None] | None
+    downloadable: bool
     expected: str
 
 
 LOADERS: dict[str, Loader] = {
-    "digits": Loader(_load_digits, None, "Bundled with scikit-learn; no files needed."),
-    "mnist": Loader(_load_mnist, _download_mnist, f"Expected in root: {', '.join(MNIST_FILES)}."),
+    "digits": Loader(_load_digits, False, "Bundled with scikit-learn; no files needed."),
+    "mnist": Loader(_load_mnist, True, f"Expected in root: {', '.join(MNIST_FILES)}."),
     "cifar10": Loader(
-        _load_cifar10, _download_cifar10,
+        _load_cifar10, True,
         f"Expected in root: {CIFAR_DIR}/{{{','.join(CIFAR_TRAIN)},test_batch}} "
         "(torchvision's CIFAR10 layout).",
     ),
     "stl10": Loader(
-        _load_stl10, _download_stl10,
+        _load_stl10, True,
         f"Expected in root: {STL_DIR}/{{train_X,train_y,test_X,test_y}}.bin (torchvision's STL10 layout).",
     ),
     "tiny_imagenet": Loader(
-        _load_tiny_imagenet, _download_tiny_imagenet,
+        _load_tiny_imagenet, True,
         f"Expected in root: {TINY_DIR}/ with wnids.txt, train/<wnid>/images/*.JPEG, "
         "val/images/*.JPEG and val/val_annotations.txt.",
     ),
 }
 
 
+def data_root() -> Path:
+    """The folder holding one folder per dataset: ``$ER_GRID_DATA_ROOT``, else ``~/er-grid-data``."""
+    return Path(os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT).expanduser()
+
+
 def default_root(name: str) -> Path:
-    """``$ER_GRID_DATA_ROOT/<name>`` if set, else ``./data/<name>``."""
-    base = os.environ.get(DATA_ROOT_ENV)
-    return (Path(base) if base else Path("data")) / name
-
-
-def _resolve_root(name: str, root: str | os.PathLike | None) -> Path:
-    if root is not None:
-        return Path(root)
-    path = default_root(name)
-    # MNIST falls back to the shared copy beside the repo, so tests and demo need no set-up.
-    if name == "mnist" and not all((path / f).is_file() for f in MNIST_FILES):
-        if all((SHARED_MNIST / f).is_file() for f in MNIST_FILES):
-            return SHARED_MNIST
-    return path
+    """Dataset ``name``'s folder under :func:`data_root`."""
+    return data_root() / name
 
 
 def load(name: str, root: str | os.PathLike | None = None, download: bool = False) -> Data:
@@ -427,9 +384,11 @@ def load(name: str, root: str | os.PathLike | None = None, download: bool = Fals
     """
     info(name)  # unknown names → ValueError listing valid ones
     loader = LOADERS[name]
-    path = _resolve_root(name, root)
-    if download and loader.download is not None:
-        loader.download(path)
+    path = default_root(name) if root is None else Path(root).expanduser()
+    if download and loader.downloadable:
+        from er_core.download import fetch
+
+        fetch(name, path)
     return loader.load(path)
 
 
