@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from er_core.attacks import make as make_attack
-from er_core.data import SHARED_MNIST, Data, eval_indices, load
+from er_core.data import Data, eval_indices, load
 from er_core.methods import make
 from er_core.train import fit
 
@@ -55,7 +55,7 @@ def get_model(args) -> nn.Module:
     if args.checkpoint and not args.save_checkpoint:
         method.load_state_dict(torch.load(args.checkpoint, weights_only=True))
         return method.model.eval()
-    data = load("mnist", root=SHARED_MNIST)
+    data = load("mnist")
     k = min(args.train_images, len(data.x_train))
     subset = Data(data.name, data.x_train[:k], data.y_train[:k], data.x_test, data.y_test, data.num_classes)
     start = time.perf_counter()
@@ -73,7 +73,7 @@ def accuracy(model, x, y) -> float:
 
 def run(args) -> list[dict]:
     model = get_model(args)
-    data = load("mnist", root=SHARED_MNIST)
+    data = load("mnist")
     idx = eval_indices("mnist", args.n, seed=0)
     x, y = data.x_test[idx], data.y_test[idx]
     clean = accuracy(model, x, y)

@@ -14,7 +14,7 @@ logistic regression) and to score (set-II features + prediction, natural + adver
 
 CPU-scale: a couple of epochs instead of the paper's training, fewer PGD/C&W iterations,
 a test subset, KDE/LID references from ``--kde-train`` training images. The numbers are a
-sanity check of the pipeline, not a reproduction. MNIST comes from ../shared/datasets/mnist.
+sanity check of the pipeline, not a reproduction. MNIST comes from the data root (`er-grid data fetch mnist`).
 """
 
 from __future__ import annotations

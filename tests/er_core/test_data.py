@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_files import TINY_VAL, TINY_WNIDS, write_cifar, write_idx, write_mnist, write_stl, write_tiny_imagenet
 from PIL import Image
 
 from er_core import data
@@ -35,14 +36,15 @@ def u8(x: torch.Tensor) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def mnist(tmp_path_factory) -> data.Data:
-    # An empty data root with no explicit root: load must fall back to SHARED_MNIST.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(data.DATA_ROOT_ENV, str(tmp_path_factory.mktemp("empty_root")))
-        return data.load("mnist")
+def mnist() -> data.Data:
+    """The real MNIST from the data root (CI points ER_GRID_DATA_ROOT at its copy)."""
+    folder = data.default_root("mnist")
+    if not all((folder / f).is_file() for f in data.MNIST_FILES):
+        pytest.skip(f"real MNIST not in {folder}: run `er-grid data fetch mnist` or set {data.DATA_ROOT_ENV}")
+    return data.load("mnist")  # no root: found through the data root
 
 
-def test_real_mnist_from_shared_copy(mnist):
+def test_real_mnist_from_data_root(mnist):
     assert_images(mnist.x_train, 60000, (1, 28, 28))
     assert_images(mnist.x_test, 10000, (1, 28, 28))
     assert mnist.x_train.max() == 1 and mnist.x_train.min() == 0
@@ -78,27 +80,14 @@ def test_digits_shapes_ranges_and_fixed_split():
 # ---------------------------------------------------------------- tiny IDX (MNIST format)
 
 
-def write_idx(path: Path, arr: np.ndarray, magic: int | None = None) -> None:
-    magic = magic if magic is not None else {1: 2049, 3: 2051}[arr.ndim]
-    header = struct.pack(f">{1 + arr.ndim}I", magic, *arr.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
 def tiny_mnist(tmp_path) -> Path:
-    rng = np.random.RandomState(0)
-    root = tmp_path / "mnist"
-    root.mkdir()
-    for split, n in (("train", 5), ("t10k", 3)):
-        write_idx(root / f"{split}-images-idx3-ubyte.gz", rng.randint(0, 256, (n, 28, 28)))
-        write_idx(root / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-    return root
+    return write_mnist(tmp_path / "mnist")
 
 
 def test_idx_round_trip_and_env_root(tiny_mnist, monkeypatch):
     monkeypatch.setenv(data.DATA_ROOT_ENV, str(tiny_mnist.parent))  # env root / "mnist"
-    d = data.load("mnist", download=True)  # files present: download=True must not fetch
+    d = data.load("mnist")
     assert_images(d.x_train, 5, (1, 28, 28))
     assert d.y_test.tolist() == [0, 1, 2]
     with gzip.open(tiny_mnist / "train-images-idx3-ubyte.gz") as f:
@@ -141,22 +130,6 @@ def test_idx_payload_shorter_than_header(tiny_mnist):
 # ---------------------------------------------------------------- CIFAR10
 
 
-def write_cifar(root: Path, n_per_batch: int = 4, str_keys: bool = False) -> dict[str, np.ndarray]:
-    """torchvision's layout; keys b'data'/b'labels' (or 'data'/'labels')."""
-    base = root / "cifar-10-batches-py"
-    base.mkdir(parents=True)
-    rng = np.random.RandomState(1)
-    written = {}
-    for i, fname in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        x = rng.randint(0, 256, (n_per_batch, 3072)).astype(np.uint8)
-        y = [(i + j) % 10 for j in range(n_per_batch)]
-        keys = ("data", "labels") if str_keys else (b"data", b"labels")
-        with open(base / fname, "wb") as f:
-            pickle.dump({keys[0]: x, keys[1]: y, b"batch_label": fname.encode()}, f, protocol=2)
-        written[fname] = x
-    return written
-
-
 @pytest.mark.parametrize("str_keys", [False, True])
 def test_cifar10_files_load(tmp_path, str_keys):
     written = write_cifar(tmp_path, str_keys=str_keys)
@@ -180,7 +153,30 @@ def test_cifar10_default_root_and_missing_batch(tmp_path, monkeypatch):
         data.load("cifar10")
     msg = str(e.value)
     assert isinstance(e.value, DatasetFilesError)
-    assert str(missing) in msg and "test_batch" in msg and "download=True" in msg and "copy the files" in msg
+    assert str(missing) in msg and "test_batch" in msg and "copy the files" in msg
+    assert "er-grid data fetch cifar10" in msg and "download=True" in msg
+
+
+class Planted:
+    """Unpickling this would create ``path``: how a planted object runs code in a reader."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+@pytest.mark.parametrize("where", ["labels", "top"])
+def test_cifar10_batch_with_a_planted_object_is_refused(tmp_path, where):
+    write_cifar(tmp_path)
+    batch, marker = tmp_path / "cifar-10-batches-py" / "data_batch_2", tmp_path / "ran"
+    entry = {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, Planted(marker)]}
+    with open(batch, "wb") as f:
+        pickle.dump(entry if where == "labels" else Planted(marker), f, protocol=2)
+    with pytest.raises(DatasetFilesError, match=r"data_batch_2.*refused global io\.open"):
+        data.load("cifar10", root=tmp_path)
+    assert not marker.exists()  # the planted call never ran
 
 
 def test_cifar10_not_a_pickle(tmp_path):
@@ -194,16 +190,12 @@ def test_cifar10_not_a_pickle(tmp_path):
 
 
 def test_stl10_binary_orientation_and_labels(tmp_path):
+    upright = write_stl(tmp_path)
     base = tmp_path / "stl10_binary"
-    base.mkdir()
-    rng = np.random.RandomState(2)
-    sizes = {"train": 3, "test": 2}
-    upright = {s: rng.randint(0, 100, (n, 3, 96, 96)).astype(np.uint8) for s, n in sizes.items()}
-    upright["train"][1, 2, 5, 70] = 250  # row 5, column 70 of the blue channel
-    for split, img in upright.items():
-        # STL10 stores each channel column-major: write the transpose in C order.
-        img.transpose(0, 1, 3, 2).tofile(base / f"{split}_X.bin")
-        np.arange(1, len(img) + 1, dtype=np.uint8).tofile(base / f"{split}_y.bin")  # 1-based
+    img = upright["train"].copy()
+    img[1, 2, 5, 70] = 250  # row 5, column 70 of the blue channel
+    img.transpose(0, 1, 3, 2).tofile(base / "train_X.bin")  # stored column-major per channel
+    upright["train"] = img
     d = data.load("stl10", root=tmp_path)
     assert_images(d.x_train, 3, (3, 96, 96))
     assert_images(d.x_test, 2, (3, 96, 96))
@@ -225,29 +217,9 @@ def test_stl10_binary_orientation_and_labels(tmp_path):
 
 # ---------------------------------------------------------------- Tiny ImageNet
 
-WNIDS = ["n03", "n01", "n02"]  # unsorted on disk: class index is the position in sorted order
-
-
-def jpeg(path: Path, top: tuple[int, int, int], bottom: tuple[int, int, int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.empty((64, 64, 3), dtype=np.uint8)
-    arr[:32], arr[32:] = top, bottom  # edge on a JPEG block boundary: both halves stay flat
-    Image.fromarray(arr).save(path, "JPEG", quality=95)
-
-
 def test_tiny_imagenet_tree(tmp_path):
-    base = tmp_path / "tiny-imagenet-200"
-    base.mkdir()
-    (base / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
-    for w in WNIDS:
-        for k in range(2):
-            jpeg(base / "train" / w / "images" / f"{w}_{k}.JPEG", (200, 0, 0), (0, 0, 200))
-    ann = [("val_0.JPEG", "n02"), ("val_1.JPEG", "n03"), ("val_2.JPEG", "n01"), ("val_3.JPEG", "n02")]
-    for i, (fname, _) in enumerate(ann):
-        jpeg(base / "val" / "images" / fname, (40 * i, 120, 0), (0, 0, 0))
-    (base / "val" / "val_annotations.txt").write_text(
-        "".join(f"{f}\t{w}\t0\t0\t63\t63\n" for f, w in ann)
-    )
+    base = write_tiny_imagenet(tmp_path)
+    assert TINY_WNIDS == ["n03", "n01", "n02"] and [w for _, w in TINY_VAL] == ["n02", "n03", "n01", "n02"]
     # a grey train image must become 3 identical channels
     Image.fromarray(np.full((64, 64), 90, np.uint8)).save(base / "train" / "n01" / "images" / "n01_1.JPEG")
 
@@ -303,16 +275,11 @@ def test_unknown_dataset_lists_valid_names():
     assert set(data.LOADERS) == set(data.INFO)
 
 
-def test_mnist_download_checks_md5_and_tries_mirrors(tmp_path, tiny_mnist, monkeypatch):
-    # file:// mirrors stand in for the internet: a dead one, then the real shared files.
-    shared = data.SHARED_MNIST.resolve().as_uri() + "/"
-    monkeypatch.setattr(data, "MNIST_MIRRORS", ((tmp_path / "dead").as_uri() + "/", shared))
-    root = tmp_path / "fetched"
-    d = data.load("mnist", root=root, download=True)
-    assert sorted(p.name for p in root.iterdir()) == sorted(data.MNIST_FILES)  # no .tmp left
-    assert torch.bincount(d.y_test, minlength=10).tolist() == MNIST_TEST_COUNTS
-    # A mirror serving other content fails its md5 check and leaves nothing behind.
-    monkeypatch.setattr(data, "MNIST_MIRRORS", (tiny_mnist.as_uri() + "/",))
-    with pytest.raises(OSError, match="md5"):
-        data.load("mnist", root=tmp_path / "bad", download=True)
-    assert list((tmp_path / "bad").iterdir()) == []
+def test_default_data_root_is_home_er_grid_data(monkeypatch, tmp_path):
+    monkeypatch.delenv(data.DATA_ROOT_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert data.default_root("cifar10") == tmp_path / "er-grid-data" / "cifar10"
+    with pytest.raises(DatasetFilesError, match=str(tmp_path / "er-grid-data" / "mnist")):
+        data.load("mnist")
+    monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path / "elsewhere"))
+    assert data.default_root("mnist") == tmp_path / "elsewhere" / "mnist"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from dataset_files import write_mnist
 
 from er_core import data as er_data
 from grid.data_staging import CACHE_ENV, local_dataset_dir
@@ -11,10 +12,11 @@ from grid.data_staging import CACHE_ENV, local_dataset_dir
 
 @pytest.fixture
 def mnist_bucket(s3_endpoint, tmp_path, monkeypatch):
-    """The real MNIST files uploaded under s3://<bucket>/datasets/mnist/; cache in tmp_path."""
+    """Tiny MNIST files (the exact IDX format) uploaded under s3://<bucket>/datasets/mnist/;
+    cache in tmp_path."""
     endpoint, bucket = s3_endpoint
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    for path in sorted(er_data.SHARED_MNIST.glob("*-ubyte.gz")):
+    for path in sorted(write_mnist(tmp_path / "upload", sizes=(7, 4)).glob("*-ubyte.gz")):
         client.upload_file(str(path), bucket, f"datasets/mnist/{path.name}")
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     host = endpoint.removeprefix("http://")
@@ -26,7 +28,8 @@ def test_dataset_on_object_store_is_staged_once_and_loads(mnist_bucket, tmp_path
     local = local_dataset_dir(uri, "mnist")
     assert local.parent == tmp_path / "cache"
     data = er_data.load("mnist", root=local)
-    assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
+    assert data.x_train.shape == (7, 1, 28, 28) and data.x_test.shape == (4, 1, 28, 28)
+    assert data.x_train.equal(er_data.load("mnist", root=tmp_path / "upload").x_train)
     assert not [p for p in local.parent.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
     # A second trial on the node reads the cache: the bucket is no longer consulted.
