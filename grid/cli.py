@@ -6,6 +6,7 @@
     er-grid query RESULTS [--dataset D ...] [--method M ...] [--attack A ...] [--eps E ...]
                   [--experiment X ...] [--by COLS] [--format table|csv|parquet] [--out FILE]
     er-grid report RESULTS [--out FILE] [--figures DIR]   the paper's tables (markdown), Figures 3/4 (PNG)
+    er-grid data fetch NAME [--root DIR] | data check [NAME] [--root DIR]   datasets (grid/data_cli.py)
 
 EXPERIMENT is Tune's experiment folder ``<storage>/<experiment>`` (printed by ``run``);
 RESULTS is a results store root (``<storage>/<experiment>/results`` or a URI) or an
@@ -239,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", metavar="DIR",
                    help="also write the paper's Figures 3/4 as PNG files into DIR (figure3_<dataset>.png, ...)")
     p.set_defaults(func=cmd_report)
+
+    from grid.data_cli import add_data_parser
+
+    add_data_parser(sub)  # er-grid data fetch|check
     return parser
 
 

@@ -9,6 +9,7 @@ connection part-way, so resuming is tested against a real socket.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import http.server
 import pickle
@@ -131,6 +132,21 @@ def publish(name: str, mirror: Path, work: Path) -> Path:
         with tarfile.open(mirror / archive, "w:gz") as t:
             t.add(tree / top, arcname=top)
     return tree
+
+
+def local_source(name: str, urls: list[str], mirror: Path, tree: Path):
+    """The real er_core.download source of ``name`` with its mirrors replaced by ``urls``
+    and its md5s by those of the tiny files (``mirror``: what the host serves, ``tree``:
+    what fetch yields); the file layout stays the real one."""
+    from er_core import download
+
+    real = download.source(name)
+    remotes = tuple(dataclasses.replace(r, urls=tuple(u + r.filename for u in urls),
+                                        md5=download.md5_of(mirror / r.filename, r.gunzip))
+                    for r in real.remotes)
+    files = {rel: None if want is None else download.md5_of(tree / rel, real.gunzip_md5)
+             for rel, want in real.files.items()}
+    return dataclasses.replace(real, remotes=remotes, files=files)
 
 
 # ---------------------------------------------------------------- local mirror

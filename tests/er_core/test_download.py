@@ -6,27 +6,14 @@ real MNIST where the data root has it."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
-from dataset_files import Mirror, publish
+from dataset_files import Mirror, local_source, publish
 
 from er_core import data, download
 from er_core.download import DownloadError
 
 DATASETS = ("mnist", "cifar10", "stl10", "tiny_imagenet")
-
-
-def local_source(name: str, urls: list[str], mirror: Path, tree: Path) -> download.Source:
-    """The real source of ``name`` with its mirrors replaced by ``urls`` and its md5s by
-    those of the tiny files (``mirror``: what the host serves, ``tree``: what fetch yields)."""
-    real = download.source(name)
-    remotes = tuple(dataclasses.replace(r, urls=tuple(u + r.filename for u in urls),
-                                        md5=download.md5_of(mirror / r.filename, r.gunzip))
-                    for r in real.remotes)
-    files = {rel: None if want is None else download.md5_of(tree / rel, real.gunzip_md5)
-             for rel, want in real.files.items()}
-    return dataclasses.replace(real, remotes=remotes, files=files)
 
 
 @pytest.fixture
