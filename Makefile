@@ -3,7 +3,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-clean-clone bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,6 +20,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The committed HEAD cloned into a temporary folder with nothing beside it, no data root
+# (ER_GRID_DATA_ROOT unset, HOME empty) and no internet needed: the data, download and README
+# tests must pass there (real-MNIST tests skip). The clone uses this checkout's venv.
+CLEAN_CLONE_TESTS := tests/er_core/test_data.py tests/er_core/test_download.py \
+	tests/grid/test_data_staging.py tests/grid/test_data_cli.py tests/test_readme.py
+
+test-clean-clone: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	git clone --quiet . "$$tmp/er-grid" && mkdir "$$tmp/home" && cd "$$tmp/er-grid" && \
+	env -u ER_GRID_DATA_ROOT HOME="$$tmp/home" PYTHONPATH="$$tmp/er-grid" \
+	"$(CURDIR)/$(PY)" -m pytest -q -p no:cacheprovider $(CLEAN_CLONE_TESTS)
 
 # On a CPU-only machine the full settings take hours (AutoAttack/RayS/C&W on 1,000 MNIST
 # samples); `make bench` uses each benchmark's --quick setting, `make bench BENCH_FLAGS=` the full one.

@@ -19,6 +19,7 @@ This file is specs plus one call.
 import os
 import sys
 
+from er_core.data import DATA_ROOT_ENV
 from grid.cli import job_main
 
 PAPER_EPS = {"mnist": 0.3, "cifar10": 0.03}
@@ -52,7 +53,9 @@ PAPER = {
     },
     "resources": {"mnist": {"cpu": 2, "gpu": 0.25}, "cifar10": {"cpu": 4, "gpu": 0.5}},
     "storage_path": os.path.expanduser("~/er-grid-results"),
-    "data_root": os.environ.get("ER_GRID_DATA_ROOT", os.path.expanduser("~/er-grid-data")),
+    # None: each trial reads its own node's data root ($ER_GRID_DATA_ROOT, else ~/er-grid-data;
+    # er_core.data.data_root). Set the variable where the job is submitted to pass a bucket.
+    "data_root": os.environ.get(DATA_ROOT_ENV) or None,
     "max_failures": 3,
 }
 

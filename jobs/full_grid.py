@@ -8,7 +8,8 @@ evaluated on the fixed 1,000-example subsets with PGD sweeps (MNIST 0–0.4 step
 CIFAR10/STL10 0–0.06 step 0.005, Tiny ImageNet 0–0.02 step 0.002), AutoAttack at
 0.3/0.03/0.03/0.01, RayS with 10,000 queries and FGSM at those ε, and C&W-L2 on MNIST
 (Table 2; judged afterwards at RMS ℓ2 ≤ 0.005). λ is not given in the paper: the grid sweeps
-it. Datasets are read from ``$ER_GRID_DATA_ROOT/<dataset>`` (default ``~/er-grid-data``).
+it. Datasets are read from ``$ER_GRID_DATA_ROOT/<dataset>`` (default ``~/er-grid-data/<dataset>``;
+``er-grid data fetch NAME`` puts them there).
 
 ``smoke``: ``digits`` on 2 CPUs in about a minute: three methods (none, madry, er_minus),
 three epochs, 40 examples in batches of 20, PGD/FGSM at ε 0.1 and 0.2, AutoAttack and a
@@ -21,6 +22,7 @@ plus one call.
 import os
 import sys
 
+from er_core.data import DATA_ROOT_ENV
 from grid.cli import job_main
 
 PAPER_EPS = {"mnist": 0.3, "cifar10": 0.03, "stl10": 0.03, "tiny_imagenet": 0.01}
@@ -71,7 +73,9 @@ PAPER = {
         "tiny_imagenet": {"cpu": 8, "gpu": 1},
     },
     "storage_path": os.path.expanduser("~/er-grid-results"),
-    "data_root": os.environ.get("ER_GRID_DATA_ROOT", os.path.expanduser("~/er-grid-data")),
+    # None: each trial reads its own node's data root ($ER_GRID_DATA_ROOT, else ~/er-grid-data;
+    # er_core.data.data_root). Set the variable where the job is submitted to pass a bucket.
+    "data_root": os.environ.get(DATA_ROOT_ENV) or None,
     "num_nodes": 1,
     "max_failures": 3,
 }
