@@ -1,0 +1,132 @@
+"""Every command in the README's code blocks is exercised somewhere, and the list says where.
+
+:data:`EXERCISED_BY` maps each command (by prefix) to the tests, or ``make demo``, that run
+it; the test fails on a README command with no entry, and on an entry whose test no longer
+exists. Commands no test can run are listed in :data:`NOT_RUN_BY_TESTS` with the reason.
+The YAML example must be a valid GridSpec with ``seeds``, and the local-head recipe must use
+the flags ``make demo`` starts its head with (grid/demo.py runs the same steps).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+DEMO = "make demo (grid/demo.py)"
+E2E = "tests/grid/test_e2e.py::test_ray_job_submit_smoke_preset"
+CLUSTER = "tests/grid/test_cli.py::test_cluster_yaml_is_valid_and_locked_down"
+S3 = "tests/grid/test_e2e.py::test_object_store_storage_run_status_query"
+
+#: README command prefix → where it runs ("path::test" or make demo / CI).
+EXERCISED_BY: dict[str, list[str]] = {
+    "make demo": [DEMO],
+    "make test": [".ci/run"],
+    "er-grid data fetch": ["tests/grid/test_data_cli.py::test_fetch_then_check_in_the_default_data_root",
+                           "tests/grid/test_data_cli.py::test_check_names_the_damaged_file_and_the_fix"],
+    "er-grid data check": ["tests/grid/test_data_cli.py::test_fetch_then_check_in_the_default_data_root"],
+    "er-grid run": [S3, "tests/grid/test_cli.py::test_invalid_spec_names_the_field"],
+    "er-grid status": [S3, DEMO],
+    "er-grid resume": ["tests/grid/test_resume.py::test_kill_in_training_and_evaluation_then_resume_from_moved_folder"],
+    "er-grid query": [E2E, "tests/grid/test_cli.py::test_query_gives_each_attack_and_the_worst_case", DEMO],
+    "er-grid report": ["tests/grid/test_cli.py::test_report_prints_markdown_tables",
+                       "tests/grid/test_cli.py::test_report_writes_figures"],
+    "python jobs/full_grid.py --dry-run": ["tests/grid/test_cli.py::test_dry_run_prints_trials_and_gpu_hours"],
+    "python jobs/full_grid.py --preset smoke": [E2E, DEMO],
+    "export RAY_AUTH_MODE=token": [DEMO, E2E],
+    "ray get-auth-token --generate": [DEMO, E2E],
+    "ray start --head": [DEMO, E2E],
+    "ray job submit": [E2E, DEMO, "tests/grid/test_resume.py::test_driver_killed_mid_evaluation_then_resume"],
+    # Need AWS: tests validate the config these read against Ray's own schema instead.
+    "ray up cluster.yaml": [CLUSTER],
+    "ray dashboard cluster.yaml": [CLUSTER],
+    "ray down cluster.yaml": [CLUSTER],
+    "er-grid status s3://": [S3],
+    "er-grid query s3://": [S3],
+    "er-grid report s3://": ["tests/grid/test_cli.py::test_report_prints_markdown_tables", S3],
+}
+
+#: Commands in the README that no test runs, and why.
+NOT_RUN_BY_TESTS = {
+    "ray stop": "stops every Ray process of the user on the machine, the test session's head "
+                "included; make demo and the tests stop their own head with the SIGTERM that "
+                "`ray stop` sends, to their `ray start --block` only",
+    "pip install -e . boto3": "needs the internet; `make` installs the same package (and boto3 "
+                              "through the dev extra) into .venv",
+}
+
+
+def shell_blocks(text: str) -> list[str]:
+    """Bodies of fenced blocks tagged bash/sh or untagged, and of 4-space indented blocks."""
+    blocks = [body for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S) if lang in ("", "bash", "sh")]
+    unfenced = re.sub(r"```.*?```", "", text, flags=re.S)
+    blocks += ["\n".join(line[4:] for line in m.group(0).splitlines())
+               for m in re.finditer(r"(?:^    \S.*\n)+", unfenced, re.M)]
+    return blocks
+
+
+def commands(text: str) -> list[str]:
+    """Each command line of the shell blocks: continuations joined, comments and blank
+    lines dropped, whitespace collapsed."""
+    out = []
+    for block in shell_blocks(text):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                out.append(" ".join(line.split()))
+    return out
+
+
+def where(command: str) -> str | None:
+    """The longest EXERCISED_BY / NOT_RUN_BY_TESTS prefix of ``command``."""
+    keys = [k for k in (*EXERCISED_BY, *NOT_RUN_BY_TESTS) if command.startswith(k)]
+    return max(keys, key=len) if keys else None
+
+
+def test_every_readme_command_is_exercised_or_listed_with_a_reason():
+    found = commands(README)
+    assert len(found) >= 20 and "make demo" in found  # the parser sees the README's blocks
+    unlisted = [c for c in found if where(c) is None]
+    assert not unlisted, f"README commands no test is listed for (add them to EXERCISED_BY): {unlisted}"
+    # Every entry is used: a stale entry would hide a command that was renamed.
+    used = {where(c) for c in found}
+    assert set(EXERCISED_BY) | set(NOT_RUN_BY_TESTS) == used, set(EXERCISED_BY) - used
+
+
+def test_listed_tests_exist():
+    for prefix, evidence in EXERCISED_BY.items():
+        for item in evidence:
+            if "::" not in item:
+                continue
+            path, name = item.split("::")
+            assert f"def {name}(" in (REPO / path).read_text(), f"{prefix!r}: {item} does not exist"
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "make test\n" in ci and "make test-clean-clone" in ci
+
+
+def test_local_head_recipe_uses_the_demo_head_flags():
+    demo = (REPO / "grid" / "demo.py").read_text()
+    (start,) = [c for c in commands(README) if c.startswith("ray start --head")]
+    for flag in shlex.split(start)[2:]:
+        assert flag in demo or flag.split("=")[0] + "={" in demo, f"{flag} is not how make demo starts its head"
+    (submit,) = [c for c in commands(README) if c.startswith("ray job submit") and "--preset smoke" in c]
+    for part in ("--runtime-env", "jobs/runtime_env.yaml", "--working-dir", "jobs/full_grid.py", "--preset", "--storage"):
+        assert part in submit and f'"{part}"' in demo, part
+    assert '"RAY_AUTH_MODE": "token"' in demo and '"get-auth-token", "--generate"' in demo
+
+
+def test_yaml_example_is_a_valid_spec_with_seeds():
+    from grid.spec import GridSpec
+
+    (example,) = re.findall(r"```yaml\n(.*?)```", README, re.S)
+    raw = yaml.safe_load(example)
+    spec = GridSpec.from_dict(raw)
+    assert list(spec.seeds) == raw["seeds"] and len(raw["seeds"]) > 1
+    trials = spec.expand()
+    assert {t.seed for t in trials} == set(raw["seeds"])
+    assert len(trials) % len(raw["seeds"]) == 0  # every configuration once per seed
