@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from er_core import download as download_sources
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -337,31 +339,23 @@ def _load_tiny_imagenet(root: Path) -> Data:
 
 @dataclass(frozen=True)
 class Loader:
-    """How one dataset is read (root → Data), whether it is downloaded (er_core/download.py)
-    or bundled; ``expected`` says what belongs in root, for error messages."""
+    """How one dataset is read (root → Data); ``expected`` says what belongs in root, for
+    error messages. Where its files come from is er_core/download.py's business."""
 
     load: Callable[[Path], Data]
-    downloadable: bool
     expected: str
 
 
 LOADERS: dict[str, Loader] = {
-    "digits": Loader(_load_digits, False, "Bundled with scikit-learn; no files needed."),
-    "mnist": Loader(_load_mnist, True, f"Expected in root: {', '.join(MNIST_FILES)}."),
-    "cifar10": Loader(
-        _load_cifar10, True,
-        f"Expected in root: {CIFAR_DIR}/{{{','.join(CIFAR_TRAIN)},test_batch}} "
-        "(torchvision's CIFAR10 layout).",
-    ),
-    "stl10": Loader(
-        _load_stl10, True,
-        f"Expected in root: {STL_DIR}/{{train_X,train_y,test_X,test_y}}.bin (torchvision's STL10 layout).",
-    ),
-    "tiny_imagenet": Loader(
-        _load_tiny_imagenet, True,
-        f"Expected in root: {TINY_DIR}/ with wnids.txt, train/<wnid>/images/*.JPEG, "
-        "val/images/*.JPEG and val/val_annotations.txt.",
-    ),
+    "digits": Loader(_load_digits, "Bundled with scikit-learn; no files needed."),
+    "mnist": Loader(_load_mnist, f"Expected in root: {', '.join(MNIST_FILES)}."),
+    "cifar10": Loader(_load_cifar10, f"Expected in root: {CIFAR_DIR}/{{{','.join(CIFAR_TRAIN)},test_batch}} "
+                                     "(torchvision's CIFAR10 layout)."),
+    "stl10": Loader(_load_stl10, f"Expected in root: {STL_DIR}/{{train_X,train_y,test_X,test_y}}.bin "
+                                 "(torchvision's STL10 layout)."),
+    "tiny_imagenet": Loader(_load_tiny_imagenet, f"Expected in root: {TINY_DIR}/ with wnids.txt, "
+                                                 "train/<wnid>/images/*.JPEG, val/images/*.JPEG and "
+                                                 "val/val_annotations.txt."),
 }
 
 
@@ -383,13 +377,10 @@ def load(name: str, root: str | os.PathLike | None = None, download: bool = Fals
     Raises ValueError for an unknown name, :class:`DatasetFilesError` for missing/corrupt files.
     """
     info(name)  # unknown names → ValueError listing valid ones
-    loader = LOADERS[name]
     path = default_root(name) if root is None else Path(root).expanduser()
-    if download and loader.downloadable:
-        from er_core.download import fetch
-
-        fetch(name, path)
-    return loader.load(path)
+    if download and name in download_sources.SOURCES:  # digits is bundled: nothing to fetch
+        download_sources.fetch(name, path)
+    return LOADERS[name].load(path)
 
 
 def eval_indices(name: str, n: int = 1000, seed: int = 0) -> torch.Tensor:

@@ -146,3 +146,10 @@ def test_real_mnist_matches_the_pinned_checksums():
     if not all((folder / f).is_file() for f in data.MNIST_FILES):
         pytest.skip(f"real MNIST not in {folder}: run `er-grid data fetch mnist` or set {data.DATA_ROOT_ENV}")
     assert download.check("mnist", folder) == []
+
+
+def test_load_with_download_fetches_into_the_dataset_folder(serve, tmp_path):
+    mirror, tree = serve("mnist")
+    d = data.load("mnist", root=tmp_path / "nb" / "mnist", download=True)
+    assert d.x_train.equal(data.load("mnist", root=tree).x_train)
+    assert len(mirror.requests) == 4
