@@ -31,7 +31,7 @@ test-clean-clone: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	git clone --quiet . "$$tmp/er-grid" && mkdir "$$tmp/home" && cd "$$tmp/er-grid" && \
 	env -u ER_GRID_DATA_ROOT HOME="$$tmp/home" PYTHONPATH="$$tmp/er-grid" \
-	"$(CURDIR)/$(PY)" -m pytest -q -p no:cacheprovider $(CLEAN_CLONE_TESTS)
+	"$(abspath $(PY))" -m pytest -q -p no:cacheprovider $(CLEAN_CLONE_TESTS)
 
 # On a CPU-only machine the full settings take hours (AutoAttack/RayS/C&W on 1,000 MNIST
 # samples); `make bench` uses each benchmark's --quick setting, `make bench BENCH_FLAGS=` the full one.
