@@ -143,7 +143,7 @@ def _load_digits(root: Path) -> Data:
 
 # ---------------------------------------------------------------- mnist
 
-MNIST_FILES = tuple(f"{split}-{kind}-ubyte.gz" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1"))
+MNIST_FILES = tuple(download_sources.MNIST_MD5)  # the four IDX gzip files, train then t10k
 _IDX_MAGIC = {1: 2049, 3: 2051}  # IDX magic number by number of dims (uint8 data, 0x08)
 
 

@@ -151,6 +151,7 @@ def test_no_code_names_a_path_outside_the_repository():
     """A fresh clone has nothing beside it: code may not reach for ``..`` or this machine's
     folders (datasets come from the data root, documentation from the repository)."""
     outside = re.compile(r'(?<![.\w])\.\./|"\.\."|/work/')
-    hits = [f"{p.relative_to(REPO)}:{i}" for d in ("er_core", "grid", "jobs", "bench") for p in (REPO / d).rglob("*.py")
+    files = [p for d in ("er_core", "grid", "jobs", "bench") for p in (REPO / d).rglob("*.py")]
+    hits = [f"{p.relative_to(REPO)}:{i}" for p in files
             for i, line in enumerate(p.read_text().splitlines(), 1) if outside.search(line)]
     assert not hits, hits
