@@ -179,6 +179,17 @@ def test_cifar10_batch_with_a_planted_object_is_refused(tmp_path, where):
     assert not marker.exists()  # the planted call never ran
 
 
+def test_cifar10_batch_as_the_official_files_name_numpy_loads(tmp_path):
+    """The official batches were pickled by Python 2's numpy, whose array rebuilder lives at
+    numpy.core.multiarray (numpy 2 writes numpy._core.multiarray): both are admitted."""
+    written = write_cifar(tmp_path, str_keys=True)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    blob = batch.read_bytes()
+    assert b"numpy._core.multiarray" in blob
+    batch.write_bytes(blob.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    assert np.array_equal(u8(data.load("cifar10", root=tmp_path).x_test).reshape(4, 3072), written["test_batch"])
+
+
 def test_cifar10_not_a_pickle(tmp_path):
     write_cifar(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
