@@ -20,11 +20,11 @@ Search, per example (batched over examples, untargeted: success = pred ≠ y):
 - ``rel_tolerance`` (default 2.5e-4) is relative, where the reference's is absolute (1e-3 in its
   radius units, i.e. 1e-3/√D in ℓ∞: 3.6e-5 on MNIST, 1.8e-5 on CIFAR10). Why: a candidate is kept
   only when its radius beats r by more than about the bisection's last gap, and late in the
-  search a flip improves r by a fraction of order 1/D. An absolute tolerance therefore stalls
-  the search at small radii (the notes' "tiny distances resolved poorly"); a relative one stalls
-  nowhere above 2.5e-4·r and costs the same ~12 queries per bisection at every radius. Measured
-  on linear models (bench/bench_rays.py): 10k queries reach the optimum within 0.03% at D = 784
-  where the reference stops 0.1–1.5% short, and do at least as well as it at D = 3,072.
+  search a flip improves r by a fraction of order 1/D, so an absolute tolerance stalls the
+  search at small radii; a relative one resolves every radius to the same fraction, for ~12
+  queries per bisection at any radius. Measured on linear models (bench/bench_rays.py, numbers
+  in docs/rays.md): with 10k queries the worst example ends within 0.03% of the optimum at
+  D = 784 (the reference's: 1.5%), and at D = 3,072 no worse than the reference.
 - budget: ``max_queries`` per example, never exceeded (the reference can overshoot by one
   bisection); a bisection cut short by the budget keeps its last confirmed-adversarial hi.
 - ``early_stop`` (default True): an example stops as soon as its ℓ∞ distance is ≤ ε — all that
@@ -71,7 +71,9 @@ class RayS(Attack):
                 f"rays: max_queries and batch_size must be ≥ 1, got {self.max_queries}, {self.batch_size}"
             )
         if not 0 < self.rel_tolerance < 1:
-            raise ValueError(f"rays: rel_tolerance must be in (0, 1) (a fraction of the radius), got {self.rel_tolerance}")
+            raise ValueError(
+                f"rays: rel_tolerance must be in (0, 1) (a fraction of the radius), got {self.rel_tolerance}"
+            )
 
     def perturb(self, model, x, y) -> AttackResult:
         n, d = len(x), x[0].numel()
@@ -89,14 +91,18 @@ class RayS(Attack):
         state["dist"][wrong] = 0.0
 
         level, block, first = 0, 0, True
+        searching_before, act = None, None
         while True:
             searching = ~wrong & (state["queries"] < self.max_queries)
             if self.early_stop:
                 searching &= state["dist"] > self.eps
-            act = searching.nonzero().flatten()
+            if searching_before is None or not torch.equal(searching, searching_before):
+                # The active set changes rarely: gather its images and labels only then.
+                act = searching.nonzero().flatten()
+                x_act, y_act, searching_before = flat_x[act], y[act], searching
             if len(act) == 0:
                 break
-            cand = state["sign"][act].clone()
+            cand = state["sign"][act]  # advanced indexing: already a copy
             if not first:
                 size = -(-d // 2**level)
                 start, end = block * size, min(d, (block + 1) * size)
@@ -105,7 +111,7 @@ class RayS(Attack):
                 if end == d:
                     level, block = level + 1, 0
             first = False
-            self._try(predict, act, cand, flat_x[act], y[act], state)
+            self._try(predict, act, cand, x_act, y_act, state)
 
         success = state["dist"] <= self.eps
         x_adv = torch.where(success[:, None], state["best"], flat_x).view_as(x)
@@ -118,30 +124,31 @@ class RayS(Attack):
 
     def _try(self, predict, act, cand, x, y, state) -> None:
         """Radius of candidate directions ``cand`` for examples ``act``; keep strict improvements."""
-        queries = state["queries"]
         r_best = state["radius"][act]
         hi = torch.clamp(r_best, max=1.0)  # beyond ℓ∞ 1 every clipped image is the same corner
         lo = torch.zeros_like(hi)
-        queries[act] += 1
-        fooled = predict((x + hi[:, None] * cand).clamp(0.0, 1.0)) != y
-        bisect = fooled.clone()
+        queries = state["queries"][act] + 1  # this batch's counts, written back once at the end
+        fooled = predict((x + hi[:, None] * cand).clamp_(0.0, 1.0)) != y
+        bisect = fooled
         while True:
-            bisect &= (hi - lo > self.rel_tolerance * hi) & (queries[act] < self.max_queries)
+            bisect = bisect & (hi - lo > self.rel_tolerance * hi) & (queries < self.max_queries)
             if self.early_stop:
                 bisect &= hi > self.eps  # already inside the ball: no need to refine
             sub = bisect.nonzero().flatten()
             if len(sub) == 0:
                 break
-            mid = (lo[sub] + hi[sub]) / 2
-            queries[act[sub]] += 1
-            hit = predict((x[sub] + mid[:, None] * cand[sub]).clamp(0.0, 1.0)) != y[sub]
-            hi[sub] = torch.where(hit, mid, hi[sub])
-            lo[sub] = torch.where(hit, lo[sub], mid)
+            lo_sub, hi_sub = lo[sub], hi[sub]
+            mid = (lo_sub + hi_sub) / 2
+            queries[sub] += 1
+            hit = predict((x[sub] + mid[:, None] * cand[sub]).clamp_(0.0, 1.0)) != y[sub]
+            hi[sub] = torch.where(hit, mid, hi_sub)
+            lo[sub] = torch.where(hit, lo_sub, mid)
+        state["queries"][act] = queries
 
         better = fooled & (hi < r_best)
-        idx = act[better]
-        if len(idx) == 0:
+        if not better.any():
             return
+        idx = act[better]
         image = (x[better] + hi[better, None] * cand[better]).clamp(0.0, 1.0)
         state["radius"][idx] = hi[better]
         state["sign"][idx] = cand[better]
@@ -154,6 +161,8 @@ def _hard_label(model, shape, batch_size):
 
     @torch.no_grad()
     def predict(flat: torch.Tensor) -> torch.Tensor:
+        if 0 < len(flat) <= batch_size:  # the common case: one chunk
+            return model(flat.view(-1, *shape)).argmax(dim=1)
         preds = [model(chunk.view(-1, *shape)).argmax(dim=1) for chunk in flat.split(batch_size)]
         return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=flat.device)
 
