@@ -1,7 +1,10 @@
 """`make bench`: run every benchmark in bench/ in turn, each printing its own table.
 
 Each bench_*.py measures a plain-PyTorch (or plain-loop) baseline in the same run and
-prints the ratio, because this machine is shared and absolute numbers drift.
+prints the ratio, because this machine is shared and absolute numbers drift. Where the
+baseline is an exact answer (bench_rays: the analytic optimum of a linear model) or code this
+project does not ship (bench_rays: the RayS authors' figures, stored as documented constants),
+the benchmark says so.
 Pass --quick to give each benchmark its short setting.
 """
 
