@@ -7,7 +7,10 @@ fitting every detector for every fit attack once).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -102,8 +105,10 @@ def digits_run():
     mat_none = detect.prepare_material(undefended.model, data.x_train, data.y_train, data.x_test, data.y_test, ATTACKS)
     mat_er = detect.prepare_material(er.model, data.x_train, data.y_train, data.x_test, data.y_test, ATTACKS)
     material = {"kd": mat_none, "lid": mat_none, "er1": mat_er, "er2": mat_er}
+    started = time.perf_counter()
     rows = detect.detection_matrix(material, dataset="digits")
-    return data, undefended, er, material, rows
+    return SimpleNamespace(data=data, undefended=undefended, er=er, material=material, rows=rows,
+                           matrix_seconds=time.perf_counter() - started)
 
 
 def _row(rows, detector, fit, test):
@@ -113,7 +118,7 @@ def _row(rows, detector, fit, test):
 
 @pytest.mark.parametrize("detector", ["kd", "lid", "er1", "er2"])
 def test_each_detector_separates_pgd_from_natural_on_set_two(digits_run, detector):
-    *_, rows = digits_run
+    rows = digits_run.rows
     row = _row(rows, detector, "pgd", "pgd")
     assert row["n_adv"] == 288 and row["n_nat"] == 288  # set II is 80 % of digits' 360
     assert row["acc_adv"] >= 0.6, row
@@ -121,23 +126,40 @@ def test_each_detector_separates_pgd_from_natural_on_set_two(digits_run, detecto
 
 
 def test_familiar_and_cross_tables_cover_every_pair(digits_run):
-    *_, rows = digits_run
+    rows = digits_run.rows
     familiar = {(r["detector"], r["fit_attack"]) for r in rows if r["fit_attack"] == r["test_attack"]}
     assert familiar == {(d, a) for d in detect.DETECTORS for a in ATTACKS}
     cross = {(r["detector"], r["fit_attack"], r["test_attack"]) for r in rows if r["fit_attack"] != r["test_attack"]}
     assert cross == {(d, f, t) for d in detect.DETECTORS for f in ATTACKS for t in ATTACKS if f != t}
     for r in rows:
-        assert r["fit_seconds"] > 0 and r["score_seconds"] > 0
-        # ACC-COM counts detected plus undetected-but-correct: never below ACC-ADV.
-        assert r["acc_com"] >= r["acc_adv"] - 1e-12
-    # ACC-NADV depends only on the fitted detector, not on the test attack.
-    for d in detect.DETECTORS:
-        for f in ATTACKS:
-            assert len({_row(rows, d, f, t)["acc_nadv"] for t in ATTACKS}) == 1
+        # Seconds, each within the wall time of the whole matrix (not ms, not summed over rows).
+        assert 0 < r["fit_seconds"] and 0 < r["score_seconds"]
+        assert r["fit_seconds"] + r["score_seconds"] <= digits_run.matrix_seconds
+
+
+@pytest.mark.parametrize("detector, fit_attack, test_attack", [("er1", "pgd", "fgsm"), ("kd", "fgsm", "pgd")])
+def test_matrix_row_equals_the_criteria_of_a_detector_fitted_alone(digits_run, detector, fit_attack, test_attack):
+    """A cross-attack row of the matrix, recomputed through the one-shot interface: the detector
+    fitted on set I's natural and ``fit_attack`` examples, judged on set II's natural and
+    ``test_attack`` examples, with "correct" from the model's own predictions."""
+    mat = digits_run.material[detector]
+    row = _row(digits_run.rows, detector, fit_attack, test_attack)
+    det = detect.make(detector, dataset="digits").fit(mat.model, mat.x_train, mat.y_train, mat.x_fit,
+                                                       mat.adv_fit[fit_attack].x_adv)
+    adv = mat.adv_eval[test_attack]
+    detected = det.predict(adv.x_adv)
+    flagged = det.predict(mat.x_eval)
+    with torch.no_grad():
+        correct = (mat.model.eval()(adv.x_adv).argmax(1) == mat.y_eval[adv.index]).numpy()
+    assert row["n_detected"] == detected.sum() and row["n_natural_flagged"] == flagged.sum()
+    assert row["n_undetected_correct"] == (~detected & correct).sum()
+    assert row["acc_adv"] == pytest.approx(detected.mean())
+    assert row["acc_nadv"] == pytest.approx(1 - flagged.mean())
+    assert row["acc_com"] == pytest.approx((detected | correct).mean())
 
 
 def test_familiar_and_cross_table_functions(digits_run):
-    *_, material, _rows = digits_run
+    material = digits_run.material
     small = {"er1": material["er1"]}
     fam = detect.familiar_attack_table(small, dataset="digits")
     cross = detect.cross_attack_table(small, dataset="digits")
@@ -146,7 +168,7 @@ def test_familiar_and_cross_table_functions(digits_run):
 
 
 def test_cw_examples_respect_the_rms_bound(digits_run):
-    *_, material, _rows = digits_run
+    material = digits_run.material
     mat = material["er1"]
     adv = mat.adv_eval["cw_l2"]
     delta = (adv.x_adv - mat.x_eval[adv.index]).flatten(1)
@@ -157,19 +179,90 @@ def test_cw_examples_respect_the_rms_bound(digits_run):
 
 
 def test_detector_interface_fit_score_predict(digits_run):
-    data, _undefended, er, material, _rows = digits_run
+    data, er, material = digits_run.data, digits_run.er, digits_run.material
     mat = material["er2"]
-    det = detect.make("er2", dataset="digits").fit(er.model, data.x_train, data.y_train, mat.x_fit,
-                                                    mat.adv_fit["pgd"].x_adv)
+    config = dataclasses.replace(detect.default_config("er2", "digits"), threshold=0.7)
+    det = detect.ER2(config).fit(er.model, data.x_train, data.y_train, mat.x_fit, mat.adv_fit["pgd"].x_adv)
     scores = det.score(mat.x_eval)
-    assert scores.shape == (len(mat.x_eval),) and ((0 <= scores) & (scores <= 1)).all()
-    assert np.array_equal(det.predict(mat.x_eval), scores >= det.config.threshold)
+    # The score is P(adversarial) of the fitted logistic regression, written out: standardise the
+    # features, then σ(w·f + b); predict flags score ≥ the configured threshold (0.7 here).
+    scaler, logistic = det.classifier_[0], det.classifier_[-1]
+    f = (det.features(mat.x_eval) - scaler.mean_) / scaler.scale_
+    by_hand = 1 / (1 + np.exp(-(f @ logistic.coef_.ravel() + logistic.intercept_[0])))
+    assert np.allclose(scores, by_hand, rtol=1e-9, atol=1e-12)
+    assert np.array_equal(det.predict(mat.x_eval), by_hand >= 0.7)
+    assert 0 < (by_hand >= 0.7).sum() < (by_hand >= 0.5).sum()  # the threshold made a difference
     # Adversarial examples score higher on average than natural ones.
     assert det.score(mat.adv_eval["pgd"].x_adv).mean() > scores.mean()
 
 
+def test_kd_density_uses_the_fixed_bandwidth(digits_run):
+    """KD with Feinman's MNIST bandwidth 1.20 on raw features: the density feature is the log of
+    a Gaussian KDE of the predicted class's training points, computed here directly."""
+    data, model = digits_run.data, digits_run.undefended.model.eval()
+    det = detect.make("kd", dataset="mnist").prepare(model, data.x_train, data.y_train)
+    assert det.config.bandwidth == 1.20 and not det.config.standardize and det.kde_.bandwidth_ == 1.20
+    x = data.x_test[:20]
+    density = det.features(x)[:, 0]
+    with torch.no_grad():
+        train_f = model.hidden(data.x_train)[-2].flatten(1).double()
+        f = model.hidden(x)[-2].flatten(1).double()
+        pred = model(x).argmax(1)
+    h, d = 1.20, f.shape[1]
+    for i in range(len(x)):
+        own = train_f[data.y_train == pred[i]]
+        sq = ((own - f[i]) ** 2).sum(1)
+        log_kde = torch.logsumexp(-sq / (2 * h * h), 0) - math.log(len(own)) - d / 2 * math.log(2 * math.pi * h * h)
+        assert density[i] == pytest.approx(log_kde.item(), rel=1e-6)
+
+
+def test_cv_bandwidth_is_chosen_by_held_out_likelihood():
+    """``bandwidth="cv"`` on 1-D Gaussian samples (σ = 1, two classes): the pick is on the grid,
+    next to the textbook optimum, and scales with the data (a rule ignoring the data's scale,
+    like sklearn's Scott factor, or a wrong argmax would not)."""
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(900, 1))
+    labels = np.repeat([0, 1], 450)
+    chosen = detect.ClassKDE("cv", standardize=False).fit(f, labels, 2).bandwidth_
+    scaled = detect.ClassKDE("cv", standardize=False).fit(10 * f, labels, 2).bandwidth_
+    grid = np.array(detect.CV_BANDWIDTHS)
+    assert chosen in detect.CV_BANDWIDTHS
+    # Silverman's rule 1.06·σ·n^(−1/5) with the 600 training points of a fold is 0.29; the grid
+    # steps by 10^0.25, so the held-out optimum is at most one step away from it.
+    rule = 1.06 * 600 ** (-1 / 5)
+    assert abs(np.log10(chosen) - np.log10(rule)) <= 0.25 + 1e-9
+    assert scaled == pytest.approx(10 * chosen) and scaled == grid[np.argmin(abs(grid - 10 * chosen))]
+
+
+def test_overbound_drop_removes_exactly_the_cw_examples_over_the_bound(digits_run):
+    """C&W examples over the RMS bound: ``drop`` leaves them out (indices and images of the
+    others unchanged); ``project`` keeps them, scaled back onto the bound along their own
+    perturbation."""
+    mat = digits_run.material["kd"]
+    model, x, y = mat.model, mat.x_fit, mat.y_fit
+    # A big step and c so that most of the 72 examples get a C&W example (≈ 50 on this model).
+    options = {"steps": 10, "lr": 0.1, "search_steps": 1, "initial_const": 10.0, "max_const": 10.0}
+    raw = detect.AttackSetting.of("cw_l2", 0.007, **options).build()(model, x, y).x_adv
+    rms = (raw - x).flatten(1).norm(dim=1) / math.sqrt(x[0].numel())
+    bound = float(rms[rms > 0].median())  # half of the perturbed examples are over it
+    setting = detect.AttackSetting.of("cw_l2", bound, **options)
+    dropped = detect.craft(model, setting, x, y, overbound="drop")
+    projected = detect.craft(model, setting, x, y, overbound="project")
+    over = rms > bound
+    assert 0 < over.sum() < len(x)
+    assert torch.equal(dropped.index, (~over).nonzero().flatten())
+    assert torch.equal(dropped.x_adv, raw[~over])
+    with torch.no_grad():
+        assert torch.equal(dropped.correct, model(raw[~over]).argmax(1) == y[~over])
+    assert torch.equal(projected.index, torch.arange(len(x)))
+    assert torch.equal(projected.x_adv[~over], raw[~over])
+    delta, raw_delta = (projected.x_adv - x)[over].flatten(1), (raw - x)[over].flatten(1)
+    assert torch.allclose(delta.norm(dim=1) / math.sqrt(x[0].numel()), torch.full((int(over.sum()),), bound), rtol=1e-4)
+    assert torch.allclose(delta / delta.norm(dim=1, keepdim=True), raw_delta / raw_delta.norm(dim=1, keepdim=True), atol=1e-5)
+
+
 def test_kd_needs_dropout(digits_run):
-    data, *_ = digits_run
+    data = digits_run.data
     no_dropout = methods.make("none", "digits").model
     det = detect.make("kd", dataset="digits").prepare(no_dropout, data.x_train[:200], data.y_train[:200])
     with pytest.raises(ValueError, match="dropout"):

@@ -29,13 +29,34 @@ def test_shapes_for_every_dataset(dataset):
 
 
 def test_code_dim_is_configurable_and_normalisation_is_first():
+    from sklearn.datasets import load_digits
+
+    from er_core.nets import NORMALIZATION
+
     model = build_model("mnist", code_dim=5)
     assert model.embed(torch.rand(3, 1, 28, 28)).shape == (3, 5)
     first = next(iter(model.children()))
     assert isinstance(first, Normalize)
-    # An image equal to the dataset mean normalises to exactly zero.
-    mean_image = model.normalize.mean.expand(1, 1, 28, 28)
-    assert model.normalize(mean_image).abs().max() < 1e-6
+    # The model's first layer computes (x − 0.1307) / 0.3081 with MNIST's published statistics.
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(model.normalize(x), (x - 0.1307) / 0.3081, atol=1e-6)
+    # Every constant, against a source independent of er_core.nets. digits: mean and std
+    # computed here from scikit-learn's bundled images (pixel values 0..16 → [0, 1]); the
+    # constants are rounded to 4 decimals, hence the 1e-4 tolerance.
+    images = load_digits().images / 16.0
+    (mean,), (std,) = NORMALIZATION["digits"]
+    assert abs(mean - images.mean()) < 1e-4 and abs(std - images.std()) < 1e-4
+    # The others: the usual published per-channel mean and (pixel-level) std of the training sets.
+    published = {
+        "mnist": ((0.1307,), (0.3081,)),
+        "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        "stl10": ((0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
+        "tiny_imagenet": ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
+    }
+    assert set(NORMALIZATION) == set(published) | {"digits"}
+    for dataset, (mean, std) in published.items():
+        got_mean, got_std = NORMALIZATION[dataset]
+        assert got_mean == pytest.approx(mean, abs=1e-4) and got_std == pytest.approx(std, abs=1e-4), dataset
 
 
 def test_dropout_before_head_acts_in_train_mode_only():

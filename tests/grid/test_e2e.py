@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from grid.spec import GridSpec
@@ -21,6 +22,9 @@ from ray_helpers import BIN, REPO, run_cli
 
 sys.path.insert(0, str(REPO / "jobs"))
 from full_grid import SMOKE  # noqa: E402  (the job file's spec, so the counts follow it)
+
+# Every test here runs on the session's real Ray head.
+pytestmark = pytest.mark.ray
 
 
 def test_ray_job_submit_smoke_preset(ray_head, tmp_path):

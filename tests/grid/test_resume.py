@@ -25,10 +25,14 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from grid.store import ResultStore, load
 from ray_helpers import run_cli
+
+# Every test here starts drivers on the session's real Ray head.
+pytestmark = pytest.mark.ray
 
 EPOCHS = 3
 BATCHES = 8  # 2 (attack, ε) pairs × 40 examples / batches of 10

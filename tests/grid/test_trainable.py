@@ -1,12 +1,18 @@
 """The trainable's steps without a Ray cluster: checkpoint round trip, evaluation that skips
-stored batches and redoes a lost one identically, the fingerprint rule, CUDA-OOM halving.
+stored batches and redoes a lost one identically, RSE evaluation after a resume, the
+per-batch seed, the fingerprint rule, CUDA-OOM halving.
 
-Runtime: ~6 s (one 1-epoch digits model, PGD-5 on 20 examples).
+The lost-batch and resume tests evaluate an RSE model: its noise comes from torch's global
+RNG, which ``evaluate`` seeds per batch from ``batch_seed`` (PGD seeds its own generator and
+FGSM draws nothing, so on a deterministic model a broken batch seed would go unnoticed).
+
+Runtime: ~8 s (1-epoch digits models, PGD-3/5 on 20 examples).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 
 from pathlib import Path
 
@@ -18,7 +24,7 @@ import er_core.data
 import er_core.methods
 import er_core.train
 from grid import trainable as T
-from grid.spec import GridSpec
+from grid.spec import GridSpec, TrialConfig
 from grid.store import ResultStore, load
 
 SPEC = {
@@ -33,6 +39,13 @@ SPEC = {
 }
 
 
+# RSE: 2-pass ensemble so the noise still shows in the predictions (10 passes average it out).
+RSE_SPEC = {**SPEC, "methods": ["rse"], "hyperparams": {"rse": {"ensemble": 2}},
+            "eval_plan": {"digits": [{"attack": "pgd", "eps": [0.1], "options": {"steps": 3}},
+                                     {"attack": "fgsm", "eps": [0.1]}]}}
+OUTCOME = ["attack", "sample_idx", "pred_clean", "pred_adv", "correct_adv", "l2", "linf"]
+
+
 @pytest.fixture(scope="module")
 def trained():
     torch.set_num_threads(1)
@@ -41,6 +54,20 @@ def trained():
     method = er_core.methods.make("none", "digits")
     er_core.train.fit(method, data, epochs=1, seed=0)
     return trial, data, method
+
+
+@pytest.fixture(scope="module")
+def trained_rse(trained):
+    _trial, data, _method = trained
+    trial = GridSpec.from_dict(RSE_SPEC).expand()[0]
+    method = er_core.methods.make("rse", "digits", **trial.method_hyperparams())
+    er_core.train.fit(method, data, epochs=1, seed=0)
+    return trial, data, method
+
+
+def outcome(store) -> "pd.DataFrame":
+    """The rows' outcome columns in a fixed order, for exact comparison."""
+    return load(store)[OUTCOME].sort_values(["attack", "sample_idx"]).reset_index(drop=True)
 
 
 def quiet(done: int, total: int) -> None:
@@ -67,8 +94,8 @@ def test_checkpoint_round_trip(trained, tmp_path):
     assert T.restore_state(fresh, None) == T.TrainState()
 
 
-def test_evaluate_skips_stored_batches_and_redoes_a_lost_one_identically(trained, tmp_path):
-    trial, data, method = trained
+def test_evaluate_skips_stored_batches_and_redoes_a_lost_one_identically(trained_rse, tmp_path):
+    trial, data, method = trained_rse
     store = ResultStore(str(tmp_path / "results"))
     digest = T.weights_hash(method.model)
     assert T.evaluate(method.model, data, trial, store, digest, quiet) == 8  # 2 attacks × 4 batches
@@ -79,14 +106,59 @@ def test_evaluate_skips_stored_batches_and_redoes_a_lost_one_identically(trained
 
     assert T.evaluate(method.model, data, trial, store, digest, quiet) == 0  # nothing redone
 
-    lost = next(p for p in store.files() if "__pgd__" in p and p.endswith("__b2.parquet"))
-    Path(lost).unlink()
-    assert T.evaluate(method.model, data, trial, store, digest, quiet) == 1
-    again = load(store)
-    columns = ["attack", "sample_idx", "pred_clean", "pred_adv", "correct_adv", "l2", "linf"]
-    key = ["attack", "sample_idx"]
-    assert again[columns].sort_values(key).reset_index(drop=True).equals(
-        first[columns].sort_values(key).reset_index(drop=True))
+    for attack in ("pgd", "fgsm"):  # one lost batch each, redone as the first batch of the run
+        lost = next(p for p in store.files() if f"__{attack}__" in p and p.endswith("__b2.parquet"))
+        Path(lost).unlink()
+    torch.manual_seed(12345)  # whatever the RNG holds before, the redone batches draw the same noise
+    assert T.evaluate(method.model, data, trial, store, digest, quiet) == 2
+    again = outcome(store)
+    assert again.equals(outcome_of(first))
+
+
+def outcome_of(rows) -> "pd.DataFrame":
+    return rows[OUTCOME].sort_values(["attack", "sample_idx"]).reset_index(drop=True)
+
+
+def test_rse_evaluation_after_a_resume_equals_an_uninterrupted_one(trained_rse, tmp_path):
+    """A trial killed after storing 3 of its 8 evaluation batches: the new process restores the
+    RSE model from the checkpoint and evaluates the other 5; the rows equal an uninterrupted
+    evaluation's, and the 3 stored batches are left as they were."""
+    trial, data, method = trained_rse
+    reference = ResultStore(str(tmp_path / "reference"))
+    T.evaluate(method.model, data, trial, reference, T.weights_hash(method.model), quiet)
+
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    T.save_state(method, T.TrainState(epoch=1), checkpoint)
+    resumed = er_core.methods.make("rse", "digits", **{**trial.method_hyperparams(), "init_seed": 1})
+    T.restore_state(resumed, tune.Checkpoint.from_directory(str(checkpoint)))
+    assert resumed.model.randomized and T.weights_hash(resumed.model) == T.weights_hash(method.model)
+
+    store = ResultStore(str(tmp_path / "results"))
+    kept = sorted(reference.files())[:3]
+    for path in kept:  # what the killed process had stored
+        target = Path(store.root) / Path(path).relative_to(reference.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    stamps = {Path(p).name: Path(p).stat().st_mtime_ns for p in store.files()}
+    assert T.evaluate(resumed.model, data, trial, store, T.weights_hash(resumed.model), quiet) == 5
+    assert outcome(store).equals(outcome(reference))
+    assert {Path(p).name: Path(p).stat().st_mtime_ns for p in store.files() if Path(p).name in stamps} == stamps
+
+
+def test_batch_seed_is_derived_from_the_config_alone(trained):
+    """One seed per (trial seed, eval seed, attack, ε, batch), from the config's values alone:
+    a trial rebuilt from its dict (as in a resumed process) gets the same seeds."""
+    import dataclasses
+
+    trial, *_ = trained
+    variants = [trial, dataclasses.replace(trial, seed=trial.seed + 1),
+                dataclasses.replace(trial, eval_seed=trial.eval_seed + 1)]
+    seeds = {T.batch_seed(t, attack, eps, b) for t in variants for attack in ("pgd", "fgsm")
+             for eps in (0.1, 0.2) for b in range(4)}
+    assert len(seeds) == 3 * 2 * 2 * 4 and all(0 <= s < 2**63 for s in seeds)
+    rebuilt = TrialConfig.from_dict(json.loads(json.dumps(trial.to_dict())))
+    assert T.batch_seed(rebuilt, "pgd", 1e-1, 2) == T.batch_seed(trial, "pgd", 0.1, 2)
 
 
 def test_changed_checkpoint_stops_instead_of_mixing_rows(trained, tmp_path):
