@@ -254,6 +254,15 @@ class Critic(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).squeeze(-1)
 
+    def hidden_activations(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """The outputs of the hidden ReLUs, (N, hidden) each, first layer first (diagnostics)."""
+        out, h = [], z
+        for layer in self.net:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU):
+                out.append(h)
+        return out
+
 
 def build_model(dataset: str, code_dim: int | None = None, dropout: float = 0.0, rse: RSEConfig | None = None) -> ERNet:
     """The encoder+classifier for ``dataset`` (see module docstring); ``code_dim`` None → default."""

@@ -50,13 +50,15 @@ import torch
 
 from ..nets import Critic
 from .base import ADVERSARIAL_PARAMS, Method, Param, cross_entropy
+from .critic import critic_update, make_critic_optimizer
 
 REG_UPDATES = ("joint", "separate")
 
 ER_PARAMS = {
     "lam": Param(5.0, "λ, weight of the embedding regulariser (see 'joint' vs 'separate' above; 5 chosen on digits)."),
     "clip": Param(0.01, "WGAN weight clipping bound for the critic (Arjovsky et al., 2017)."),
-    "critic_lr": Param(1e-3, "Adam learning rate of the critic."),
+    "critic_optimizer": Param("adam", "optimiser of the critic: 'rmsprop' (WGAN paper) or 'adam'."),
+    "critic_lr": Param(1e-3, "learning rate of the critic's optimiser."),
     "critic_steps": Param(1, "critic updates per batch (Algorithm 1: one)."),
     "critic_hidden": Param(256, "width of the critic MLP's two hidden layers."),
     "reg_update": Param("joint", "'joint': one Adam step on CE − λ·mean D; 'separate': Algorithm 1's own Adam step."),
@@ -80,9 +82,18 @@ class ER(Method):
 
     def make_optimizers(self) -> None:
         super().make_optimizers()
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=self.hp["critic_lr"])
+        self.optimizers["critic"] = make_critic_optimizer(
+            self.hp["critic_optimizer"], self.critic.parameters(), float(self.hp["critic_lr"])
+        )
         if self.hp["reg_update"] == "separate":
             self.optimizers["reg"] = torch.optim.Adam(encoder_parameters(self.model), lr=self.hp["reg_lr"])
+
+    def scheduled_lrs(self) -> dict[str, float]:
+        """The lr schedule scales the encoder/classifier optimisers; the critic keeps its lr."""
+        lrs = super().scheduled_lrs()
+        if "reg" in self.optimizers:
+            lrs["reg"] = float(self.hp["reg_lr"])
+        return lrs
 
     # --- the pieces a variant changes -------------------------------------------------------
     def inputs(self, x, y) -> torch.Tensor:
@@ -100,12 +111,13 @@ class ER(Method):
         self.model.train()
         x_t = self.inputs(x, y)
         task, z, x_reg, logs = self.task_loss(x, x_t, y)
-        logs.update(self.critic_update(z.detach()))
+        logs.update(critic_update(self, z.detach()))
 
         lam = float(self.hp["lam"])
         joint = self.hp["reg_update"] == "joint"
         with frozen(self.critic):
             reg = self.critic(z).mean()
+            logs["reg_grad_ratio"] = reg_grad_ratio(task, lam * reg, z)
             total = task - lam * reg if joint else task
             opt = self.optimizers["model"]
             opt.zero_grad(set_to_none=True)
@@ -120,19 +132,14 @@ class ER(Method):
         logs.update({"loss": float(total.detach()), "reg": float(reg.detach())})
         return logs
 
-    def critic_update(self, z_fake: torch.Tensor) -> dict[str, float]:
-        """``critic_steps`` steps ascending mean D(z_prior) − mean D(z_fake), clipping after each."""
-        opt, clip = self.optimizers["critic"], float(self.hp["clip"])
-        for _ in range(int(self.hp["critic_steps"])):
-            z_prior = torch.randn_like(z_fake)
-            w_estimate = self.critic(z_prior).mean() - self.critic(z_fake).mean()
-            opt.zero_grad(set_to_none=True)
-            (-w_estimate).backward()
-            opt.step()
-            with torch.no_grad():
-                for p in self.critic.parameters():
-                    p.clamp_(-clip, clip)
-        return {"critic_w": float(w_estimate.detach())}
+
+def reg_grad_ratio(task: torch.Tensor, weighted_reg: torch.Tensor, z: torch.Tensor) -> float:
+    """‖∇_z λ·mean D(z)‖ / ‖∇_z task loss‖ over the batch: how hard the regulariser pulls."""
+    (g_task,) = torch.autograd.grad(task, z, retain_graph=True)
+    (g_reg,) = torch.autograd.grad(weighted_reg, z, retain_graph=True, allow_unused=True)
+    if g_reg is None:
+        return 0.0
+    return float(g_reg.norm() / g_task.norm().clamp_min(1e-12))
 
 
 def encoder_parameters(model) -> list[torch.nn.Parameter]:

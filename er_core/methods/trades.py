@@ -45,7 +45,8 @@ def trades_loss(method: Method, x: torch.Tensor, y: torch.Tensor):
     model, hp = method.model, method.hp
     model.eval()
     try:
-        x_adv = trades_examples(model, x, float(hp["train_eps"]), int(hp["pgd_steps"]), step_size(hp))
+        eps = method.train_eps_now  # the epoch's warm-up ε
+        x_adv = trades_examples(model, x, eps, int(hp["pgd_steps"]), step_size(hp, eps))
     finally:
         model.train()
     logits = model(x)
