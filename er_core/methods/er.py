@@ -57,8 +57,8 @@ REG_UPDATES = ("joint", "separate")
 ER_PARAMS = {
     "lam": Param(5.0, "λ, weight of the embedding regulariser (see 'joint' vs 'separate' above; 5 chosen on digits)."),
     "clip": Param(0.01, "WGAN weight clipping bound for the critic (Arjovsky et al., 2017)."),
-    "critic_optimizer": Param("adam", "optimiser of the critic: 'rmsprop' (WGAN paper) or 'adam'."),
-    "critic_lr": Param(1e-3, "learning rate of the critic's optimiser."),
+    "critic_optimizer": Param("rmsprop", "optimiser of the critic: 'rmsprop' (WGAN paper; see the critic notes above) or 'adam'."),
+    "critic_lr": Param(5e-5, "learning rate of the critic's optimiser (WGAN paper: RMSProp at 5e-5)."),
     "critic_steps": Param(1, "critic updates per batch (Algorithm 1: one)."),
     "critic_hidden": Param(256, "width of the critic MLP's two hidden layers."),
     "reg_update": Param("joint", "'joint': one Adam step on CE − λ·mean D; 'separate': Algorithm 1's own Adam step."),

@@ -17,6 +17,7 @@ from .base import ADVERSARIAL_PARAMS, Method, Param, cross_entropy, step_size
 
 TRADES_PARAMS = {
     **ADVERSARIAL_PARAMS,
+    "eps_warmup_epochs": Param(0, "W of the ε warm-up (methods.schedule); 0: TRADES did not collapse at full ε (see above)."),
     "beta": Param(6.0, "TRADES trade-off β between clean CE and the KL robustness term (Zhang et al.: 6)."),
 }
 
