@@ -48,9 +48,14 @@ Defaults: RMSProp at 5e-5 (Arjovsky et al.'s setting), clip 0.01, width 256, one
 batch (the paper's Algorithm 1; 5 steps, WGAN's generator/critic ratio, kept more units
 alive but costs 5× the critic's compute, so it is a setting, not the default).
 
-The prior's scale against the code's was the second half: at initialisation the codes had
-std ≈ 0.02 (PyTorch's default init) against the prior's 1; ``nets`` now initialises the
-encoder so the code starts at std ≈ 1 (He init, ``encoder_init``).
+The prior's scale against the code's: at initialisation the codes have std ≈ 0.02
+(PyTorch's default init) against the prior's 1. ``encoder_init='he'`` starts them at std ≈ 1,
+but it is not the default: the RMSProp critic above stays alive without it, the codes reach
+std ≈ 1 within the first epoch anyway, and with it ER−'s robustness gain over E-CLA on
+digits vanished (measurements in ``nets``). Where the initial scale did matter is large-ε
+adversarial training: there the codes shrank further (std 0.05–0.08 by epoch 2–5 at train
+ε 0.3 without warm-up) and the regulariser's pull fell to 0.2–1% of the CE's
+(``reg_grad_ratio`` 0.002–0.015): the ε warm-up (``methods.schedule``) is the fix for that.
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ Per batch (x, y):
 1. x̃ = PGD(x) (Madry settings: ``train_eps``, ``pgd_steps``, ``pgd_step_size``); ``er_minus``
    uses x̃ = x.
 2. z = Q(x̃) from the encoder; z_prior ~ N(0, I) of the same shape.
-3. Critic D (``critic_steps`` times, Adam with ``critic_lr``): ascend
-   mean D(z_prior) − mean D(z) (the WGAN estimate of W1(Q_z, P_z)), then clip every critic
-   weight to ±``clip`` (WGAN weight clipping, 0.01 as Arjovsky et al.). Fresh prior samples
-   each critic step; the codes z are reused (detached).
+3. Critic D (``critic_steps`` times, ``critic_optimizer`` at ``critic_lr``: RMSProp 5e-5 by
+   default): ascend mean D(z_prior) − mean D(z) (the WGAN estimate of W1(Q_z, P_z)), then
+   clip every critic weight to ±``clip`` (WGAN weight clipping, 0.01 as Arjovsky et al.).
+   Fresh prior samples each critic step; the codes z are reused (detached). The step, its
+   diagnostics and why these defaults keep the critic alive: ``methods.critic``.
 4. Encoder Q + classifier C: descend CE(C(z), y) and ascend λ·mean D(z), in one of two forms
    chosen by ``reg_update``:
 
@@ -39,6 +40,14 @@ dependent at this scale. λ does not transfer across datasets: on MNIST at CPU s
 epochs on 20,000 images, batch 128) no λ in {1, 5, 10, 20, 50} beat e_cla under PGD-20 at
 ε 0.1 (e_cla 0.738 and λ 5 0.703 on 1,000 eval images; λ 1 / 10 / 20 / 50: 0.734 / 0.592 /
 0.682 / 0.302 on 500), so the grid's λ axis matters.
+
+Per-epoch metrics (``fit``'s history) of the ER family, besides 'loss', 'ce' (or TRADES'
+'ce'/'kl') and 'reg' (mean D(z) on the batch's codes): 'critic_w' (the Wasserstein
+estimate after the critic's step), 'critic_live' and 'critic_active' (live / active share
+of the critic's last hidden layer, ``methods.critic``), 'reg_grad_ratio'
+(‖∇_z λ·mean D(z)‖ / ‖∇_z task loss‖ on the batch, before the step: how hard the
+regulariser pulls against the classifier), and from ``begin_epoch`` 'lr' and, for ``er`` /
+``er_trades``, 'train_eps_epoch'.
 
 Prior: N(0, I) (the paper's choice). The critic is ``nets.Critic`` (MLP k→256→256→1).
 Inference uses only Q and C (``self.model``); the critic never enters ``forward``.

@@ -5,6 +5,13 @@ start at x + 0.001·N(0, I), ``pgd_steps`` signed-gradient ascent steps of ``pgd
 (None → 2.5·ε/steps), projected to the ball and [0, 1], model in eval mode. The training
 loss is CE(f(x), y) + β · KL(softmax f(x) ‖ softmax f(x')) averaged over the batch, with
 gradients through both terms (reference code). β = 6 (the paper's CIFAR10/MNIST setting).
+
+No ε warm-up by default (``eps_warmup_epochs`` 0, unlike madry/er): TRADES keeps the clean
+CE in its loss, so it cannot lose the class signal the way CE on large-ε PGD examples can.
+Measured on digits at train ε 0.3 without warm-up (batch 32, seed 0, PyTorch's default
+init; 2-core CPU): clean 0.961 after 5 epochs and 0.964 after 20 (PGD-20 at ε 0.1: 0.853),
+where er collapsed and madry crawled (0.39 clean after 5 epochs). The TRADES reference
+code also trains at the full ε from the first epoch.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def test_unknown_dataset():
 
 
 def test_code_scale_at_initialisation_is_near_the_prior(digits):
-    """He init puts the code's per-dimension std near the prior's 1; PyTorch's default left ≈ 0.02.
+    """init='he' puts the code's per-dimension std near the prior's 1; PyTorch's default leaves ≈ 0.02.
 
     Measured on 512 training images: digits 0.74 (He) vs 0.022 (default); MNIST 0.99 vs 0.033.
     The band [0.3, 3] is wide on purpose: it separates the two inits by an order of magnitude
@@ -98,7 +98,7 @@ def test_code_scale_at_initialisation_is_near_the_prior(digits):
     x = digits.x_train[:512]
     for seed in (0, 1, 2):
         torch.manual_seed(seed)
-        he, default = build_model("digits"), build_model("digits", init="torch")
+        he, default = build_model("digits", init="he"), build_model("digits")
         with torch.no_grad():
             he_std, default_std = he.embed(x).std(0).mean().item(), default.embed(x).std(0).mean().item()
         assert 0.3 <= he_std <= 3.0, (seed, he_std)
