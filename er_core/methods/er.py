@@ -34,12 +34,17 @@ stops learning).
 Default λ = 5. The critic's weights are clipped to ±0.01, so its output and gradient are
 small (the product of the clipped layers' norm bounds is ~0.26) and λ is in units of that
 scale: a narrower critic (``critic_hidden``) or a smaller ``clip`` needs a larger λ (with
-critic_hidden 64, λ = 100 gave 0.658, like λ ≈ 5–10 here). Over seeds 0–6 on digits, λ = 5
-beats e_cla by +4.7 to +13.6 PGD-20 points (mean +8.6): the effect is real but seed-
-dependent at this scale. λ does not transfer across datasets: on MNIST at CPU scale (3
-epochs on 20,000 images, batch 128) no λ in {1, 5, 10, 20, 50} beat e_cla under PGD-20 at
-ε 0.1 (e_cla 0.738 and λ 5 0.703 on 1,000 eval images; λ 1 / 10 / 20 / 50: 0.734 / 0.592 /
-0.682 / 0.302 on 500), so the grid's λ axis matters.
+critic_hidden 64, λ = 100 gave 0.658, like λ ≈ 5–10 here). λ = 5 was chosen with the earlier
+Adam-1e-3 critic: over seeds 0–6 on digits it beat e_cla by +4.7 to +13.6 PGD-20 points
+(mean +8.6). It is kept with the RMSProp-5e-5 critic because the regulariser's pull did not
+change scale: ``reg_grad_ratio`` (‖∇_z λD‖ / ‖∇_z CE‖) at epochs 10 / 20 was 0.40 / 0.73
+with Adam and 0.51 / 0.61 with RMSProp (er_minus, seed 0), and PGD-20 at ε 0.1 after 20
+epochs 0.719 (Adam) vs 0.725 (RMSProp), e_cla 0.589; the multi-seed figures are in
+tests/er_core/methods/test_methods.py. λ does not transfer across datasets: on MNIST at CPU
+scale (3 epochs on 20,000 images, batch 128, Adam critic) no λ in {1, 5, 10, 20, 50} beat
+e_cla under PGD-20 at ε 0.1 (e_cla 0.738 and λ 5 0.703 on 1,000 eval images; λ 1 / 10 / 20 /
+50: 0.734 / 0.592 / 0.682 / 0.302 on 500), so the grid's λ axis matters, and
+``reg_grad_ratio`` is logged per epoch to compare λ across datasets.
 
 Per-epoch metrics (``fit``'s history) of the ER family, besides 'loss', 'ce' (or TRADES'
 'ce'/'kl') and 'reg' (mean D(z) on the batch's codes): 'critic_w' (the Wasserstein
