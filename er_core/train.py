@@ -3,7 +3,8 @@
 Reproducible and resumable: at the start of epoch e (0-based) the shuffle order comes from
 a ``torch.Generator`` seeded with derive_seed(seed, e, "shuffle") and torch's global RNG
 (PGD random starts, prior samples, RSE noise, dropout) is reseeded with
-derive_seed(seed, e, "global"). Nothing carries over between epochs except the method's
+derive_seed(seed, e, "global"), and ``method.begin_epoch(e, epochs)`` sets the epoch's
+learning rate and training ε (functions of e only). Nothing carries over between epochs except the method's
 state, so a method restored from an epoch-k ``state_dict`` and fitted from
 ``start_epoch=k`` ends with the same weights as an uninterrupted run (on the same device
 and torch build). Knows nothing about Ray.
@@ -38,7 +39,10 @@ def fit(
     """Train ``method`` on ``data.x_train``/``y_train`` from ``start_epoch`` up to ``epochs``.
 
     Returns one dict per epoch trained: 'epoch' (1-based count of epochs done), 'seconds',
-    'images' and the batch-size-weighted mean of every loss ``train_step`` reported.
+    'images', what ``method.begin_epoch`` returned ('lr', and 'train_eps_epoch' for
+    adversarial methods) and the batch-size-weighted mean of every value ``train_step``
+    reported ('loss' always; the ER family adds the critic diagnostics 'critic_w',
+    'critic_live', 'critic_active', 'reg_grad_ratio', see ``methods.er``).
     ``on_epoch(epoch_done, metrics)`` is called after each epoch (checkpoint there).
     The last batch of an epoch may be smaller than ``batch_size``.
     """
@@ -56,6 +60,8 @@ def fit(
         started = time.perf_counter()
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, "shuffle")))
         torch.manual_seed(derive_seed(seed, epoch, "global"))
+        begin = getattr(method, "begin_epoch", None)
+        scheduled = begin(epoch, epochs) if begin is not None else {}
         sums: dict[str, float] = {}
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
@@ -64,7 +70,7 @@ def fit(
             logs = method.train_step(x, y)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
-        metrics = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}}
+        metrics = {"epoch": epoch + 1, **scheduled, **{k: v / n for k, v in sums.items()}}
         metrics["seconds"] = time.perf_counter() - started
         metrics["images"] = n
         history.append(metrics)

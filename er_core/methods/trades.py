@@ -5,6 +5,13 @@ start at x + 0.001·N(0, I), ``pgd_steps`` signed-gradient ascent steps of ``pgd
 (None → 2.5·ε/steps), projected to the ball and [0, 1], model in eval mode. The training
 loss is CE(f(x), y) + β · KL(softmax f(x) ‖ softmax f(x')) averaged over the batch, with
 gradients through both terms (reference code). β = 6 (the paper's CIFAR10/MNIST setting).
+
+No ε warm-up by default (``eps_warmup_epochs`` 0, unlike madry/er): TRADES keeps the clean
+CE in its loss, so it cannot lose the class signal the way CE on large-ε PGD examples can.
+Measured on digits at train ε 0.3 without warm-up (batch 32, seed 0, PyTorch's default
+init; 2-core CPU): clean 0.961 after 5 epochs and 0.964 after 20 (PGD-20 at ε 0.1: 0.853),
+where er collapsed and madry crawled (0.39 clean after 5 epochs). The TRADES reference
+code also trains at the full ε from the first epoch.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from .base import ADVERSARIAL_PARAMS, Method, Param, cross_entropy, step_size
 
 TRADES_PARAMS = {
     **ADVERSARIAL_PARAMS,
+    "eps_warmup_epochs": Param(0, "W of the ε warm-up (methods.schedule); 0: TRADES did not collapse at full ε (see above)."),
     "beta": Param(6.0, "TRADES trade-off β between clean CE and the KL robustness term (Zhang et al.: 6)."),
 }
 
@@ -45,7 +53,8 @@ def trades_loss(method: Method, x: torch.Tensor, y: torch.Tensor):
     model, hp = method.model, method.hp
     model.eval()
     try:
-        x_adv = trades_examples(model, x, float(hp["train_eps"]), int(hp["pgd_steps"]), step_size(hp))
+        eps = method.train_eps_now  # the epoch's warm-up ε
+        x_adv = trades_examples(model, x, eps, int(hp["pgd_steps"]), step_size(hp, eps))
     finally:
         model.train()
     logits = model(x)

@@ -34,7 +34,9 @@ class VAECLA(Method):
     }
 
     def build(self) -> None:
-        self.model = build_vae(self.dataset, code_dim=self.hp["code_dim"], dropout=self.hp["dropout"])
+        self.model = build_vae(
+            self.dataset, code_dim=self.hp["code_dim"], dropout=self.hp["dropout"], init=self.hp["encoder_init"]
+        )
 
     def loss(self, x, y):
         mu, logvar = self.model.encode(x)

@@ -107,3 +107,22 @@ def test_critic_and_vae_shapes():
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="valid datasets"):
         build_model("imagenet")
+
+
+def test_code_scale_at_initialisation_is_near_the_prior(digits):
+    """init='he' puts the code's per-dimension std near the prior's 1; PyTorch's default leaves ≈ 0.02.
+
+    Measured on 512 training images: digits 0.74 (He) vs 0.022 (default); MNIST 0.99 vs 0.033.
+    The band [0.3, 3] is wide on purpose: it separates the two inits by an order of magnitude
+    on either side whatever the init seed.
+    """
+    x = digits.x_train[:512]
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        he, default = build_model("digits", init="he"), build_model("digits")
+        with torch.no_grad():
+            he_std, default_std = he.embed(x).std(0).mean().item(), default.embed(x).std(0).mean().item()
+        assert 0.3 <= he_std <= 3.0, (seed, he_std)
+        assert default_std <= 0.1, (seed, default_std)
+    with pytest.raises(ValueError, match="init must be one of"):
+        build_model("digits", init="xavier")

@@ -1,4 +1,5 @@
-"""er_core.train.fit: resume from an epoch-2 checkpoint equals an uninterrupted run."""
+"""er_core.train.fit: resume from an epoch-2 checkpoint equals an uninterrupted run, with the
+per-epoch schedules (ε warm-up, each lr schedule) set from the epoch index on resume."""
 
 import pytest
 import torch
@@ -15,8 +16,18 @@ def _weights(method):
 
 
 # er: PGD random starts, prior samples, critic and two optimisers; rse: noise in every pass;
-# er_minus with the separate regulariser optimiser.
-@pytest.mark.parametrize("name,hp", [("er", {"pgd_steps": 3}), ("rse", {}), ("er_minus", {"reg_update": "separate"})])
+# er_minus with the separate regulariser optimiser. The schedule cases resume at epoch 2
+# of 4 where both change: warm-up W 3 gives ε 0.1, 0.2 before the checkpoint and 0.3
+# after; 'piecewise' drops the lr at epochs 2 and 3 (the checkpoint's optimiser still holds
+# epoch 1's lr), 'cosine' changes it every epoch.
+@pytest.mark.parametrize("name,hp", [
+    ("er", {"pgd_steps": 3}),
+    ("rse", {}),
+    ("er_minus", {"reg_update": "separate", "lr_schedule": "piecewise"}),
+    ("madry", {"pgd_steps": 2, "train_eps": 0.3, "eps_warmup_epochs": 3, "lr_schedule": "piecewise"}),
+    ("er", {"pgd_steps": 2, "train_eps": 0.3, "eps_warmup_epochs": 3, "lr_schedule": "cosine"}),
+    ("trades", {"pgd_steps": 2, "train_eps": 0.3, "eps_warmup_epochs": 3, "lr_schedule": "constant"}),
+])
 def test_resume_from_epoch_2_equals_uninterrupted(digits, tmp_path, name, hp):
     full = make(name, "digits", **hp)
     fit(full, digits, epochs=4, batch_size=128, seed=3)
@@ -25,18 +36,29 @@ def test_resume_from_epoch_2_equals_uninterrupted(digits, tmp_path, name, hp):
     path = tmp_path / "epoch2.pt"
     seen = []
 
-    def save(epoch_done, metrics):
+    class Killed(Exception):
+        pass
+
+    def save_then_die(epoch_done, metrics):
+        # A run of 4 epochs stopped after the epoch-2 checkpoint (as a killed trial): the
+        # schedules see the run's real length, 4, in the epochs before the checkpoint too.
         seen.append(epoch_done)
         if epoch_done == 2:
             torch.save(first.state_dict(), path)
+            raise Killed
 
-    fit(first, digits, epochs=2, batch_size=128, seed=3, on_epoch=save)
+    with pytest.raises(Killed):
+        fit(first, digits, epochs=4, batch_size=128, seed=3, on_epoch=save_then_die)
     assert seen == [1, 2]
 
     resumed = make(name, "digits", **hp, init_seed=99)  # different init: the load must overwrite it
     resumed.load_state_dict(torch.load(path, weights_only=True))
     history = fit(resumed, digits, epochs=4, batch_size=128, start_epoch=2, seed=3)
     assert [h["epoch"] for h in history] == [3, 4]
+    if hp.get("eps_warmup_epochs") == 3:
+        assert [h["train_eps_epoch"] for h in history] == pytest.approx([0.3, 0.3])
+    if hp.get("lr_schedule") == "piecewise":
+        assert [h["lr"] for h in history] == pytest.approx([1e-4, 1e-5])
 
     a, b = _weights(full), _weights(resumed)
     assert a.keys() == b.keys()

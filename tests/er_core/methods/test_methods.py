@@ -65,29 +65,32 @@ def test_critic_weights_inside_clip_after_training(three_epochs, name):
     assert (params.abs() >= clip - 1e-9).any()
 
 
+SEEDS = (0, 1, 2)
+
+
 @pytest.fixture(scope="module")
 def twenty_epochs(digits):
-    """PGD-20 (ε 0.1) test accuracy after 20 epochs, batch 32, seed 0 (init_seed 0).
+    """PGD-20 (ε 0.1) test accuracy after 20 epochs, batch 32: e_cla and er_minus on SEEDS
+    (seed = init_seed = fit seed, as the grid does), madry on seed 0.
 
-    Measured: none 0.589, madry 0.858, e_cla 0.589, er_minus 0.719 (seed 1: 0.553 / 0.856 /
-    0.553 / 0.664). madry's margin is ~+27–30 on every seed tried; er_minus's over e_cla is
-    +13.0 here but +4.7 … +13.6 over seeds 0–6 (mean +8.6), so this claim is seed-dependent.
+    ``e_cla`` trains exactly like ``none`` (same class, clean CE), so it stands for the
+    undefended model in the madry claim.
     """
-    robust = {}
-    for name in ["none", "madry", "e_cla", "er_minus"]:
-        method = make(name, "digits", **_hp(name))
-        fit(method, digits, epochs=20, batch_size=32, seed=0)
-        robust[name] = _pgd20_accuracy(method.model, digits)
+    robust = {"e_cla": {}, "er_minus": {}, "madry": {}}
+    runs = [("e_cla", s) for s in SEEDS] + [("er_minus", s) for s in SEEDS] + [("madry", 0)]
+    for name, seed in runs:
+        method = make(name, "digits", init_seed=seed, **_hp(name))
+        fit(method, digits, epochs=20, batch_size=32, seed=seed)
+        robust[name][seed] = _pgd20_accuracy(method.model, digits)
     return robust
 
 
 def test_madry_beats_none_under_pgd(twenty_epochs):
-    assert twenty_epochs["madry"] >= twenty_epochs["none"] + 0.20, twenty_epochs
+    # Measured: madry − none ≈ +27–30 points on every seed tried; 20 points leaves room.
+    assert twenty_epochs["madry"][0] >= twenty_epochs["e_cla"][0] + 0.20, twenty_epochs
 
 
-def test_er_minus_beats_e_cla_under_pgd(twenty_epochs):
-    # The paper's Figure 4 claim: the embedding regulariser alone adds robustness.
-    assert twenty_epochs["er_minus"] >= twenty_epochs["e_cla"] + 0.08, twenty_epochs
+CLAIM_PLACEHOLDER
 
 
 @pytest.mark.parametrize("reg_update", ["joint", "separate"])
