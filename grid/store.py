@@ -237,9 +237,9 @@ class ResultStore:
                      range_columns: tuple = ()) -> Commit:
         """Write ``table`` as parquet at ``path`` and record its commit in its trial's manifest.
 
-        ``key``: the values every row shares, with ``trial_id`` and the partition values; a
-        file already at ``path`` (damaged, or written by a process killed before its commit)
-        is moved aside first (:meth:`move_aside`), never deleted. Every table of the store
+        ``key``: the values every row shares, with ``trial_id`` and the partition values. A
+        file already at ``path`` that is not its intact committed version (damaged, or written
+        by a process killed before its commit) is moved aside first (:meth:`move_aside`). Every table of the store
         (examples, trials, detection) is written through here.
         """
         trial_id = _name_part("trial_id", key["trial_id"])
@@ -247,10 +247,14 @@ class ResultStore:
         pq.write_table(table, buffer)
         data = buffer.getvalue()
         commit = manifest.describe(table_name, self.relative(path), table, data, key, range_columns)
-        if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
-            self.move_aside(path)
-        self.put_atomic(path, data)
         commits = self.trial_commits(trial_id)
+        if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
+            # Replacing an intact committed file is an ordinary rewrite; anything else there
+            # (damaged, or never committed) is kept as evidence.
+            previous = commits.get(commit.path)
+            if previous is None or manifest.verify(self.fs, self.base, previous)[1] is not None:
+                self.move_aside(path)
+        self.put_atomic(path, data)
         commits[commit.path] = commit
         self.put_atomic(manifest.manifest_path(self.base, trial_id), manifest.encode_manifest(trial_id, commits))
         return commit
