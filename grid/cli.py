@@ -243,9 +243,9 @@ def spec_with_storage(spec: dict, storage: Optional[str]):
 
 def load_spec(path: str, storage: Optional[str] = None):
     """GridSpec from a YAML file, ``--storage`` applied before validation."""
-    import yaml
+    from grid.spec import load_yaml
 
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = load_yaml(Path(path).read_text(), path)
     if not isinstance(raw, dict):
         raise UsageError(f"SPEC: {path} is not a YAML mapping of spec fields")
     return spec_with_storage(raw, storage)

@@ -158,6 +158,9 @@ def run(spec: GridSpec, storage: Optional[str] = None) -> RunSummary:
     """
     from ray import tune
 
+    from grid.spec_checks import check_data_root
+
+    check_data_root(spec.data_root)
     path = experiment_path(storage or spec.storage_path, spec.experiment)
     # Checked before the Tuner exists: building one creates the experiment folder.
     if check_recorded_spec(spec, path) and tune.Tuner.can_restore(path):
