@@ -115,6 +115,8 @@ def cmd_report(args) -> int:
 
     _check_destination(args.out, "--out")
     _check_destination(args.figures, "--figures", folder=True)
+    if args.figures:
+        Path(args.figures).mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
     damaged = "skip" if args.skip_damaged else "raise"
     df = _load_rows(args.results, {}, args.skip_damaged)
     root = results_root(args.results)
@@ -185,6 +187,9 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
     target = Path(path)
+    if target.exists() and not target.is_file():
+        target.write_bytes(data)  # a device or pipe (/dev/stdout): written through, never replaced
+        return
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         tmp.write_bytes(data)

@@ -17,12 +17,15 @@ def eps_range_count(name: str, start: float, stop: float, step: float) -> int:
     """How many values the inclusive range has; ValueError naming ``<name>.step`` when more
     than :data:`MAX_EPS_VALUES` (or when (stop − start) / step overflows)."""
     span = (stop - start) / step  # inf for a subnormal step
-    if not math.isfinite(span) or span + 1 > MAX_EPS_VALUES:
-        count = "more than 10^308" if not math.isfinite(span) else f"{math.floor(span + 1e-9) + 1:,}"
-        raise ValueError(f"{name}.step: {step!r} from {start!r} to {stop!r} gives {count} ε values; "
+    if not math.isfinite(span):
+        raise ValueError(f"{name}.step: {step!r} from {start!r} to {stop!r} gives more than 10^308 ε values; "
                          f"at most {MAX_EPS_VALUES} per range")
-    # Inclusive of stop; the small tolerance absorbs float error in (stop - start) / step.
-    return int(math.floor(span + 1e-9)) + 1
+    # Inclusive of stop; the small (relative) tolerance absorbs float error in the division.
+    count = int(math.floor(span + max(1e-9, span * 1e-12))) + 1
+    if count > MAX_EPS_VALUES:
+        raise ValueError(f"{name}.step: {step!r} from {start!r} to {stop!r} gives {count:,} ε values; "
+                         f"at most {MAX_EPS_VALUES} per range")
+    return count
 
 
 def check_data_root(data_root) -> None:
