@@ -2,15 +2,17 @@
 
     er-grid run SPEC.yaml [--storage PATH|URI]      run every trial of a spec (Ray Tune)
     er-grid resume EXPERIMENT                       continue a crashed/killed/preempted run
-    er-grid status EXPERIMENT                       trials done/running/errored, eval batches
+    er-grid status EXPERIMENT                       trials, eval batches, damaged and stray files
     er-grid query RESULTS [--dataset D ...] [--method M ...] [--attack A ...] [--eps E ...]
                   [--experiment X ...] [--by COLS] [--format table|csv|parquet] [--out FILE]
     er-grid report RESULTS [--out FILE] [--figures DIR]   the paper's tables (markdown), Figures 3/4 (PNG)
 
-EXPERIMENT is Tune's experiment folder ``<storage>/<experiment>`` (printed by ``run``);
-RESULTS is a results store root (``<storage>/<experiment>/results`` or a URI) or an
-experiment folder (its ``results`` is used). User errors print one line and exit with 2;
-``run``/``resume`` exit with 1 when a trial errored.
+EXPERIMENT and RESULTS follow one convention (``grid.store.open_results``): the experiment
+folder ``<storage>/<experiment>`` (printed by ``run``) or its ``results`` folder, local or a
+URI; a folder with no results is one clear error. User errors, damaged files and OS errors
+(permission, is/not a directory, disk full) print one line naming the field or path and exit
+with 2; ``run``/``resume`` exit with 1 when a trial errored. ``status``, ``query`` and
+``report`` read only er-grid's own JSON and parquet, never a pickle (``grid.status``).
 
 :func:`job_main` is the command line of the job files in ``jobs/`` (``--preset``,
 ``--dry-run``, ``--storage``): a job file holds specs and one call to it.

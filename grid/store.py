@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Union
 
@@ -50,7 +51,7 @@ import pyarrow.parquet as pq
 from . import manifest, store_rows
 from .fingerprint import er_grid_code_version
 from .manifest import Commit, DamagedStore
-from .store_read import NoResults, key_matches, open_results, read_committed
+from .store_read import READ_THREADS, NoResults, key_matches, open_results, read_committed
 from .store_rows import SEP as _SEP
 from .store_rows import eps_text as _eps_text
 from .store_rows import file_schema as _file_schema
@@ -168,9 +169,6 @@ class ResultStore:
         # Object-store PUTs are atomic and renames are not (see module docstring).
         self.atomic_put = self.fs.type_name in _OBJECT_STORES
 
-    def __repr__(self) -> str:
-        return f"ResultStore({self.root!r})"
-
     def at(self, relative: str) -> "ResultStore":
         """The store at ``<base>/<relative>`` on the same filesystem (URI arguments kept)."""
         path, sep, query = self.root.partition("?")
@@ -237,10 +235,8 @@ class ResultStore:
                      range_columns: tuple = ()) -> Commit:
         """Write ``table`` as parquet at ``path`` and record its commit in its trial's manifest.
 
-        ``key``: the values every row shares, with ``trial_id`` and the partition values. A
-        file already at ``path`` that is not its intact committed version (damaged, or written
-        by a process killed before its commit) is moved aside first (:meth:`move_aside`). Every table of the store
-        (examples, trials, detection) is written through here.
+        ``key``: the values every row shares, with ``trial_id`` and the partition values. Every
+        table (examples, trials, detection) is written through here.
         """
         trial_id = _name_part("trial_id", key["trial_id"])
         buffer = io.BytesIO()
@@ -345,15 +341,13 @@ class ResultStore:
     def done_batches(self, experiment: str, dataset: str, method: str, trial_id: str) -> set[tuple[str, float, int]]:
         """(attack, ε, batch) of every committed *intact* batch of ``trial_id``: what a resumed
         trial skips. Missing or damaged committed files are left out, so they are recomputed."""
-        done = set()
-        for commit in self.trial_commits(trial_id).values():
-            key = commit.key
-            if commit.table != EXAMPLES_DIR or (key["experiment"], key["dataset"], key["method"]) != (
-                    experiment, dataset, method):
-                continue
-            if manifest.verify(self.fs, self.base, commit, _file_schema(ROW_SCHEMA))[1] is None:
-                done.add((key["attack"], float(key["eps"]), int(key["batch"])))
-        return done
+        commits = [c for c in self.trial_commits(trial_id).values() if c.table == EXAMPLES_DIR
+                   and (c.key["experiment"], c.key["dataset"], c.key["method"]) == (experiment, dataset, method)]
+        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:  # one GET per file on object stores
+            reasons = list(pool.map(lambda c: manifest.verify(self.fs, self.base, c, _file_schema(ROW_SCHEMA))[1],
+                                    commits))
+        return {(c.key["attack"], float(c.key["eps"]), int(c.key["batch"]))
+                for c, reason in zip(commits, reasons) if reason is None}
 
     # -- reading --------------------------------------------------------------------------
 
