@@ -52,7 +52,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-import yaml
 
 from .detection import trial_detection_plan, validate_detection_spec
 from .fingerprint import canonical_json, short_hash
@@ -265,7 +264,7 @@ class GridSpec:
 
     @classmethod
     def from_yaml(cls, path) -> "GridSpec":
-        """Read a YAML spec file (``yaml.safe_load``) and validate it."""
+        """Read a YAML spec file (safe loader; a key given twice is an error) and validate it."""
         text = Path(path).read_text()
         return cls.from_dict(load_yaml(text, str(path)))
 

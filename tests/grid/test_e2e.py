@@ -10,14 +10,13 @@ Also a run on S3 storage (moto server). Runtime: ~45 s for the job, ~12 s for S3
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import torch
 
 from grid.spec import GridSpec
 from grid.store import load, load_trials
-from ray_helpers import BIN, REPO, run_cli
+from ray_helpers import REPO, run_cli
 
 sys.path.insert(0, str(REPO / "jobs"))
 from full_grid import SMOKE  # noqa: E402  (the job file's spec, so the counts follow it)
