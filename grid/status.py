@@ -115,6 +115,7 @@ def status(path: str, progress=None) -> ExperimentStatus:
     ``path``: the experiment folder or its results folder (local or URI). ``progress``:
     optional wrapper for the trial iterable (e.g. ``tqdm``).
     """
+    from grid.detection import DETECTION_DIR
     from grid.store import EXAMPLES_DIR, TRIALS_DIR, ResultStore
     from grid.store_check import check_store
 
@@ -130,7 +131,7 @@ def status(path: str, progress=None) -> ExperimentStatus:
         damaged = tuple(f"{c.path}: {reason}" for c, reason in check.damaged.get(trial.trial_id, ()))
         epochs = epochs_done(experiment, trial)
         complete = planned <= committed and check.intact_commits(trial.trial_id, TRIALS_DIR) and (
-            not trial.detection or check.intact_commits(trial.trial_id, "detection"))
+            not trial.detection or check.intact_commits(trial.trial_id, DETECTION_DIR))
         out.append(TrialStatus(
             name=trial.name, trial_id=trial.trial_id, state=_state(bool(damaged), bool(complete), epochs, trial.epochs),
             epochs_done=epochs, epochs=trial.epochs, batches_done=len(planned & committed),
