@@ -19,9 +19,9 @@ Steps (each a named function below):
    checkpoint directory is written to a temporary folder and reported with the metrics.
 4. ``evaluate``: the evaluation plan on ``eval_indices(dataset, eval_n, eval_seed)``, batch
    by batch through ``er_core.evaluate.attack_batch``, skipping (attack, ε, batch) whose file
-   is committed and intact in the store (``ResultStore.done_batches``: a missing or damaged
-   one is moved aside and recomputed); every row carries the fingerprint of what produced it. A batch that runs out
-   of CUDA memory is retried in halves.
+   is committed and intact (``ResultStore.done_batches``; a missing or damaged one is moved
+   aside and recomputed); every row carries the fingerprint of what produced it. A batch
+   that runs out of CUDA memory is retried in halves.
 5. the detection stage of issue 5 when the trial has one (``grid.detection``).
 6. ``write_trial_row``: clean accuracy, per-epoch losses, wall time (training across
    restarts plus this process's evaluation), device.
