@@ -8,20 +8,16 @@ Layout under ``root`` (a local path or a URI that ``pyarrow.fs.FileSystem.from_u
     _commits/<trial_id>.json          the commit record of each trial (grid.manifest)
     _moved_aside/<UTC time>/…         files replaced by a repair, kept as evidence
 
-Where a store lives: an experiment's results are ``<storage>/<experiment>/results``. Every
-reader (:func:`load`, :func:`load_trials`, ``grid.detection.load_detection``, and each
-``er-grid`` command) accepts that folder or the experiment folder ``<storage>/<experiment>``
-itself (see :func:`open_results`); a folder holding neither is one clear error.
+Where a store lives: ``<storage>/<experiment>/results``. Every reader (:func:`load`,
+:func:`load_trials`, ``grid.detection.load_detection``, each ``er-grid`` command) also takes
+the experiment folder itself (:func:`open_results`); a folder with neither is one clear error.
 
-What counts: a file is part of the store only once its commit is recorded in its trial's
-manifest (``_commits/<trial_id>.json``, see ``grid.manifest``: row count, key values and
-ranges, sha256). Readers read exactly the committed files: copies (``…__b0 (copy).parquet``),
-``backup/`` folders, ``method=none.bak`` folders, foreign parquet files and temp files are
-never read (``er-grid status`` lists them as "not part of the store"). A committed file that
-is missing, truncated or whose schema, checksum or keys differ is damaged: readers raise
-:class:`~grid.manifest.DamagedStore` naming it (or skip it with ``damaged="skip"``), and
-``er-grid resume`` recomputes it after moving it aside. Duplicate (trial, attack, ε, sample)
-keys cannot arise (one commit per batch file, one file per key) and are checked on every read.
+What counts: exactly the files named in their trial's commit record (``grid.manifest``).
+Copies (``…__b0 (copy).parquet``), ``backup/`` and ``method=none.bak`` folders, foreign and
+temp files are never read (``er-grid status`` lists them). A committed file that is missing
+or differs from its commit is damaged: readers raise :class:`~grid.manifest.DamagedStore`
+naming it (or skip it, ``damaged="skip"``) and ``er-grid resume`` recomputes it after moving
+it aside. Duplicate (trial, attack, ε, sample) keys cannot arise and are checked on each read.
 
 Plain Hive partitioning: ``experiment``, ``dataset``, ``method`` live in directory names
 only, so any tool's defaults give every column (``pandas.read_parquet(root + "/examples")``,
@@ -169,13 +165,6 @@ class ResultStore:
         # Object-store PUTs are atomic and renames are not (see module docstring).
         self.atomic_put = self.fs.type_name in _OBJECT_STORES
 
-    def at(self, relative: str) -> "ResultStore":
-        """The store at ``<base>/<relative>`` on the same filesystem (URI arguments kept)."""
-        path, sep, query = self.root.partition("?")
-        other = ResultStore(f"{self.base}/{relative}", filesystem=self.fs)
-        other.root = f"{path.rstrip('/')}/{relative}{sep}{query}"
-        return other
-
     # -- paths ----------------------------------------------------------------------------
 
     def partition_dir(self, table: str, experiment: str, dataset: str, method: str) -> str:
@@ -243,7 +232,7 @@ class ResultStore:
         pq.write_table(table, buffer)
         data = buffer.getvalue()
         commit = manifest.describe(table_name, self.relative(path), table, data, key, range_columns)
-        commits = self.trial_commits(trial_id)
+        commits = self.trial_commits(trial_id, repair=True)
         if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
             # Replacing an intact committed file is an ordinary rewrite; anything else there
             # (damaged, or never committed) is kept as evidence.
@@ -300,36 +289,47 @@ class ResultStore:
 
     # -- the commit record ----------------------------------------------------------------
 
-    def trial_commits(self, trial_id: str) -> dict[str, Commit]:
-        """Relative path → :class:`~grid.manifest.Commit` of every committed file of one trial."""
+    def trial_commits(self, trial_id: str, repair: bool = False) -> dict[str, Commit]:
+        """Relative path → :class:`~grid.manifest.Commit` of every committed file of one trial.
+
+        A damaged manifest raises DamagedStore; with ``repair`` (the trial's own writer) it is
+        moved aside instead and the trial starts a new one: its files then count as not
+        committed and are recomputed.
+        """
         path = manifest.manifest_path(self.base, trial_id)
         data = manifest.read_bytes(self.fs, path)
-        return {} if data is None else manifest.decode_manifest(path, data)
+        try:
+            return {} if data is None else manifest.decode_manifest(self.relative(path), data)
+        except DamagedStore:
+            if not repair:
+                raise
+            self.move_aside(path)
+            return {}
 
-    def commits(self, table: Optional[str] = None, **filters) -> list[Commit]:
-        """Every committed file (of ``table`` if given) whose key values may match ``filters``.
-
-        Raises :class:`~grid.manifest.DamagedStore` when a trial's manifest is unreadable.
-        """
+    def commits(self, table: Optional[str] = None, damaged: str = "raise", **filters) -> list[Commit]:
+        """Every committed file (of ``table`` if given) whose key values may match ``filters``
+        (a single ``trial_id`` reads only that trial's manifest). A damaged manifest raises
+        DamagedStore, or is left out with ``damaged="skip"``."""
+        trial_id = filters.get("trial_id")
+        if isinstance(trial_id, str):
+            names = [f"{trial_id}.json"]
+        else:
+            names = [i.base_name for i in self._list(f"{self.base}/{manifest.COMMITS_DIR}", recursive=False)
+                     if i.base_name.endswith(".json") and not i.base_name.startswith(".")]
         found = []
-        for info in self._list(f"{self.base}/{manifest.COMMITS_DIR}", recursive=False):
-            if not info.base_name.endswith(".json") or info.base_name.startswith("."):
+        for name in names:
+            try:
+                entries = self.trial_commits(name.removesuffix(".json")).values()
+            except DamagedStore:
+                if damaged == "raise":
+                    raise
                 continue
-            data = manifest.read_bytes(self.fs, info.path)
-            if data is None:
-                continue
-            for commit in manifest.decode_manifest(info.path, data).values():
-                if (table is None or commit.table == table) and key_matches(commit.key, filters):
-                    found.append(commit)
+            found += [c for c in entries if (table is None or c.table == table) and key_matches(c.key, filters)]
         return sorted(found, key=lambda c: c.path)
 
     def files(self, table: str = EXAMPLES_DIR, **filters) -> list[str]:
         """Absolute paths of the committed files of ``table`` that may hold rows matching ``filters``."""
         return [f"{self.base}/{c.path}" for c in self.commits(table, **filters)]
-
-    def has_results(self) -> bool:
-        """True where this root holds a commit record (``_commits/``)."""
-        return self.fs.get_file_info(f"{self.base}/{manifest.COMMITS_DIR}").type == pafs.FileType.Directory
 
     def is_committed_intact(self, path: str) -> bool:
         """True when the file at ``path`` is committed and verifies against its commit."""
@@ -341,7 +341,7 @@ class ResultStore:
     def done_batches(self, experiment: str, dataset: str, method: str, trial_id: str) -> set[tuple[str, float, int]]:
         """(attack, ε, batch) of every committed *intact* batch of ``trial_id``: what a resumed
         trial skips. Missing or damaged committed files are left out, so they are recomputed."""
-        commits = [c for c in self.trial_commits(trial_id).values() if c.table == EXAMPLES_DIR
+        commits = [c for c in self.trial_commits(trial_id, repair=True).values() if c.table == EXAMPLES_DIR
                    and (c.key["experiment"], c.key["dataset"], c.key["method"]) == (experiment, dataset, method)]
         with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:  # one GET per file on object stores
             reasons = list(pool.map(lambda c: manifest.verify(self.fs, self.base, c, _file_schema(ROW_SCHEMA))[1],

@@ -41,13 +41,16 @@ def open_results(path):
     if isinstance(path, ResultStore):
         return path
     store = ResultStore(path)
-    for candidate in (store, store.at(RESULTS_DIR)):
-        if candidate.has_results():
+    nested = ResultStore(f"{store.base}/{RESULTS_DIR}", filesystem=store.fs)
+    uri, sep, query = store.root.partition("?")
+    nested.root = f"{uri.rstrip('/')}/{RESULTS_DIR}{sep}{query}"  # URI arguments kept
+    for candidate in (store, nested):
+        if candidate.fs.get_file_info(f"{candidate.base}/{manifest.COMMITS_DIR}").type == pafs.FileType.Directory:
             return candidate
     where = store.root
     if store.fs.get_file_info(store.base).type == pafs.FileType.NotFound:
         raise NoResults(f"{where} does not exist")
-    for candidate in (store, store.at(RESULTS_DIR)):
+    for candidate in (store, nested):
         if candidate.fs.get_file_info(f"{candidate.base}/{EXAMPLES_DIR}").type == pafs.FileType.Directory:
             raise NoResults(f"{candidate.root} holds parquet files but no commit record ({manifest.COMMITS_DIR}/): "
                             "nothing in it counts as committed results")
@@ -62,7 +65,7 @@ def read_committed(store, table: str, schema: pa.Schema, filters: dict, damaged:
         raise ValueError(f"damaged: expected 'raise' or 'skip', got {damaged!r}")
     expression = filter_expression(schema, filters)
     file_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
-    commits = store.commits(table, **filters)
+    commits = store.commits(table, damaged=damaged, **filters)
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         checked = list(pool.map(lambda c: manifest.verify(store.fs, store.base, c, file_schema), commits))
     problems = [f"{c.path}: {reason}" for c, (_, reason) in zip(commits, checked) if reason is not None]

@@ -199,3 +199,24 @@ def test_round_trip_through_s3(s3_endpoint):
     # The same store through an explicit filesystem object and a plain bucket/prefix path.
     explicit = ResultStore(f"{bucket}/run1", filesystem=pafs.S3FileSystem(endpoint_override=host, scheme="http"))
     assert explicit.done_batches(**KEY) == store.done_batches(**KEY) and len(explicit.load()) == 8
+
+
+def test_a_damaged_commit_record_is_named_and_its_trial_recomputed(tmp_path):
+    """A manifest cut short: readers name it; other trials stay readable with damaged="skip";
+    the trial's own writer moves the record aside (kept) and starts a new one, so its files
+    count as not committed until rewritten (and an old file in the way is moved aside too)."""
+    from grid.store import DamagedStore
+
+    store = ResultStore(tmp_path)
+    first = write(store, 0)
+    write(store, 0, key={**KEY, "trial_id": "0000000000"})
+    record = tmp_path / "_commits" / f"{KEY['trial_id']}.json"
+    record.write_bytes(record.read_bytes()[:40])
+    with pytest.raises(DamagedStore, match=f"commit record _commits/{KEY['trial_id']}.json is damaged"):
+        load(tmp_path)
+    assert set(load(tmp_path, damaged="skip")["trial_id"]) == {"0000000000"}
+    assert store.done_batches(**KEY) == set()  # the writer's view: nothing of this trial is committed
+    write(store, 0)
+    assert len(load(tmp_path)) == 8
+    aside = sorted(p.name for p in (tmp_path / "_moved_aside").rglob("*") if p.is_file())
+    assert aside == sorted([f"{KEY['trial_id']}.json", first.rsplit("/", 1)[1]])
