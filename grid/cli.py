@@ -2,16 +2,18 @@
 
     er-grid run SPEC.yaml [--storage PATH|URI]      run every trial of a spec (Ray Tune)
     er-grid resume EXPERIMENT                       continue a crashed/killed/preempted run
-    er-grid status EXPERIMENT                       trials done/running/errored, eval batches
+    er-grid status EXPERIMENT                       trials, eval batches, damaged and stray files
     er-grid query RESULTS [--dataset D ...] [--method M ...] [--attack A ...] [--eps E ...]
                   [--experiment X ...] [--by COLS] [--format table|csv|parquet] [--out FILE]
     er-grid report RESULTS [--out FILE] [--figures DIR]   the paper's tables (markdown), Figures 3/4 (PNG)
     er-grid data fetch NAME [--root DIR] | data check [NAME] [--root DIR]   datasets (grid/data_cli.py)
 
-EXPERIMENT is Tune's experiment folder ``<storage>/<experiment>`` (printed by ``run``);
-RESULTS is a results store root (``<storage>/<experiment>/results`` or a URI) or an
-experiment folder (its ``results`` is used). User errors print one line and exit with 2;
-``run``/``resume`` exit with 1 when a trial errored.
+EXPERIMENT and RESULTS follow one convention (``grid.store.open_results``): the experiment
+folder ``<storage>/<experiment>`` (printed by ``run``) or its ``results`` folder, local or a
+URI; a folder with no results is one clear error. User errors, damaged files and OS errors
+(permission, is/not a directory, disk full) print one line naming the field or path and exit
+with 2; ``run``/``resume`` exit with 1 when a trial errored. ``status``, ``query`` and
+``report`` read only er-grid's own JSON and parquet, never a pickle (``grid.status``).
 
 :func:`job_main` is the command line of the job files in ``jobs/`` (``--preset``,
 ``--dry-run``, ``--storage``): a job file holds specs and one call to it.
@@ -20,6 +22,7 @@ experiment folder (its ``results`` is used). User errors print one line and exit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -27,6 +30,8 @@ from typing import Callable, Optional, Sequence
 EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_USAGE = 0, 1, 2
 FORMATS = ("table", "csv", "parquet")
 FILTERS = ("experiment", "dataset", "method", "attack", "eps")
+SKIP_DAMAGED_HELP = ("leave out committed files that are missing or damaged (listed on stderr) "
+                     "instead of stopping; `er-grid status` shows them, `er-grid resume` recomputes them")
 
 
 class UsageError(ValueError):
@@ -51,24 +56,39 @@ def cmd_resume(args) -> int:
 def cmd_status(args) -> int:
     from tqdm import tqdm
 
-    from grid.run import status, storage_location
+    from grid.status import status
 
-    trials = status(args.experiment, progress=lambda it: tqdm(it, desc="reading trials", unit="trial",
+    report = status(args.experiment, progress=lambda it: tqdm(it, desc="reading trials", unit="trial",
                                                                leave=False, disable=None))
+    trials = report.trials
     states: dict[str, int] = {}
     for t in trials:
         states[t.state] = states.get(t.state, 0) + 1
     done = sum(t.batches_done for t in trials)
     total = sum(t.batches_total for t in trials)
-    print(f"experiment: {storage_location(args.experiment)}")
-    print(f"trials: {len(trials)} — done {states.get('TERMINATED', 0)}, running {states.get('RUNNING', 0)}, "
-          f"pending {states.get('PENDING', 0) + states.get('PAUSED', 0)}, errored {states.get('ERROR', 0)}")
+    print(f"experiment: {report.experiment_path}")
+    print(f"trials: {len(trials)} — done {states.get('DONE', 0)}, damaged {states.get('DAMAGED', 0)}, "
+          f"evaluating {states.get('EVALUATING', 0)}, training {states.get('TRAINING', 0)}, "
+          f"pending {states.get('PENDING', 0)}")
     print(f"evaluation batches: {done}/{total} ({100.0 * done / total if total else 0.0:.1f}%)")
     width = max([len(t.name) for t in trials] + [5])
     print(f"\n{'trial':<{width}}  {'state':<10}  {'epochs':>7}  {'eval batches':>12}")
     for t in trials:
         print(f"{t.name:<{width}}  {t.state:<10}  {t.epochs_done:>3}/{t.epochs:<3}  "
               f"{t.batches_done:>5}/{t.batches_total:<6}")
+        for line in t.damaged:
+            print(f"    damaged: {line}")
+    for path, reason in report.damaged_records:
+        print(f"damaged commit record: {path}: {reason}")
+    if report.damaged or report.damaged_records:
+        print(f"repair with: er-grid resume {report.experiment_path}")
+    if report.not_part_of_store:
+        print(f"\nnot part of the store (never read; {len(report.not_part_of_store)} file(s) under "
+              f"{report.results_path}):")
+        for path in report.not_part_of_store:
+            print(f"    {path}")
+    if report.moved_aside:
+        print(f"moved aside by repairs (kept as evidence): {len(report.moved_aside)} file(s) in _moved_aside/")
     return EXIT_OK
 
 
@@ -77,9 +97,10 @@ def cmd_query(args) -> int:
 
     # Grouped by attack, the attack filter selects table rows (the worst case needs every
     # attack's rows); otherwise it selects the example rows that are pooled.
+    _check_destination(args.out, "--out")
     by_attack = "attack" in args.by
     filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and by_attack)}
-    df = _load_rows(args.results, filters)
+    df = _load_rows(args.results, filters, args.skip_damaged)
     table = report.robust_accuracy(df, by=args.by, worst_case=not args.no_worst_case)
     if args.attack and by_attack:
         table = table[table["attack"].isin(args.attack)]
@@ -95,11 +116,16 @@ def cmd_report(args) -> int:
     from grid.detection import load_detection
     from grid.store import load_trials
 
-    df = _load_rows(args.results, {})
+    _check_destination(args.out, "--out")
+    _check_destination(args.figures, "--figures", folder=True)
+    if args.figures:
+        Path(args.figures).mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
+    damaged = "skip" if args.skip_damaged else "raise"
+    df = _load_rows(args.results, {}, args.skip_damaged)
     root = results_root(args.results)
-    text = report.report_markdown(df, load_trials(root), load_detection(root))
+    text = report.report_markdown(df, load_trials(root, damaged=damaged), load_detection(root, damaged=damaged))
     if args.out:
-        Path(args.out).write_text(text)
+        write_text_atomic(args.out, text)
         print(f"wrote {args.out}")
     else:
         print(text, end="")
@@ -115,39 +141,82 @@ def cmd_report(args) -> int:
 
 
 def results_root(path: str) -> str:
-    """A results store root; an experiment folder (with ``tuner.pkl``) means its ``results``."""
-    if "://" in path:
-        return path
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise UsageError(f"RESULTS: {path} does not exist")
-    if (p / "tuner.pkl").exists():
-        p = p / "results"
-    if not (p / "examples").is_dir():
-        raise UsageError(f"RESULTS: {p} holds no results (no examples/ folder); give <storage>/<experiment>/results")
-    return str(p.resolve())
+    """The results store a user means: an experiment folder or its ``results`` folder (local
+    or URI), by the one convention of ``grid.store.open_results``; no results is an error."""
+    from grid.store import open_results
+
+    return open_results(path).root
 
 
-def _load_rows(results: str, filters: dict):
-    """Example rows under ``results`` matching ``filters`` (column → list of values)."""
-    from grid.store import load
+def _load_rows(results: str, filters: dict, skip_damaged: bool = False):
+    """Committed example rows under ``results`` matching ``filters`` (column → list of values).
 
-    df = load(results_root(results), **filters)
+    Damaged committed files stop the command (naming them) unless ``skip_damaged``: then they
+    are left out and listed on stderr.
+    """
+    from grid.store import DamagedStore, load
+
+    root = results_root(results)
+    if skip_damaged:
+        try:
+            load(root, **filters)
+        except DamagedStore as err:
+            print(f"er-grid: warning: {err}; leaving them out", file=sys.stderr)
+    df = load(root, damaged="skip" if skip_damaged else "raise", **filters)
     if df.empty:
         raise UsageError(f"no result rows match {filters or 'anything'} in {results}")
     return df
 
 
+def _check_destination(path: Optional[str], what: str, folder: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    if not path:
+        return
+    p = Path(path)
+    if not folder and p.is_dir():
+        raise UsageError(f"{what}: {path} is a directory; give a file name")
+    if folder and p.exists() and not p.is_dir():
+        raise UsageError(f"{what}: {path} is a file; give a folder")
+    parent = p if folder and p.is_dir() else p.parent
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise UsageError(f"{what}: {parent} is not writable")
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write a whole file or nothing: a temp file beside it, then a rename over it, so a
+    failed write (disk full, permission) never leaves an earlier file truncated."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    target = Path(path)
+    if target.exists() and not target.is_file():
+        target.write_bytes(data)  # a device or pipe (/dev/stdout): written through, never replaced
+        return
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _emit(table, fmt: str, out: Optional[str]) -> None:
+    _check_destination(out, "--out")
     if fmt == "parquet":
         if not out:
             raise UsageError("--format parquet needs --out FILE")
-        table.to_parquet(out, index=False)
+        import io
+
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        write_bytes_atomic(out, buffer.getvalue())
         print(f"wrote {out} ({len(table)} rows)")
         return
     text = table.to_csv(index=False) if fmt == "csv" else _as_text_table(table)
     if out:
-        Path(out).write_text(text)
+        write_text_atomic(out, text)
         print(f"wrote {out} ({len(table)} rows)")
     else:
         print(text, end="" if text.endswith("\n") else "\n")
@@ -182,9 +251,9 @@ def spec_with_storage(spec: dict, storage: Optional[str]):
 
 def load_spec(path: str, storage: Optional[str] = None):
     """GridSpec from a YAML file, ``--storage`` applied before validation."""
-    import yaml
+    from grid.spec import load_yaml
 
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = load_yaml(Path(path).read_text(), path)
     if not isinstance(raw, dict):
         raise UsageError(f"SPEC: {path} is not a YAML mapping of spec fields")
     return spec_with_storage(raw, storage)
@@ -213,11 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="resume an interrupted experiment")
-    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment folder <storage>/<experiment>")
+    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment folder <storage>/<experiment> (or its results/)")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("status", help="trials and evaluation batches done")
-    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment folder <storage>/<experiment>")
+    p = sub.add_parser("status", help="trials, evaluation batches done, damaged and stray files")
+    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment folder <storage>/<experiment> (or its results/)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("query", help="robust accuracy per dataset/method/attack/ε (and worst case)")
@@ -232,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-worst-case", action="store_true", help="leave out the per-example worst case")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--out", help="write to this file instead of stdout (required for parquet)")
+    p.add_argument("--skip-damaged", action="store_true", help=SKIP_DAMAGED_HELP)
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("report", help="the paper's tables as markdown")
@@ -239,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the markdown to this file")
     p.add_argument("--figures", metavar="DIR",
                    help="also write the paper's Figures 3/4 as PNG files into DIR (figure3_<dataset>.png, ...)")
+    p.add_argument("--skip-damaged", action="store_true", help=SKIP_DAMAGED_HELP)
     p.set_defaults(func=cmd_report)
 
     from grid.data_cli import add_data_parser
@@ -254,20 +325,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _guarded(command: Callable[[], int]) -> int:
-    """Run ``command``; user errors become one line on stderr and exit code 2."""
+    """Run ``command``; user errors, damaged files and OS errors become one line on stderr
+    naming what is wrong (and the path), and exit code 2. Never a traceback for those."""
     import yaml
 
     from grid.run import GridError
 
     try:
         return command()
-    except (UsageError, GridError, FileNotFoundError, yaml.YAMLError) as err:
-        print(f"er-grid: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    except (UsageError, GridError, yaml.YAMLError) as err:
+        message = str(err)
+    except OSError as err:
+        # Permission denied, is/not a directory, disk full, missing file, object-store errors.
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        message = f"{err.strerror or err}{where}" if err.strerror else f"{err}{where}"
     except ValueError as err:
-        # Spec validation and store filters raise ValueError naming the bad field.
-        print(f"er-grid: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        # Spec validation, store filters, damaged results (DamagedStore) and damaged JSON
+        # records raise ValueError naming the field or the file.
+        message = str(err)
+    print(f"er-grid: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 # --------------------------------------------------------------------------- job files

@@ -9,6 +9,19 @@ started). Results stay in ``results/demo/smoke`` (git-ignored); running the demo
 finds that experiment finished and only prints it.
 
 :class:`LocalHead` is also what the grid tests start (tests/grid/ray_helpers.py).
+
+Ports, measured with ``ss -ltnp`` while such a head ran (Ray 2.60, a machine whose reachable
+address is 192.0.2.2): the dashboard and job API listen on 127.0.0.1 only, as asked. Every
+other port is Ray's own choice: ``ray start`` replaces ``--node-ip-address=127.0.0.1`` by the
+reachable address (``services.resolve_ip_for_localhost``), and Ray binds a component to
+loopback only when the node address is loopback, so the GCS, the raylet (node manager and
+object manager), every worker's gRPC server and the dashboard agent's gRPC server listen on
+all interfaces; the dashboard agent's HTTP port, the runtime-env agent and the Ray Client
+server on the reachable address (and loopback); the dashboard's and the agent's Prometheus
+metrics on 0.0.0.0. Token authentication (``RAY_AUTH_MODE=token``) guards the gRPC and HTTP
+APIs; the metrics endpoints are read-only and unauthenticated. Nothing more can be bound to
+127.0.0.1 through ``ray start``'s options; on a shared network run the demo behind a host
+firewall (or in a network namespace without outside interfaces).
 """
 
 from __future__ import annotations

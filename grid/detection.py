@@ -28,11 +28,11 @@ trial's model, fits each detector on set I per fit attack, evaluates it on set I
 attack (every pair: familiar = Table 5, cross = Tables 6–8) and writes one row per (trial,
 detector, fit attack, test attack) with the four criteria, the counts and timings.
 
-Storage: one parquet file per (trial, detection plan) through the results store's atomic
-writer, ``<results>/detection/experiment=<e>/dataset=<d>/method=<m>/<trial_id>__<plan hash>.parquet``
-(Hive partitions as in ``grid.store``). Resumable: a trial whose file exists is skipped, so a
-rerun after a kill adds nothing twice; a half-written file is never visible (temp name +
-rename). A changed plan hashes to a new file name, so its rows land beside the old ones with
+Storage: one parquet file per (trial, detection plan), written and committed through the
+results store (``ResultStore.write_atomic``), ``<results>/detection/experiment=<e>/dataset=<d>/method=<m>/<trial_id>__<plan hash>.parquet``
+(Hive partitions as in ``grid.store``). Resumable: a trial whose file is committed and intact is
+skipped, so a rerun after a kill adds nothing twice; an uncommitted or damaged file is never
+read and is redone. A changed plan hashes to a new file name, so its rows land beside the old ones with
 their own ``detection_config``, never mixed into the same file.
 """
 
@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from .faults import KILL_IN_DETECTION_ENV, kill_if_asked
 from .fingerprint import canonical_json, library_versions, short_hash
-from .store import UTC_TIMESTAMP, ResultStore, column, without_partitions, rows_to_table
+from .store import UTC_TIMESTAMP, ResultStore, column, open_results, without_partitions, rows_to_table
 
 DETECTION_DIR = "detection"
 _SEP = "__"
@@ -275,10 +275,8 @@ def detection_path(store: ResultStore, trial, plan: dict) -> str:
 
 
 def detection_done(store: ResultStore, trial, plan: dict) -> bool:
-    """True when this trial's rows for ``plan`` are stored (file names only, no reads)."""
-    import pyarrow.fs as pafs
-
-    return store.fs.get_file_info(detection_path(store, trial, plan)).type == pafs.FileType.File
+    """True when this trial's rows for ``plan`` are committed and intact (a damaged file is redone)."""
+    return store.is_committed_intact(detection_path(store, trial, plan))
 
 
 def run_detection_stage(store: ResultStore, trial, model, data, plan: dict, checkpoint_hash: str,
@@ -332,15 +330,16 @@ def run_detection_stage(store: ResultStore, trial, model, data, plan: dict, chec
 # --------------------------------------------------------------------------- reading
 
 
-def load_detection(root, **filters):
+def load_detection(root, damaged: str = "raise", **filters):
     """Detection rows under ``root`` (path, URI or ResultStore) as a pandas DataFrame with the
-    columns of :data:`DETECTION_SCHEMA`; filters as in ``grid.store.load`` (scalar, None or list).
+    columns of :data:`DETECTION_SCHEMA`; filters and ``damaged`` as in ``grid.store.load``.
     """
-    store = root if isinstance(root, ResultStore) else ResultStore(root)
+    store = open_results(root)
     # The store prunes files of non-example tables by "<trial_id>.parquet" names; ours carry a
     # plan hash too, so trial_id is filtered on the rows instead of the file names.
     trial_ids = filters.pop("trial_id", None)
-    df = store.load_table(DETECTION_DIR, DETECTION_SCHEMA, filters)
+    df = store.load_table(DETECTION_DIR, DETECTION_SCHEMA, filters, damaged=damaged,
+                          unique=("trial_id", "detection_config", "detector", "fit_attack", "test_attack"))
     if trial_ids is not None:
         wanted = list(trial_ids) if isinstance(trial_ids, (list, tuple, set, frozenset)) else [trial_ids]
         df = df[df["trial_id"].isin(wanted)].reset_index(drop=True)

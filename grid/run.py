@@ -7,7 +7,14 @@
 - :func:`run` / :func:`resume`: ``Tuner.fit()``; ``Tuner.restore(path, resume_errored=True)``
   continues unfinished trials and resumes errored ones from their last checkpoint (Tune's
   ``restart_errored`` would throw the checkpoints away, so it is not used).
-- :func:`status`: trial states from Tune's experiment state, evaluation batches from the store.
+- :func:`resume` also repairs: a trial Tune considers finished whose stored results are
+  damaged or incomplete (``er-grid status`` shows which) is evaluated again from its last
+  checkpoint, outside Tune (``grid.repair``), recomputing exactly the missing batches.
+- ``er-grid status`` lives in ``grid.status`` and reads only er-grid's own records.
+
+Trust: ``resume`` restores through ``Tuner.restore``, which unpickles the experiment state
+(``tuner.pkl``, ``experiment_state-*.json``): resume only folders you (or your cluster)
+wrote. ``status``, ``query`` and ``report`` never unpickle anything.
 
 Where things live, for local storage ``S`` and experiment ``E``: Tune's experiment folder
 ``S/E`` (trial folders with ``checkpoint_00000k`` per epoch) and the results store
@@ -26,8 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 from grid.spec import GridSpec, TrialConfig, is_shared_storage
-
-RESULTS_DIR = "results"
+from grid.store import RESULTS_DIR
 # Written into the experiment folder by `run`: the spec and its trial ids, so that running a
 # changed spec into an existing experiment stops instead of mixing two grids in one folder.
 SPEC_FILE = "grid_spec.json"
@@ -152,6 +158,9 @@ def run(spec: GridSpec, storage: Optional[str] = None) -> RunSummary:
     """
     from ray import tune
 
+    from grid.spec_checks import check_data_root
+
+    check_data_root(spec.data_root)
     path = experiment_path(storage or spec.storage_path, spec.experiment)
     # Checked before the Tuner exists: building one creates the experiment folder.
     if check_recorded_spec(spec, path) and tune.Tuner.can_restore(path):
@@ -182,12 +191,14 @@ def _filesystem(path: str):
 
 def record_spec(spec: GridSpec, path: str) -> None:
     """Write ``grid_spec.json`` (spec and trial ids; no paths of ours) into the experiment folder."""
+    from grid.store import ResultStore
+
     fs, base = _filesystem(path)
     fs.create_dir(base, recursive=True)
     payload = {"experiment": spec.experiment, "trials": _trial_records(spec),
                "spec": {k: v for k, v in spec.to_dict().items() if k not in ("storage_path", "data_root")}}
-    with fs.open_output_stream(f"{base}/{SPEC_FILE}") as out:
-        out.write(json.dumps(payload, indent=1, sort_keys=True).encode())
+    # Atomic (temp + rename, or one PUT): a full disk never leaves half a spec record.
+    ResultStore(base, filesystem=fs).put_atomic(f"{base}/{SPEC_FILE}", json.dumps(payload, indent=1, sort_keys=True).encode())
 
 
 def check_recorded_spec(spec: GridSpec, path: str) -> bool:
@@ -208,7 +219,11 @@ def check_recorded_spec(spec: GridSpec, path: str) -> bool:
                             "choose another experiment name or storage")
         return False
     with fs.open_input_stream(info.path) as stream:
-        recorded = json.loads(stream.read())
+        text = stream.read()
+    try:
+        recorded = json.loads(text)
+    except ValueError as err:
+        raise GridError(f"{path}/{SPEC_FILE} is damaged (not JSON: {err})") from err
     if not isinstance(recorded, dict) or not isinstance(recorded.get("trials"), dict):
         raise GridError(f"{path}/{SPEC_FILE} is not a spec record written by this version of er-grid")
     now = _trial_records(spec)
@@ -225,19 +240,34 @@ def check_recorded_spec(spec: GridSpec, path: str) -> bool:
 
 
 def resume(path: str) -> RunSummary:
-    """Resume the experiment folder ``path``: unfinished and errored trials continue from
-    their last checkpoint; finished ones are kept. Works on a moved or copied folder."""
+    """Resume the experiment folder ``path`` (or its results folder): unfinished and errored
+    trials continue from their last checkpoint; finished ones are kept, and those whose stored
+    results are damaged or incomplete are repaired (``grid.repair``). Works on a moved or
+    copied folder. Trusts the folder: Tune's restore unpickles its experiment state."""
     from ray import tune
 
+    from grid.repair import repair_finished_trials
+    from grid.status import experiment_folder
+
     path = storage_location(path)
+    if not tune.Tuner.can_restore(path):
+        try:
+            path = experiment_folder(path)
+        except GridError:
+            pass
     if not tune.Tuner.can_restore(path):
         raise GridError(
             f"{path} is not a Ray Tune experiment folder (no tuner.pkl / experiment_state file); "
             "give the folder <storage>/<experiment> that `er-grid run` printed"
         )
     connect()
-    tuner = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True, resume_errored=True)
-    return _summary(path, tuner.fit())
+    try:
+        tuner = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True, resume_errored=True)
+    except (ValueError, KeyError, EOFError, TypeError, AttributeError, ImportError) as err:
+        # Tune's own state (tuner.pkl, experiment_state-*.json) cut short or edited.
+        raise GridError(f"{path}: Ray Tune's experiment state is damaged ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    return repair_finished_trials(path, tuner.fit())
 
 
 def _summary(path: str, results) -> RunSummary:
@@ -249,49 +279,3 @@ def _summary(path: str, results) -> RunSummary:
         experiment_path=path, trials=len(results), terminated=len(results) - len(errors),
         errored=len(errors), errors=errors,
     )
-
-
-# --------------------------------------------------------------------------- status
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialStatus:
-    name: str
-    trial_id: str
-    state: str  # Tune's: PENDING, RUNNING, PAUSED, TERMINATED, ERROR
-    epochs_done: int
-    epochs: int
-    batches_done: int
-    batches_total: int
-
-
-def status(path: str, progress=None) -> list[TrialStatus]:
-    """Per trial: Tune's state, epochs reported, evaluation batches stored of total.
-
-    Reads Tune's experiment state (no Ray cluster needed) and the store's file names.
-    ``progress``: optional wrapper for the trial iterable (e.g. ``tqdm``).
-    """
-    from ray import tune
-
-    from grid.store import ResultStore
-
-    path = storage_location(path)
-    if not tune.Tuner.can_restore(path):
-        raise GridError(f"{path} is not a Ray Tune experiment folder (no experiment_state file)")
-    analysis = tune.ExperimentAnalysis(path)
-    stores: dict[str, ResultStore] = {}
-    out = []
-    trials = analysis.trials
-    for trial in (progress(trials) if progress else trials):
-        config = TrialConfig.from_dict(trial.config["trial"])
-        root = trial.config["results"] or results_location(path)
-        store = stores.setdefault(root, ResultStore(root))
-        expected = set(config.eval_batches())
-        done = store.done_batches(config.experiment, config.dataset, config.method, config.trial_id)
-        last = trial.last_result or {}
-        out.append(TrialStatus(
-            name=config.name, trial_id=config.trial_id, state=trial.status,
-            epochs_done=int(last.get("epoch", 0)), epochs=config.epochs,
-            batches_done=len(expected & done), batches_total=len(expected),
-        ))
-    return out

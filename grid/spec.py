@@ -52,10 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-import yaml
 
 from .detection import trial_detection_plan, validate_detection_spec
 from .fingerprint import canonical_json, short_hash
+from .spec_checks import check_hyperparam_values, eps_range_count, load_yaml
 
 # Starts with a letter: a Hive directory "experiment=2024" would be read back as an integer.
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
@@ -264,9 +264,9 @@ class GridSpec:
 
     @classmethod
     def from_yaml(cls, path) -> "GridSpec":
-        """Read a YAML spec file (``yaml.safe_load``) and validate it."""
+        """Read a YAML spec file (safe loader; a key given twice is an error) and validate it."""
         text = Path(path).read_text()
-        return cls.from_dict(yaml.safe_load(text))
+        return cls.from_dict(load_yaml(text, str(path)))
 
     def to_dict(self) -> dict:
         """Normalised plain dict; ``GridSpec.from_dict(spec.to_dict()) == spec``."""
@@ -322,6 +322,7 @@ class GridSpec:
             )
         if self.data_root is not None and (not isinstance(self.data_root, str) or not self.data_root):
             raise ValueError(f"spec.data_root: expected a path string or null, got {self.data_root!r}")
+
 
     def _validated_train_eps(self, adv_methods: list) -> dict:
         raw = self.train_eps
@@ -384,6 +385,7 @@ class GridSpec:
                     raise ValueError(
                         f"spec.{where}: unknown hyperparameter(s) {unknown}; valid: {', '.join(sorted(valid))}"
                     )
+            check_hyperparam_values(where, method, self.datasets[0], params)
             canonical_json(params)  # raises on values that cannot be part of a trial_id
             out[method] = dict(params)
         return out
@@ -639,7 +641,7 @@ def _eps_values(name: str, value) -> tuple:
             raise ValueError(f"spec.{name}: stop {stop!r} < start {start!r}")
         # Inclusive of stop (the paper's sweeps "0 to 0.4 step 0.025" include 0.4); the small
         # tolerance absorbs float error in (stop - start) / step.
-        count = int(math.floor((stop - start) / step + 1e-9)) + 1
+        count = eps_range_count(f"spec.{name}", start, stop, step)
         return tuple(round(start + i * step, EPS_DECIMALS) for i in range(count))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]

@@ -1,52 +1,59 @@
-"""The results store: plain parquet files, one per (trial, attack, ε, batch), on any pyarrow filesystem.
+"""The results store: parquet files, one per (trial, attack, ε, batch), and a commit record.
 
 Layout under ``root`` (a local path or a URI that ``pyarrow.fs.FileSystem.from_uri`` knows)::
 
     examples/experiment=<e>/dataset=<d>/method=<m>/<trial_id>__<attack>__eps<eps>__b<batch>.parquet
     trials/experiment=<e>/dataset=<d>/method=<m>/<trial_id>.parquet
+    detection/…                       (grid.detection)
+    _commits/<trial_id>.json          the commit record of each trial (grid.manifest)
+    _moved_aside/<UTC time>/…         files replaced by a repair, kept as evidence
 
-This is plain Hive partitioning: ``experiment``, ``dataset`` and ``method`` live in the
-directory names only, not inside the files, so that the directory read by any tool's
-defaults gives every column (``pandas.read_parquet(root + "/examples")``,
-``pyarrow.dataset.dataset(..., partitioning="hive")``, duckdb's ``read_parquet('.../**/*.parquet')``).
-Repeating them inside the files would break those readers: pyarrow then refuses to merge the
-file's column with the directory's (string vs dictionary).
+Where a store lives: ``<storage>/<experiment>/results``. Every reader (:func:`load`,
+:func:`load_trials`, ``grid.detection.load_detection``, each ``er-grid`` command) also takes
+the experiment folder itself (:func:`open_results`); a folder with neither is one clear error.
 
-Why one file per batch: a retried or resumed batch rewrites exactly its own file, so rows are
-never duplicated, and which batches are done is known from file names alone
-(:meth:`ResultStore.done_batches`, no parquet reads).
+What counts: exactly the files named in their trial's commit record (``grid.manifest``).
+Copies (``…__b0 (copy).parquet``), ``backup/`` and ``method=none.bak`` folders, foreign and
+temp files are never read (``er-grid status`` lists them). A committed file that is missing
+or differs from its commit is damaged: readers raise :class:`~grid.manifest.DamagedStore`
+naming it (or skip it, ``damaged="skip"``) and ``er-grid resume`` recomputes it after moving
+it aside. Duplicate (trial, attack, ε, sample) keys cannot arise and are checked on each read.
 
-Why a temporary name: on a local or network filesystem a file is written as
-``.<name>.tmp-<uuid>`` in the same directory and then renamed over the final name (rename is
-atomic there), so a reader never sees half a file and a killed writer leaves only a dot-file
-that :func:`load` skips. On object stores (S3, GCS, Azure) a single PUT is already atomic: the
-object appears complete or not at all, and a "rename" would be a copy plus a delete (two
-requests, not atomic), so files are written under their final key directly.
+Plain Hive partitioning: ``experiment``, ``dataset``, ``method`` live in directory names
+only, so any tool's defaults give every column (``pandas.read_parquet(root + "/examples")``,
+duckdb); those tools read every parquet file, committed or not, hence the project's readers.
+Writes are atomic: a dot-named temp file renamed over the final name on POSIX; one PUT
+(already all-or-nothing) on object stores, where a rename is a copy plus a delete.
 
-S3 with a custom endpoint (e.g. moto or MinIO)::
-
-    ResultStore("s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http")
-
-with ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_DEFAULT_REGION`` in the
-environment, or pass ``filesystem=pyarrow.fs.S3FileSystem(...)`` and a plain ``bucket/prefix``.
+S3 with a custom endpoint (moto, MinIO): ``ResultStore("s3://bucket/prefix?endpoint_override=
+127.0.0.1:9000&scheme=http")`` with the AWS_* credentials in the environment, or
+``filesystem=pyarrow.fs.S3FileSystem(...)`` and a plain ``bucket/prefix``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import io
-import math
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Union
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from . import manifest, store_rows
 from .fingerprint import er_grid_code_version
+from .manifest import Commit, DamagedStore
+from .store_read import READ_THREADS, NoResults, key_matches, open_results, read_committed
+from .store_rows import SEP as _SEP
+from .store_rows import eps_text as _eps_text
+from .store_rows import file_schema as _file_schema
+from .store_rows import name_part as _name_part
+from .store_rows import partition_value as _partition_value
+from .store_rows import rows_to_table, without_partitions
 
 # --------------------------------------------------------------------------- schemas
 
@@ -117,11 +124,16 @@ TRIAL_SCHEMA = pa.schema([
 BATCH_KEY_COLUMNS = ("experiment", "dataset", "method", "trial_id", "attack", "eps", "batch")
 #: Columns the store fills when a row omits them (code version of this process, now in UTC).
 AUTO_COLUMNS = ("code_version", "created_at")
-PARTITION_COLUMNS = ("experiment", "dataset", "method")
+PARTITION_COLUMNS = store_rows.PARTITION_COLUMNS
 
 EXAMPLES_DIR = "examples"
 TRIALS_DIR = "trials"
-_SEP = "__"
+#: Where an experiment folder keeps its results store.
+RESULTS_DIR = "results"
+#: Files a repair replaced, kept as evidence (never read as results).
+MOVED_ASIDE_DIR = "_moved_aside"
+#: The columns that identify one row of each table; duplicates are refused on every read.
+UNIQUE_KEYS = {EXAMPLES_DIR: ("trial_id", "attack", "eps", "sample_idx"), TRIALS_DIR: ("trial_id",)}
 _OBJECT_STORES = ("s3", "gcs", "abfs")
 
 RootLike = Union[str, Path, "ResultStore"]
@@ -134,6 +146,8 @@ class ResultStore:
     """Parquet results under ``root`` (local path, ``file://``, ``s3://``, ``gs://``, ...).
 
     ``filesystem``: an explicit ``pyarrow.fs.FileSystem``; ``root`` is then a path on it.
+    Constructing a store reads nothing (a trial creates one before anything is written);
+    readers that take a user's path go through :func:`open_results`.
     """
 
     def __init__(self, root: Union[str, Path], filesystem: Optional[pafs.FileSystem] = None):
@@ -151,9 +165,6 @@ class ResultStore:
         # Object-store PUTs are atomic and renames are not (see module docstring).
         self.atomic_put = self.fs.type_name in _OBJECT_STORES
 
-    def __repr__(self) -> str:
-        return f"ResultStore({self.root!r})"
-
     # -- paths ----------------------------------------------------------------------------
 
     def partition_dir(self, table: str, experiment: str, dataset: str, method: str) -> str:
@@ -161,6 +172,12 @@ class ResultStore:
         parts = [f"{k}={_partition_value(k, v)}" for k, v in
                  zip(PARTITION_COLUMNS, (experiment, dataset, method))]
         return "/".join([self.base, table, *parts])
+
+    def relative(self, path: str) -> str:
+        """``path`` relative to the store root (how the commit record names files)."""
+        if not path.startswith(self.base + "/"):
+            raise ValueError(f"{path} is not inside the store {self.base}")
+        return path[len(self.base) + 1:]
 
     @staticmethod
     def batch_file_name(trial_id: str, attack: str, eps: float, batch: int) -> str:
@@ -175,7 +192,7 @@ class ResultStore:
         self, rows: list[dict], *, experiment: str, dataset: str, method: str, trial_id: str,
         attack: str, eps: float, batch: int,
     ) -> str:
-        """Store one evaluation batch's rows atomically; a rewrite replaces the earlier file.
+        """Store and commit one evaluation batch's rows; a rewrite replaces the earlier file.
 
         ``rows``: one dict per example with every :data:`ROW_SCHEMA` column; the batch key
         columns (:data:`BATCH_KEY_COLUMNS`) and ``code_version``/``created_at`` may be omitted
@@ -189,30 +206,58 @@ class ResultStore:
         table = without_partitions(rows_to_table(rows, ROW_SCHEMA, fill=key))
         path = "/".join([self.partition_dir(EXAMPLES_DIR, experiment, dataset, method),
                          self.batch_file_name(trial_id, attack, eps, batch)])
-        self.write_atomic(table, path)
+        self.commit_table(EXAMPLES_DIR, table, path, key, range_columns=("sample_idx",))
         return path
 
     def write_trial(self, row: dict) -> str:
-        """Store (or replace) the one :data:`TRIAL_SCHEMA` row of a trial; returns its path."""
+        """Store and commit (or replace) the one :data:`TRIAL_SCHEMA` row of a trial; returns its path."""
         if not isinstance(row, dict):
             raise ValueError(f"write_trial: expected a dict row, got {type(row).__name__}")
         table = without_partitions(rows_to_table([row], TRIAL_SCHEMA, fill={}))
         name = f"{_name_part('trial_id', row['trial_id'])}.parquet"
         path = "/".join([self.partition_dir(TRIALS_DIR, row["experiment"], row["dataset"], row["method"]), name])
-        self.write_atomic(table, path)
+        key = {c: row[c] for c in (*PARTITION_COLUMNS, "trial_id")}
+        self.commit_table(TRIALS_DIR, table, path, key)
         return path
 
-    def write_atomic(self, table: pa.Table, path: str) -> None:
-        """Write ``table`` as parquet at ``path`` so a reader sees the old file or the new one, never half.
+    def commit_table(self, table_name: str, table: pa.Table, path: str, key: dict,
+                     range_columns: tuple = ()) -> Commit:
+        """Write ``table`` as parquet at ``path`` and record its commit in its trial's manifest.
 
-        Local/POSIX: a dot-named temporary file in the same directory, then a rename. Object
-        stores: one PUT, which is already all-or-nothing (a "rename" there is copy + delete).
-        Every table of the store (examples, trials, detection) is written through here.
+        ``key``: the values every row shares, with ``trial_id`` and the partition values. Every
+        table (examples, trials, detection) is written through here.
         """
-        directory, _, name = path.rpartition("/")
+        trial_id = _name_part("trial_id", key["trial_id"])
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
         data = buffer.getvalue()
+        commit = manifest.describe(table_name, self.relative(path), table, data, key, range_columns)
+        commits = self.trial_commits(trial_id, repair=True)
+        if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
+            # Replacing an intact committed file is an ordinary rewrite; anything else there
+            # (damaged, or never committed) is kept as evidence.
+            previous = commits.get(commit.path)
+            if previous is None or manifest.verify(self.fs, self.base, previous)[1] is not None:
+                self.move_aside(path)
+        self.put_atomic(path, data)
+        commits[commit.path] = commit
+        self.put_atomic(manifest.manifest_path(self.base, trial_id), manifest.encode_manifest(trial_id, commits))
+        return commit
+
+    def write_atomic(self, table: pa.Table, path: str) -> Commit:
+        """Write and commit ``table`` at a store path ``<base>/<table>/experiment=…/dataset=…/
+        method=…/<trial_id>[__<anything>].parquet`` (the commit key is read from the path).
+        How tables other than examples and trials (detection, …) are stored."""
+        parts = self.relative(path).split("/")
+        if len(parts) != 5 or not all(p.startswith(f"{c}=") for p, c in zip(parts[1:4], PARTITION_COLUMNS)):
+            raise ValueError(f"write_atomic: {path} is not <table>/experiment=…/dataset=…/method=…/<file> in the store")
+        key = {c: p.split("=", 1)[1] for p, c in zip(parts[1:4], PARTITION_COLUMNS)}
+        key["trial_id"] = parts[4].removesuffix(".parquet").split(_SEP, 1)[0]
+        return self.commit_table(parts[0], table, path, key)
+
+    def put_atomic(self, path: str, data: bytes) -> None:
+        """Write ``data`` at ``path`` so a reader sees the old file or the new one, never half."""
+        directory, _, name = path.rpartition("/")
         if self.atomic_put:
             with self.fs.open_output_stream(path) as out:
                 out.write(data)
@@ -224,253 +269,122 @@ class ResultStore:
                 out.write(data)
             self.fs.move(tmp, path)  # rename: atomic on POSIX, replaces an existing file
         except BaseException:
-            # Leave no temp file behind where we can help it (a SIGKILL still can; load skips those).
+            # Leave no temp file behind where we can help it (a SIGKILL still can; never read).
             _delete_quietly(self.fs, tmp)
             raise
 
-    # -- reading --------------------------------------------------------------------------
+    def move_aside(self, path: str) -> str:
+        """Move the file at ``path`` to ``_moved_aside/<UTC time>/<its relative path>``; returns
+        the new path. Evidence of damage is kept, never deleted (an object store copies, then
+        deletes the original)."""
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        target = f"{self.base}/{MOVED_ASIDE_DIR}/{stamp}/{self.relative(path)}"
+        self.fs.create_dir(target.rpartition("/")[0], recursive=True)
+        if self.atomic_put:
+            self.fs.copy_file(path, target)
+            self.fs.delete_file(path)
+        else:
+            self.fs.move(path, target)
+        return target
 
-    def done_batches(self, experiment: str, dataset: str, method: str, trial_id: str) -> set[tuple[str, float, int]]:
-        """(attack, ε, batch) of every stored batch of ``trial_id``, from file names only."""
-        directory = self.partition_dir(EXAMPLES_DIR, experiment, dataset, method)
-        prefix = f"{_name_part('trial_id', trial_id)}{_SEP}"
-        done = set()
-        for info in self._list(directory, recursive=False):
-            name = info.base_name
-            if not name.startswith(prefix) or not _is_final_file(name):
+    # -- the commit record ----------------------------------------------------------------
+
+    def trial_commits(self, trial_id: str, repair: bool = False) -> dict[str, Commit]:
+        """Relative path → :class:`~grid.manifest.Commit` of every committed file of one trial.
+
+        A damaged manifest raises DamagedStore; with ``repair`` (the trial's own writer) it is
+        moved aside instead and the trial starts a new one: its files then count as not
+        committed and are recomputed.
+        """
+        path = manifest.manifest_path(self.base, trial_id)
+        data = manifest.read_bytes(self.fs, path)
+        try:
+            return {} if data is None else manifest.decode_manifest(self.relative(path), data)
+        except DamagedStore:
+            if not repair:
+                raise
+            self.move_aside(path)
+            return {}
+
+    def commits(self, table: Optional[str] = None, damaged: str = "raise", **filters) -> list[Commit]:
+        """Every committed file (of ``table`` if given) whose key values may match ``filters``
+        (a single ``trial_id`` reads only that trial's manifest). A damaged manifest raises
+        DamagedStore, or is left out with ``damaged="skip"``."""
+        trial_id = filters.get("trial_id")
+        if isinstance(trial_id, str):
+            names = [f"{trial_id}.json"]
+        else:
+            names = [i.base_name for i in self._list(f"{self.base}/{manifest.COMMITS_DIR}", recursive=False)
+                     if i.base_name.endswith(".json") and not i.base_name.startswith(".")]
+        found = []
+        for name in names:
+            try:
+                entries = self.trial_commits(name.removesuffix(".json")).values()
+            except DamagedStore:
+                if damaged == "raise":
+                    raise
                 continue
-            parsed = _parse_batch_name(name[len(prefix):-len(".parquet")])
-            if parsed is not None:
-                done.add(parsed)
-        return done
-
-    def load(self, **filters) -> pd.DataFrame:
-        """Example rows as a DataFrame; see :func:`load`."""
-        return self.load_table(EXAMPLES_DIR, ROW_SCHEMA, filters)
-
-    def load_trials(self, **filters) -> pd.DataFrame:
-        """Trial rows as a DataFrame; see :func:`load_trials`."""
-        return self.load_table(TRIALS_DIR, TRIAL_SCHEMA, filters)
+            found += [c for c in entries if (table is None or c.table == table) and key_matches(c.key, filters)]
+        return sorted(found, key=lambda c: c.path)
 
     def files(self, table: str = EXAMPLES_DIR, **filters) -> list[str]:
-        """Paths of the final (non-temporary) parquet files of ``table`` that may hold rows
-        matching ``filters``, pruned without reading any file.
+        """Absolute paths of the committed files of ``table`` that may hold rows matching ``filters``."""
+        return [f"{self.base}/{c.path}" for c in self.commits(table, **filters)]
 
-        Scalar experiment/dataset/method filters narrow the directory listed; the partition
-        values and the names (trial_id, attack, ε, batch) prune the rest.
-        """
-        directory = f"{self.base}/{table}"
-        for column in PARTITION_COLUMNS:
-            wanted = filters.get(column)
-            if not isinstance(wanted, str):
-                break  # absent, a list or None: list everything below this level
-            directory += f"/{column}={_partition_value(column, wanted)}"
-        return [
-            info.path for info in self._list(directory, recursive=True)
-            if _is_final_file(info.base_name) and _partitions_match(info.path, filters)
-            and _name_matches(table, info.base_name, filters)
-        ]
+    def is_committed_intact(self, path: str) -> bool:
+        """True when the file at ``path`` is committed and verifies against its commit."""
+        relative = self.relative(path)
+        trial_id = relative.rsplit("/", 1)[-1].split(_SEP, 1)[0].removesuffix(".parquet")
+        commit = self.trial_commits(trial_id).get(relative)
+        return commit is not None and manifest.verify(self.fs, self.base, commit)[1] is None
+
+    def done_batches(self, experiment: str, dataset: str, method: str, trial_id: str) -> set[tuple[str, float, int]]:
+        """(attack, ε, batch) of every committed *intact* batch of ``trial_id``: what a resumed
+        trial skips. Missing or damaged committed files are left out, so they are recomputed."""
+        commits = [c for c in self.trial_commits(trial_id, repair=True).values() if c.table == EXAMPLES_DIR
+                   and (c.key["experiment"], c.key["dataset"], c.key["method"]) == (experiment, dataset, method)]
+        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:  # one GET per file on object stores
+            reasons = list(pool.map(lambda c: manifest.verify(self.fs, self.base, c, _file_schema(ROW_SCHEMA))[1],
+                                    commits))
+        return {(c.key["attack"], float(c.key["eps"]), int(c.key["batch"]))
+                for c, reason in zip(commits, reasons) if reason is None}
+
+    # -- reading --------------------------------------------------------------------------
+
+    def load(self, damaged: str = "raise", **filters) -> pd.DataFrame:
+        """Example rows as a DataFrame; see :func:`load`."""
+        return self.load_table(EXAMPLES_DIR, ROW_SCHEMA, filters, damaged=damaged)
+
+    def load_trials(self, damaged: str = "raise", **filters) -> pd.DataFrame:
+        """Trial rows as a DataFrame; see :func:`load_trials`."""
+        return self.load_table(TRIALS_DIR, TRIAL_SCHEMA, filters, damaged=damaged)
 
     def _list(self, directory: str, recursive: bool) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(directory, allow_not_found=True, recursive=recursive)
         return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
 
-    def load_table(self, table: str, schema: pa.Schema, filters: dict) -> pd.DataFrame:
-        """Rows of one table (``examples``, ``trials``, ``detection``…) matching ``filters``.
-
-        Files are pruned by partition directory and file name before any is opened; temporary
-        and dot-files are never read.
-        """
-        expression = _filter_expression(schema, filters)
-        paths = self.files(table, **filters)
-        if not paths:
-            return schema.empty_table().to_pandas()
-        # An explicit file list (so temp files are never seen) and an explicit string
-        # partitioning (so Hive discovery never re-types values: "2024" would become an int).
-        file_schema = _file_schema(schema)
-        partitioning = ds.partitioning(pa.schema([schema.field(c) for c in PARTITION_COLUMNS]), flavor="hive")
-        dataset = ds.dataset(
-            paths, schema=pa.schema(list(file_schema) + list(partitioning.schema)), format="parquet",
-            filesystem=self.fs, partitioning=partitioning, partition_base_dir=f"{self.base}/{table}",
-        )
-        result = dataset.to_table(filter=expression).select(schema.names)
-        return result.to_pandas()
+    def load_table(self, table: str, schema: pa.Schema, filters: dict, damaged: str = "raise",
+                   unique: Optional[tuple] = None) -> pd.DataFrame:
+        """Rows of one table (``examples``, ``trials``, ``detection``…) matching ``filters``, from
+        exactly the committed files. ``damaged``: "raise" (DamagedStore naming each damaged
+        committed file) or "skip" (leave them out). ``unique``: the row key (default
+        :data:`UNIQUE_KEYS`); a duplicate raises DamagedStore."""
+        return read_committed(self, table, schema, filters, damaged, unique or UNIQUE_KEYS.get(table, ()))
 
 
-def load(root: RootLike, **filters) -> pd.DataFrame:
-    """All example rows under ``root`` as a pandas DataFrame (columns of :data:`ROW_SCHEMA`).
+def load(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
+    """All committed example rows under ``root`` as a pandas DataFrame (columns of :data:`ROW_SCHEMA`).
 
+    ``root``: a results folder, its experiment folder, a URI of either, or a ResultStore.
     ``filters``: column=value (equality; ``None`` matches nulls) or column=[values] (any of).
-    Only final files are read: names starting with '.' or '_' and ``*.tmp*`` are skipped.
-    An empty store gives an empty DataFrame with the schema's columns.
+    ``damaged``: "raise" (default) or "skip" (see :meth:`ResultStore.load_table`).
     """
-    return _as_store(root).load(**filters)
+    return open_results(root).load(damaged=damaged, **filters)
 
 
-def load_trials(root: RootLike, **filters) -> pd.DataFrame:
-    """All trial rows under ``root`` (columns of :data:`TRIAL_SCHEMA`); filters as in :func:`load`."""
-    return _as_store(root).load_trials(**filters)
-
-
-# --------------------------------------------------------------------------- rows
-
-
-def rows_to_table(rows: list[dict], schema: pa.Schema, fill: dict) -> pa.Table:
-    """Validate row dicts against ``schema`` and build a table.
-
-    ``fill``: column → value used where a row omits the column (a given value must equal it);
-    ``code_version``/``created_at`` are filled too if the schema has them. Missing or extra
-    keys, nulls in non-nullable columns and values of the wrong type raise ValueError.
-    """
-    if not isinstance(rows, list) or not rows:
-        raise ValueError("rows: expected a non-empty list of dicts")
-    auto = {}
-    if "code_version" in schema.names:
-        auto["code_version"] = er_grid_code_version()
-    if "created_at" in schema.names:
-        auto["created_at"] = _dt.datetime.now(_dt.timezone.utc)
-    auto.update(fill)
-    names = schema.names
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ValueError(f"rows[{i}]: expected a dict, got {type(row).__name__}")
-        extra = sorted(set(row) - set(names))
-        missing = sorted(set(names) - set(row) - set(auto))
-        if extra or missing:
-            raise ValueError(
-                f"rows[{i}]: does not match the schema: missing column(s) {missing}, unknown column(s) {extra}"
-            )
-        for column, value in fill.items():
-            if column in row and not _same(row[column], value):
-                raise ValueError(f"rows[{i}].{column}: {row[column]!r} disagrees with the batch's {column}={value!r}")
-    arrays = []
-    for field in schema:
-        values = [row[field.name] if field.name in row else auto[field.name] for row in rows]
-        try:
-            array = pa.array(values, type=field.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as err:
-            raise ValueError(f"column {field.name!r}: values do not fit type {field.type}: {err}") from err
-        if not field.nullable and array.null_count:
-            raise ValueError(f"column {field.name!r}: null value(s) in a non-nullable column")
-        arrays.append(array)
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _file_schema(schema: pa.Schema) -> pa.Schema:
-    """``schema`` without the Hive partition columns (they live in directory names)."""
-    return pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
-
-
-def without_partitions(table: pa.Table) -> pa.Table:
-    """Drop experiment/dataset/method before writing: they live in the Hive directory names,
-    and a file holding them too makes ``pandas.read_parquet`` of the folder fail on a type clash."""
-    return table.drop_columns(list(PARTITION_COLUMNS))
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and float(a) == float(b)
-    return a == b
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _as_store(root: RootLike) -> ResultStore:
-    return root if isinstance(root, ResultStore) else ResultStore(root)
-
-
-def _name_part(what: str, value) -> str:
-    """Values that become part of file names: no separators, no path characters."""
-    if not isinstance(value, str) or not value or _SEP in value or any(c in value for c in "/\\=. ") \
-            or value.startswith(("_", "-")):
-        raise ValueError(f"{what}: {value!r} cannot be part of a file name (no '/', '=', '.', ' ', '__')")
-    return value
-
-
-def _partition_value(column: str, value) -> str:
-    if not isinstance(value, str) or not value or any(c in value for c in "/\\=") or value.startswith((".", "_")):
-        raise ValueError(f"{column}: {value!r} cannot be a partition directory name")
-    return value
-
-
-def _eps_text(eps: float) -> str:
-    eps = float(eps)
-    if not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps: expected a finite number ≥ 0, got {eps!r}")
-    # repr is the shortest round-tripping form, so float(text) == eps exactly.
-    return repr(eps)
-
-
-def _parse_batch_name(stem: str) -> Optional[tuple[str, float, int]]:
-    """``<attack>__eps<eps>__b<batch>`` → (attack, eps, batch); None for foreign names."""
-    parts = stem.rsplit(_SEP, 2)
-    if len(parts) != 3 or not parts[1].startswith("eps") or not parts[2].startswith("b"):
-        return None
-    try:
-        return parts[0], float(parts[1][3:]), int(parts[2][1:])
-    except ValueError:
-        return None
-
-
-def _is_final_file(name: str) -> bool:
-    # '.'/'_' prefixes are temp and metadata files (pyarrow.dataset's own ignore_prefixes);
-    # '.tmp' covers temp names written by other tools.
-    return name.endswith(".parquet") and not name.startswith((".", "_")) and ".tmp" not in name
-
-
-def _partitions_match(path: str, filters: dict) -> bool:
-    """Prune files by their Hive directories before opening them."""
-    for segment in path.split("/"):
-        key, sep, value = segment.partition("=")
-        if sep and key in PARTITION_COLUMNS and key in filters:
-            wanted = filters[key]
-            wanted = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
-            if value not in {str(w) for w in wanted}:
-                return False
-    return True
-
-
-def _name_matches(table: str, name: str, filters: dict) -> bool:
-    """Prune by what a file name says: trial_id (both tables), attack/ε/batch (examples)."""
-    stem = name[: -len(".parquet")]
-    if table == EXAMPLES_DIR:
-        trial_id, sep, rest = stem.partition(_SEP)
-        parsed = _parse_batch_name(rest) if sep else None
-        if parsed is None:
-            return True  # a foreign name: let the reader decide, never hide rows
-        known = {"trial_id": trial_id, "attack": parsed[0], "eps": parsed[1], "batch": parsed[2]}
-    else:
-        known = {"trial_id": stem}
-    for column, value in known.items():
-        if column in filters:
-            wanted = filters[column]
-            wanted = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
-            if value not in wanted:
-                return False
-    return True
-
-
-def _filter_expression(schema: pa.Schema, filters: dict):
-    expression = None
-    for column, wanted in filters.items():
-        if column not in schema.names:
-            raise ValueError(f"filter {column!r}: unknown column; valid: {', '.join(schema.names)}")
-        field = ds.field(column)
-        if isinstance(wanted, (list, tuple, set, frozenset)):
-            values = list(wanted)
-            if not values:
-                raise ValueError(f"filter {column!r}: empty list of values")
-            non_null = [v for v in values if v is not None]
-            term = field.isin(pa.array(non_null, type=schema.field(column).type)) if non_null else None
-            if len(non_null) < len(values):
-                term = field.is_null() if term is None else (term | field.is_null())
-        elif wanted is None:
-            term = field.is_null()
-        else:
-            term = field == pa.scalar(wanted, type=schema.field(column).type)
-        expression = term if expression is None else (expression & term)
-    return expression
+def load_trials(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
+    """All committed trial rows under ``root`` (columns of :data:`TRIAL_SCHEMA`); as :func:`load`."""
+    return open_results(root).load_trials(damaged=damaged, **filters)
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
@@ -481,6 +395,6 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
 
 
 __all__ = [
-    "ROW_SCHEMA", "TRIAL_SCHEMA", "ResultStore", "load", "load_trials", "rows_to_table",
-    "er_grid_code_version", "BATCH_KEY_COLUMNS", "AUTO_COLUMNS",
+    "ROW_SCHEMA", "TRIAL_SCHEMA", "ResultStore", "load", "load_trials", "open_results", "rows_to_table",
+    "er_grid_code_version", "BATCH_KEY_COLUMNS", "AUTO_COLUMNS", "DamagedStore", "NoResults", "UNIQUE_KEYS",
 ]

@@ -18,9 +18,10 @@ Steps (each a named function below):
 3. ``train``: the remaining epochs through ``er_core.train.fit``; after every epoch a
    checkpoint directory is written to a temporary folder and reported with the metrics.
 4. ``evaluate``: the evaluation plan on ``eval_indices(dataset, eval_n, eval_seed)``, batch
-   by batch through ``er_core.evaluate.attack_batch``, skipping (attack, ε, batch) already in
-   the store; every row carries the fingerprint of what produced it. A batch that runs out
-   of CUDA memory is retried in halves.
+   by batch through ``er_core.evaluate.attack_batch``, skipping (attack, ε, batch) whose file
+   is committed and intact (``ResultStore.done_batches``; a missing or damaged one is moved
+   aside and recomputed); every row carries the fingerprint of what produced it. A batch
+   that runs out of CUDA memory is retried in halves.
 5. the detection stage of issue 5 when the trial has one (``grid.detection``).
 6. ``write_trial_row``: clean accuracy, per-epoch losses, wall time (training across
    restarts plus this process's evaluation), device.
@@ -184,12 +185,20 @@ def checkpoint_candidates(tune_checkpoint) -> list:
     checkpoint or none, although newer ones are already persisted in the trial's folder.
     """
     from ray import tune
-    import pyarrow.fs as pafs
 
     storage = tune.get_context().get_storage()
-    fs = storage.storage_filesystem
+    tune_checkpoints = [tune_checkpoint] if tune_checkpoint is not None else []
+    return stored_checkpoints(storage.storage_filesystem, storage.trial_fs_path) + tune_checkpoints
+
+
+def stored_checkpoints(fs, trial_path: str) -> list:
+    """The ``checkpoint_*`` folders persisted in a trial folder, newest epoch first (by the
+    epoch sidecar; one without a readable sidecar was not persisted completely)."""
+    from ray import tune
+    import pyarrow.fs as pafs
+
     found = []
-    for info in fs.get_file_info(pafs.FileSelector(storage.trial_fs_path, allow_not_found=True)):
+    for info in fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True)):
         if info.type != pafs.FileType.Directory or not re.fullmatch(r"checkpoint_\d+", info.base_name):
             continue
         try:
@@ -199,7 +208,7 @@ def checkpoint_candidates(tune_checkpoint) -> list:
             continue
         found.append((epoch, tune.Checkpoint(info.path, filesystem=fs)))
     found.sort(key=lambda pair: pair[0], reverse=True)
-    return [checkpoint for _, checkpoint in found] + ([tune_checkpoint] if tune_checkpoint is not None else [])
+    return [checkpoint for _, checkpoint in found]
 
 
 def restore_latest(method, candidates: list) -> TrainState:
@@ -313,8 +322,9 @@ CHECKED_FINGERPRINT = ("attack_config", "checkpoint_hash", "eval_subset")
 
 def check_fingerprints(store: ResultStore, trial: TrialConfig, expected: dict[tuple[str, float], dict]) -> None:
     """Stop if stored rows of this trial carry another fingerprint for the same (attack, ε)."""
+    # Damaged committed files are left out: they are recomputed, not compared.
     stored = store.load(experiment=trial.experiment, dataset=trial.dataset, method=trial.method,
-                        trial_id=trial.trial_id)
+                        trial_id=trial.trial_id, damaged="skip")
     if stored.empty:
         return
     stored = stored[["attack", "eps", *CHECKED_FINGERPRINT]].drop_duplicates()

@@ -44,6 +44,7 @@ class AutoAttackLinf(Attack):
     version: Optional[str] = None  # None: 'rand' if model.randomized else 'standard'
     seed: int = 0
     batch_size: int = 500
+    at_least: ClassVar[dict] = {"batch_size": 1}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,8 +53,6 @@ class AutoAttackLinf(Attack):
                 f"autoattack: version must be None (automatic) or one of {list(VERSIONS)}, "
                 f"got {self.version!r}"
             )
-        if self.batch_size < 1:
-            raise ValueError(f"autoattack: batch_size must be ≥ 1, got {self.batch_size}")
 
     def resolved_version(self, model) -> str:
         if self.version is not None:

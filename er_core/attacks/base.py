@@ -10,11 +10,19 @@ defaults), built through :func:`er_core.attacks.make`. Calling it on ``(model, x
 
 Subclasses implement only :meth:`Attack.perturb`. ``config()`` is the full setting dict,
 recorded with every result row so a changed attack never mixes with an old one.
+
+Settings are checked when an attack is built, so a bad value fails before any model is
+trained: each field's value must have the field's declared type (``int`` fields take no
+bool or float, ``float`` fields take no bool, ``Optional[...]`` also takes None), and a
+subclass declares its numeric bounds in ``at_least`` (value ≥ bound) and ``greater_than``
+(value > bound), e.g. ``at_least = {"steps": 1}``, ``greater_than = {"step_size": 0.0}``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
@@ -46,12 +54,25 @@ class Attack:
     eps: float
     norm: ClassVar[str] = "Linf"
     name: ClassVar[str] = "attack"
+    at_least: ClassVar[dict] = {}
+    greater_than: ClassVar[dict] = {}
 
     def __post_init__(self) -> None:
-        if not isinstance(self.eps, (int, float)) or not 0.0 <= float(self.eps) <= 1.0:
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0.0 <= float(self.eps) <= 1.0:
             raise ValueError(
                 f"{self.name}: eps must be a number in [0, 1] (image space), got {self.eps!r}"
             )
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            check_setting(self.name, f.name, getattr(self, f.name), hints[f.name])
+        for option, bound in self.at_least.items():
+            value = getattr(self, option)
+            if value is not None and not value >= bound:
+                raise ValueError(f"{self.name}: {option} must be ≥ {bound}, got {value!r}")
+        for option, bound in self.greater_than.items():
+            value = getattr(self, option)
+            if value is not None and not value > bound:
+                raise ValueError(f"{self.name}: {option} must be > {bound}, got {value!r}")
 
     def config(self) -> dict:
         """Every setting of this attack, including its name, as plain values."""
@@ -70,6 +91,24 @@ class Attack:
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
         raise NotImplementedError
+
+
+def check_setting(attack_name: str, option: str, value, declared) -> None:
+    """``value`` has the declared type of an attack field (int, float, bool, str, Optional)."""
+    allowed = typing.get_args(declared) if typing.get_origin(declared) is typing.Union else (declared,)
+    if value is None and type(None) in allowed:
+        return
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return
+        if kind is str and isinstance(value, str):
+            return
+    names = " or ".join("None" if k is type(None) else ("finite number" if k is float else k.__name__) for k in allowed)
+    raise ValueError(f"{attack_name}: {option} must be {'an' if names[0] in 'aeiou' else 'a'} {names}, got {value!r}")
 
 
 def check_batch(attack_name: str, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -57,20 +57,16 @@ class CWL2(Attack):
     initial_const: float = 1e-2
     max_const: float = 1e6
     abort_early: bool = True
+    at_least: ClassVar[dict] = {"steps": 1, "search_steps": 1, "confidence": 0.0}  # confidence = κ
+    greater_than: ClassVar[dict] = {"lr": 0.0, "initial_const": 0.0}
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.steps < 1 or self.search_steps < 1:
+        if not self.initial_const <= self.max_const:
             raise ValueError(
-                f"cw_l2: steps and search_steps must be ≥ 1, got {self.steps}, {self.search_steps}"
+                f"cw_l2: need initial_const ≤ max_const, got initial_const={self.initial_const}, "
+                f"max_const={self.max_const}"
             )
-        if not (self.lr > 0 and 0 < self.initial_const <= self.max_const < float("inf")):
-            raise ValueError(
-                "cw_l2: need lr > 0 and 0 < initial_const ≤ max_const < inf, got "
-                f"lr={self.lr}, initial_const={self.initial_const}, max_const={self.max_const}"
-            )
-        if self.confidence < 0:
-            raise ValueError(f"cw_l2: confidence (κ) must be ≥ 0, got {self.confidence}")
 
     def perturb(self, model, x, y) -> AttackResult:
         n = len(x)

@@ -27,10 +27,8 @@ class PGD(Attack):
     random_start: bool = True
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.steps < 1 or self.restarts < 1:
-            raise ValueError(f"pgd: steps and restarts must be ≥ 1, got {self.steps}, {self.restarts}")
+    at_least: ClassVar[dict] = {"steps": 1, "restarts": 1}
+    greater_than: ClassVar[dict] = {"step_size": 0.0}  # None (the default rule) is allowed
 
     @property
     def alpha(self) -> float:

@@ -242,7 +242,8 @@ RANGES: dict[str, tuple[float, float]] = {
 
 def check_ranges(method: str, hp: dict) -> None:
     for key, (low, high) in RANGES.items():
-        if key in hp and not (isinstance(hp[key], (int, float)) and low <= hp[key] <= high):
+        value = hp.get(key)
+        if key in hp and (isinstance(value, bool) or not (isinstance(value, (int, float)) and low <= value <= high)):
             raise ValueError(f"{method}: hyperparameter {key}={hp[key]!r} must be a number in [{low}, {high}]")
 
 

@@ -52,3 +52,25 @@ def s3_endpoint():
 # The shared, token-authenticated local Ray head (session scope), defined in ray_helpers.py
 # by the Ray-side tests' author; imported here so one head serves every grid test module.
 from ray_helpers import ray_head  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def smoke_experiment(ray_head, tmp_path_factory):
+    """The smoke preset (``jobs/full_grid.py --preset smoke``) submitted once per session with
+    ``ray job submit`` to the shared head: ``(experiment folder, CompletedProcess of the submit)``.
+
+    Shared by the end-to-end test (which checks the job) and the store tests (which damage
+    copies of its results), so the session runs the smoke grid once. Treat it as read-only.
+    """
+    import subprocess
+
+    from ray_helpers import BIN, REPO
+
+    storage = tmp_path_factory.mktemp("smoke_storage")
+    submit = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
+         "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
+         "python", "jobs/full_grid.py", "--preset", "smoke", "--storage", str(storage)],
+        cwd=REPO, env=ray_head.env(), capture_output=True, text=True, timeout=400,
+    )
+    return storage / "smoke", submit

@@ -85,7 +85,7 @@ def test_report_writes_figures(results, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["run", "no-such-spec.yaml"], "no such file"),
     (["resume", "."], "not a Ray Tune experiment folder"),
-    (["status", "."], "not a Ray Tune experiment folder"),
+    (["status", "."], "not an experiment folder"),
     (["query", "no-such-dir"], "does not exist"),
     (["query", "."], "holds no results"),
     (["report", "."], "holds no results"),

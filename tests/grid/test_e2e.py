@@ -10,7 +10,6 @@ Also a run on S3 storage (moto server). Runtime: ~45 s for the job, ~12 s for S3
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
@@ -18,7 +17,7 @@ import torch
 
 from grid.spec import GridSpec
 from grid.store import load, load_trials
-from ray_helpers import BIN, REPO, run_cli
+from ray_helpers import REPO, run_cli
 
 sys.path.insert(0, str(REPO / "jobs"))
 from full_grid import SMOKE  # noqa: E402  (the job file's spec, so the counts follow it)
@@ -27,20 +26,14 @@ from full_grid import SMOKE  # noqa: E402  (the job file's spec, so the counts f
 pytestmark = pytest.mark.ray
 
 
-def test_ray_job_submit_smoke_preset(ray_head, tmp_path):
-    storage = tmp_path / "storage"
-    submit = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
-         "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
-         "python", "jobs/full_grid.py", "--preset", "smoke", "--storage", str(storage)],
-        cwd=REPO, env=ray_head.env(), capture_output=True, text=True, timeout=400,
-    )
+def test_ray_job_submit_smoke_preset(ray_head, smoke_experiment):
+    experiment, submit = smoke_experiment  # the session's one smoke-grid job (conftest.py)
     log = submit.stdout[-4000:] + submit.stderr[-4000:]
     assert submit.returncode == 0, log
     assert "succeeded" in submit.stdout + submit.stderr, log
 
     trials = GridSpec.from_dict(SMOKE).expand()
-    experiment = storage / SMOKE["experiment"]
+    assert experiment.name == SMOKE["experiment"]
     pairs = len(trials[0].eval_plan)
     rows = load(experiment / "results")
     assert len(rows) == len(trials) * pairs * SMOKE["eval_n"]

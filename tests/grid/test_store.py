@@ -12,7 +12,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from grid.store import ROW_SCHEMA, TRIAL_SCHEMA, ResultStore, load, load_trials
+from grid.store import ROW_SCHEMA, TRIAL_SCHEMA, NoResults, ResultStore, load, load_trials
 
 KEY = {"experiment": "unit", "dataset": "digits", "method": "er", "trial_id": "a1b2c3d4e5"}
 
@@ -72,7 +72,7 @@ def test_leftover_temp_files_are_ignored(tmp_path):
     assert len(pd.read_parquet(tmp_path / "examples")) == 4  # pandas' own reader skips dot-files too
 
 
-def test_done_batches_from_names(tmp_path):
+def test_done_batches_from_the_commit_record(tmp_path):
     store = ResultStore(tmp_path)
     for attack, eps, batch in [("pgd", 0.0, 0), ("pgd", 0.025, 1), ("cw_l2", 1e-05, 0), ("fgsm", 0.3, 2)]:
         write(store, batch, attack=attack, eps=eps)
@@ -94,7 +94,7 @@ def test_filters(tmp_path):
     assert set(load(tmp_path, sample_idx=[0, 5]).sample_idx) == {0, 5}
     assert len(load(tmp_path, lam=None)) == 12 and len(load(tmp_path, train_eps=None)) == 0
     assert len(load(tmp_path, experiment="other")) == 0
-    # Pruning by directory and file name, before any file is opened.
+    # Pruning by the committed key values, before any file is opened.
     assert [p.rsplit("/", 1)[1] for p in store.files(trial_id="0000000000")] == ["0000000000__pgd__eps0.1__b0.parquet"]
     assert len(store.files(experiment="unit", dataset="digits", eps=0.2)) == 1
     assert len(load(tmp_path, trial_id=KEY["trial_id"], batch=[1])) == 4
@@ -102,10 +102,27 @@ def test_filters(tmp_path):
         load(tmp_path, colour="red")
 
 
-def test_empty_store_gives_empty_frame_with_columns(tmp_path):
-    df = load(tmp_path / "nothing-here")
+def test_empty_selection_gives_empty_frame_with_columns(tmp_path):
+    write(ResultStore(tmp_path), 0)
+    df = load(tmp_path, method="madry")
     assert df.empty and list(df.columns) == ROW_SCHEMA.names
     assert list(load_trials(tmp_path).columns) == TRIAL_SCHEMA.names
+
+
+def test_a_folder_without_results_is_one_clear_error(tmp_path):
+    with pytest.raises(NoResults, match="does not exist"):
+        load(tmp_path / "nothing-here")
+    with pytest.raises(NoResults, match="holds no results"):
+        load(tmp_path)
+
+
+def test_experiment_folder_and_results_folder_load_the_same(tmp_path):
+    experiment = tmp_path / "exp"
+    write(ResultStore(experiment / "results"), 0)
+    write(ResultStore(experiment / "results"), 1)
+    by_results, by_experiment = load(experiment / "results"), load(experiment)
+    assert len(by_results) == 8
+    pd.testing.assert_frame_equal(by_results, by_experiment)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -174,10 +191,32 @@ def test_round_trip_through_s3(s3_endpoint):
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=endpoint)
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="run1/")["Contents"])
-    assert len(keys) == 3 and all(k.endswith(".parquet") for k in keys)
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="run1/")["Contents"]
+                  if o["Key"].endswith(".parquet"))
+    assert len(keys) == 3
     body = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
     assert pd.read_parquet(io.BytesIO(body)).shape[0] == 4
     # The same store through an explicit filesystem object and a plain bucket/prefix path.
     explicit = ResultStore(f"{bucket}/run1", filesystem=pafs.S3FileSystem(endpoint_override=host, scheme="http"))
     assert explicit.done_batches(**KEY) == store.done_batches(**KEY) and len(explicit.load()) == 8
+
+
+def test_a_damaged_commit_record_is_named_and_its_trial_recomputed(tmp_path):
+    """A manifest cut short: readers name it; other trials stay readable with damaged="skip";
+    the trial's own writer moves the record aside (kept) and starts a new one, so its files
+    count as not committed until rewritten (and an old file in the way is moved aside too)."""
+    from grid.store import DamagedStore
+
+    store = ResultStore(tmp_path)
+    first = write(store, 0)
+    write(store, 0, key={**KEY, "trial_id": "0000000000"})
+    record = tmp_path / "_commits" / f"{KEY['trial_id']}.json"
+    record.write_bytes(record.read_bytes()[:40])
+    with pytest.raises(DamagedStore, match=f"commit record _commits/{KEY['trial_id']}.json is damaged"):
+        load(tmp_path)
+    assert set(load(tmp_path, damaged="skip")["trial_id"]) == {"0000000000"}
+    assert store.done_batches(**KEY) == set()  # the writer's view: nothing of this trial is committed
+    write(store, 0)
+    assert len(load(tmp_path)) == 8
+    aside = sorted(p.name for p in (tmp_path / "_moved_aside").rglob("*") if p.is_file())
+    assert aside == sorted([f"{KEY['trial_id']}.json", first.rsplit("/", 1)[1]])

@@ -1,0 +1,163 @@
+"""``er-grid status`` from the project's own records only: no Ray, no unpickling.
+
+Read, all plain JSON or parquet written by er-grid itself:
+
+- ``<experiment>/grid_spec.json``: the planned trials (``grid.run.record_spec``);
+- ``<experiment>/<trial name>/checkpoint_*/epoch.json``: the epochs each trial finished (the
+  sidecar the trainable writes beside every checkpoint);
+- ``<experiment>/results``: the commit record and every committed file, verified
+  (``grid.store_check``).
+
+Ray Tune's ``experiment_state-*.json`` is never read: it embeds cloudpickled objects, and
+unpickling runs code chosen by whoever could write the folder (a shared bucket, a copied
+results folder). So the state shown is what is stored, not what Tune believes: a trial
+stopped half-way reads TRAINING or EVALUATING until it is resumed.
+
+States: DONE (trial row, every planned batch and the detection rows committed and intact),
+DAMAGED (a committed file is missing or changed: ``er-grid resume`` recomputes it),
+EVALUATING (trained, evaluation incomplete), TRAINING (some epochs), PENDING (nothing yet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import pyarrow.fs as pafs
+
+from grid.run import SPEC_FILE, GridError, _filesystem, _join, results_location, storage_location
+from grid.spec import DEFAULT_RESOURCES, TrialConfig
+
+EPOCH_SIDECAR = "epoch.json"  # grid.trainable.EPOCH_FILE (not imported: that module imports torch)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialStatus:
+    name: str
+    trial_id: str
+    state: str  # DONE | DAMAGED | EVALUATING | TRAINING | PENDING
+    epochs_done: int
+    epochs: int
+    batches_done: int  # planned (attack, ε, batch) committed and intact
+    batches_total: int
+    damaged: tuple = ()  # "relative path: reason" per committed file that is missing or changed
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentStatus:
+    experiment_path: str
+    results_path: str
+    trials: tuple
+    not_part_of_store: tuple  # files under results/ that no reader reads
+    moved_aside: tuple        # files a repair replaced, kept as evidence
+    damaged_records: tuple    # "(manifest path, reason)" of unreadable commit records
+
+    @property
+    def damaged(self) -> list:
+        return [t for t in self.trials if t.damaged]
+
+
+def experiment_folder(path: str) -> str:
+    """The experiment folder a user means: ``path`` itself, or the parent of a ``results``
+    folder (the same convention as the results readers); GridError if neither holds a spec record."""
+    path = storage_location(path)
+    base, sep, query = path.partition("?")
+    candidates = [path]
+    if base.rstrip("/").endswith("/results"):
+        candidates.append(base.rstrip("/")[: -len("/results")] + sep + query)
+    for candidate in candidates:
+        fs, folder = _filesystem(candidate)
+        if fs.get_file_info(f"{folder}/{SPEC_FILE}").type == pafs.FileType.File:
+            return candidate
+    raise GridError(f"{path} is not an experiment folder (no {SPEC_FILE}); give the folder "
+                    "<storage>/<experiment> that `er-grid run` printed, or its results/ folder")
+
+
+def planned_trials(experiment: str) -> list[TrialConfig]:
+    """The trials of ``grid_spec.json``; a damaged record is a GridError naming the file."""
+    fs, folder = _filesystem(experiment)
+    where = f"{experiment.partition('?')[0]}/{SPEC_FILE}"
+    try:
+        with fs.open_input_stream(f"{folder}/{SPEC_FILE}") as stream:
+            record = json.loads(stream.read())
+        trials = []
+        for trial_id, config in sorted(record["trials"].items()):
+            values = dict(json.loads(config), resources=dict(DEFAULT_RESOURCES), data_root=None)
+            trial = TrialConfig.from_dict(values)
+            if trial.trial_id != trial_id:
+                raise ValueError(f"trial {trial_id} hashes to {trial.trial_id}")
+            trials.append(trial)
+        return trials
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise GridError(f"{where} is damaged or not written by this version of er-grid ({err})") from err
+
+
+def epochs_done(experiment: str, trial: TrialConfig) -> int:
+    """The newest epoch with a complete checkpoint sidecar in the trial's folder (0 if none)."""
+    fs, folder = _filesystem(_join(experiment, trial.name))
+    best = 0
+    for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+        if info.type != pafs.FileType.Directory or not re.fullmatch(r"checkpoint_\d+", info.base_name):
+            continue
+        try:
+            with fs.open_input_stream(f"{info.path}/{EPOCH_SIDECAR}") as stream:
+                best = max(best, int(json.loads(stream.read())["epoch"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a checkpoint cut short: not counted
+    return best
+
+
+def status(path: str, progress=None) -> ExperimentStatus:
+    """Per trial: state, epochs checkpointed, evaluation batches committed of planned, damage;
+    plus the files under the results folder that are not part of the store.
+
+    ``path``: the experiment folder or its results folder (local or URI). ``progress``:
+    optional wrapper for the trial iterable (e.g. ``tqdm``).
+    """
+    from grid.detection import DETECTION_DIR
+    from grid.store import EXAMPLES_DIR, TRIALS_DIR, ResultStore
+    from grid.store_check import check_store
+
+    experiment = experiment_folder(path)
+    trials = planned_trials(experiment)
+    results = ResultStore(results_location(experiment))
+    check = check_store(results)
+    out = []
+    for trial in (progress(trials) if progress else trials):
+        committed = {(c.key["attack"], float(c.key["eps"]), int(c.key["batch"]))
+                     for c in check.intact_commits(trial.trial_id, EXAMPLES_DIR)}
+        planned = set(trial.eval_batches())
+        damaged = tuple(f"{c.path}: {reason}" for c, reason in check.damaged.get(trial.trial_id, ()))
+        epochs = epochs_done(experiment, trial)
+        complete = planned <= committed and check.intact_commits(trial.trial_id, TRIALS_DIR) and (
+            not trial.detection or check.intact_commits(trial.trial_id, DETECTION_DIR))
+        out.append(TrialStatus(
+            name=trial.name, trial_id=trial.trial_id, state=_state(bool(damaged), bool(complete), epochs, trial.epochs),
+            epochs_done=epochs, epochs=trial.epochs, batches_done=len(planned & committed),
+            batches_total=len(planned), damaged=damaged,
+        ))
+    return ExperimentStatus(
+        experiment_path=experiment, results_path=results.root, trials=tuple(out),
+        not_part_of_store=check.not_part_of_store, moved_aside=check.moved_aside,
+        damaged_records=check.damaged_records,
+    )
+
+
+def _state(damaged: bool, complete: bool, epochs: int, planned: int) -> str:
+    if damaged:
+        return "DAMAGED"
+    if complete:
+        return "DONE"
+    if epochs >= planned:
+        return "EVALUATING"
+    return "TRAINING" if epochs else "PENDING"
+
+
+def trials_to_repair(report: ExperimentStatus) -> list[str]:
+    """trial_ids that are fully trained but whose stored results are damaged or incomplete:
+    what ``er-grid resume`` recomputes outside Tune when Tune considers the trial finished."""
+    return [t.trial_id for t in report.trials if t.epochs_done >= t.epochs and t.state != "DONE"]
+
+
+__all__ = ["ExperimentStatus", "TrialStatus", "experiment_folder", "planned_trials", "status", "trials_to_repair"]

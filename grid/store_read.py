@@ -1,0 +1,130 @@
+"""Reading the results store: exactly the committed files, verified, as one table.
+
+``read_committed`` is what ``ResultStore.load_table`` (and so ``grid.store.load``,
+``load_trials`` and ``grid.detection.load_detection``) runs: the commit record names the
+files (pruned by their committed key values before any is opened), each is verified against
+its commit (``grid.manifest.verify``), the partition values come back from the commit's key,
+filters apply to the rows, and duplicate keys are refused.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from . import manifest
+
+# Parallel GETs: on an object store each committed file is one request of tens of ms.
+READ_THREADS = 16
+PARTITION_COLUMNS = ("experiment", "dataset", "method")
+
+
+class NoResults(ValueError):
+    """A path given as a results store holds no committed results."""
+
+
+def open_results(path):
+    """The results store a user means by ``path``: an experiment's ``results`` folder, or the
+    experiment folder ``<storage>/<experiment>`` (then its ``results``). The one path
+    convention of every reader and every ``er-grid`` command.
+
+    A folder with neither raises :class:`NoResults`; so does one with parquet files but no
+    commit record (nothing there counts as committed).
+    """
+    from .store import EXAMPLES_DIR, RESULTS_DIR, ResultStore  # the store module imports this one
+
+    if isinstance(path, ResultStore):
+        return path
+    store = ResultStore(path)
+    nested = ResultStore(f"{store.base}/{RESULTS_DIR}", filesystem=store.fs)
+    uri, sep, query = store.root.partition("?")
+    nested.root = f"{uri.rstrip('/')}/{RESULTS_DIR}{sep}{query}"  # URI arguments kept
+    for candidate in (store, nested):
+        if candidate.fs.get_file_info(f"{candidate.base}/{manifest.COMMITS_DIR}").type == pafs.FileType.Directory:
+            return candidate
+    where = store.root
+    if store.fs.get_file_info(store.base).type == pafs.FileType.NotFound:
+        raise NoResults(f"{where} does not exist")
+    for candidate in (store, nested):
+        if candidate.fs.get_file_info(f"{candidate.base}/{EXAMPLES_DIR}").type == pafs.FileType.Directory:
+            raise NoResults(f"{candidate.root} holds parquet files but no commit record ({manifest.COMMITS_DIR}/): "
+                            "nothing in it counts as committed results")
+    raise NoResults(f"{where} holds no results: give an experiment folder <storage>/<experiment> "
+                    f"or its {RESULTS_DIR}/ folder")
+
+
+def read_committed(store, table: str, schema: pa.Schema, filters: dict, damaged: str,
+                   unique: tuple) -> pd.DataFrame:
+    """Rows of ``table`` in ``store`` matching ``filters``; see ``ResultStore.load_table``."""
+    if damaged not in ("raise", "skip"):
+        raise ValueError(f"damaged: expected 'raise' or 'skip', got {damaged!r}")
+    expression = filter_expression(schema, filters)
+    file_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
+    commits = store.commits(table, damaged=damaged, **filters)
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        checked = list(pool.map(lambda c: manifest.verify(store.fs, store.base, c, file_schema), commits))
+    problems = [f"{c.path}: {reason}" for c, (_, reason) in zip(commits, checked) if reason is not None]
+    if problems and damaged == "raise":
+        raise manifest.DamagedStore(
+            f"{len(problems)} committed file(s) of {store.root} are damaged: {'; '.join(problems[:3])}"
+            f"{' …' if len(problems) > 3 else ''} (`er-grid status` lists them; `er-grid resume` recomputes them)")
+    parts = [with_partitions(t.cast(file_schema), c.key) for c, (t, _) in zip(commits, checked) if t is not None]
+    if not parts:
+        return schema.empty_table().to_pandas()
+    result = pa.concat_tables(parts).select(schema.names)
+    if expression is not None:
+        result = result.filter(expression)
+    df = result.to_pandas()
+    if unique and df.duplicated(list(unique)).any():
+        dupes = df[df.duplicated(list(unique), keep=False)][list(unique)].drop_duplicates().head(3)
+        raise manifest.DamagedStore(f"{store.root}: duplicate {table} rows for key(s) {dupes.to_dict('records')}")
+    return df
+
+
+def with_partitions(table: pa.Table, key: dict) -> pa.Table:
+    """Add the Hive partition columns (strings, as in the directory names) from a commit key."""
+    for column in PARTITION_COLUMNS:
+        table = table.append_column(pa.field(column, pa.string(), nullable=False),
+                                    pa.array([key[column]] * table.num_rows, pa.string()))
+    return table
+
+
+def key_matches(key: dict, filters: dict) -> bool:
+    """False when a committed key value rules the file out of ``filters`` (no read needed)."""
+    for column, wanted in filters.items():
+        if column not in key:
+            continue
+        values = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
+        if key[column] not in values:
+            return False
+    return True
+
+
+def filter_expression(schema: pa.Schema, filters: dict):
+    """A pyarrow expression for column=value / column=[values] / column=None filters."""
+    expression = None
+    for column, wanted in filters.items():
+        if column not in schema.names:
+            raise ValueError(f"filter {column!r}: unknown column; valid: {', '.join(schema.names)}")
+        field = ds.field(column)
+        if isinstance(wanted, (list, tuple, set, frozenset)):
+            values = list(wanted)
+            if not values:
+                raise ValueError(f"filter {column!r}: empty list of values")
+            non_null = [v for v in values if v is not None]
+            term = field.isin(pa.array(non_null, type=schema.field(column).type)) if non_null else None
+            if len(non_null) < len(values):
+                term = field.is_null() if term is None else (term | field.is_null())
+        elif wanted is None:
+            term = field.is_null()
+        else:
+            term = field == pa.scalar(wanted, type=schema.field(column).type)
+        expression = term if expression is None else (expression & term)
+    return expression
+
+
