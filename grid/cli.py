@@ -72,14 +72,15 @@ def cmd_status(args) -> int:
 
 
 def cmd_query(args) -> int:
-    from grid import report
+    from grid.query import query_table
 
     # Grouped by attack, the attack filter selects table rows (the worst case needs every
-    # attack's rows); otherwise it selects the example rows that are pooled.
+    # attack's rows); otherwise it selects the example rows, so that one attack is left.
     by_attack = "attack" in args.by
     filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and by_attack)}
     df = _load_rows(args.results, filters)
-    table = report.robust_accuracy(df, by=args.by, worst_case=not args.no_worst_case)
+    # Refuses (exit 2, naming the keys) a --by that would average over attacks, ε or datasets.
+    table = query_table(df, by=args.by, worst_case=not args.no_worst_case)
     if args.attack and by_attack:
         table = table[table["attack"].isin(args.attack)]
         if table.empty:
@@ -157,7 +158,18 @@ def _as_text_table(table) -> str:
     for column in ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std"):
         if column in shown.columns:
             shown[column] = shown[column].map(lambda v: "–" if v != v else f"{v:.3f}")
+    if "complete" in shown.columns:
+        # A cell from fewer examples than the plan asked for is flagged where the eye lands.
+        shown["complete"] = shown["complete"].map(lambda v: "?" if _missing(v) else ("yes" if v else "INCOMPLETE"))
+    if "n_planned" in shown.columns:
+        shown["n_planned"] = shown["n_planned"].map(lambda v: "?" if _missing(v) else str(int(v)))
     return shown.to_string(index=False) + "\n"
+
+
+def _missing(value) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
 
 
 def _print_summary(summary) -> int:
