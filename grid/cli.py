@@ -290,6 +290,9 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None) 
     parser.add_argument("--preset", choices=sorted(presets), default=default)
     parser.add_argument("--dry-run", action="store_true", help="print the trials and a GPU-hours estimate only")
     parser.add_argument("--storage", help="storage path or URI (default: the spec's storage_path)")
+    parser.add_argument("--gpus", type=int, default=1, help="--dry-run: GPUs to estimate the wall time for")
+    parser.add_argument("--calibrate", metavar="RESULTS",
+                        help="--dry-run: rescale the per-epoch costs from a finished experiment's trial rows")
     args = parser.parse_args(argv)
 
     def command() -> int:
@@ -297,31 +300,52 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None) 
 
         spec = spec_with_storage(presets[args.preset], args.storage)
         if args.dry_run:
-            print(dry_run_table(spec))
+            if args.gpus < 1:
+                raise UsageError(f"--gpus: expected an integer ≥ 1, got {args.gpus}")
+            epoch_seconds = None
+            if args.calibrate:
+                from grid.cost import calibrate
+                from grid.store import load_trials
+
+                measured = load_trials(results_root(args.calibrate))
+                if measured.empty:
+                    raise UsageError(f"--calibrate: no trial rows in {args.calibrate}")
+                epoch_seconds = calibrate(measured)
+            print(dry_run_table(spec, gpus=args.gpus, epoch_seconds=epoch_seconds))
             return EXIT_OK
         return _print_summary(run(spec))
 
     return _guarded(command)
 
 
-def dry_run_table(spec) -> str:
-    """The trials of ``spec`` with evaluation size and GPU-hour estimates, plus the total."""
-    from grid.spec import gpu_hours_estimate, trial_gpu_seconds
+def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None) -> str:
+    """The trials of ``spec`` with evaluation size and GPU-hour estimates, then the totals: the
+    GPU assumed, GPU-hours, wall time on ``gpus`` GPUs, and storage (see :mod:`grid.cost`)."""
+    from grid.cost import ASSUMED_GPU, human_bytes, storage_bytes, trial_cost, wall_hours
 
     trials = spec.expand()
     header = f"{'trial':<48} {'epochs':>6} {'eval (attack, ε)':>17} {'examples':>9} {'GPU-h':>8}"
     lines = [header, "-" * len(header)]
+    total = 0.0
     for t in trials:
-        lines.append(f"{t.name:<48} {t.epochs:>6} {len(t.eval_plan):>17} {t.eval_n:>9} "
-                     f"{trial_gpu_seconds(t) / 3600:>8.2f}")
+        seconds = trial_cost(t, epoch_seconds).gpu_seconds
+        total += seconds
+        lines.append(f"{t.name:<48} {t.epochs:>6} {len(t.eval_plan):>17} {t.eval_n:>9} {seconds / 3600:>8.2f}")
     by_dataset: dict[str, int] = {}
     for t in trials:
         by_dataset[t.dataset] = by_dataset.get(t.dataset, 0) + 1
+    checkpoints, results = storage_bytes(trials, spec.keep_checkpoints)
+    kept = "every epoch's" if spec.keep_checkpoints is None else f"{spec.keep_checkpoints} per trial"
     lines += [
         "-" * len(header),
         f"{len(trials)} trials ({', '.join(f'{d}: {n}' for d, n in by_dataset.items())}); "
         f"evaluation rows: {sum(len(t.eval_plan) * t.eval_n for t in trials):,}",
-        f"estimated total: {gpu_hours_estimate(trials):,.1f} GPU-hours (full-GPU equivalent, ±2×)",
+        f"assumed GPU: {'per-epoch costs calibrated from measured trial rows' if epoch_seconds else ASSUMED_GPU}",
+        f"estimated total: {total / 3600:,.1f} GPU-hours (full-GPU equivalent, ±2×)",
+        f"wall time on {gpus} GPU(s): {wall_hours(trials, gpus, epoch_seconds):,.1f} h (work spread evenly, "
+        "never less than the longest trial)",
+        f"storage: {human_bytes(checkpoints + results)} ({human_bytes(checkpoints)} checkpoints, {kept}; "
+        f"{human_bytes(results)} results)",
     ]
     return "\n".join(lines)
 

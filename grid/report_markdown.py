@@ -68,10 +68,15 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _figure_links(ctx: ReportContext, dataset: str) -> list[str]:
-    """Markdown image links to this dataset's PNG figures (figure3_<dataset>.png, ...)."""
-    pngs = [Path(p) for p in ctx.figures if Path(p).suffix == ".png" and Path(p).stem.endswith(f"_{dataset}")]
-    return [f"![{p.stem}]({_link(ctx, p)})" for p in pngs] + ([""] if pngs else [])
+def _figure_links(ctx: ReportContext, prefix: str) -> list[str]:
+    """Markdown image links to the PNG figures whose names start with ``prefix`` (PDF beside them)."""
+    pngs = [Path(p) for p in ctx.figures if Path(p).suffix == ".png" and Path(p).stem.startswith(prefix)]
+    links = []
+    for png in pngs:
+        pdf = png.with_suffix(".pdf")
+        also = f" ([PDF]({_link(ctx, pdf)}))" if any(Path(p) == pdf for p in ctx.figures) else ""
+        links += [f"![{png.stem}]({_link(ctx, png)}){also}", ""]
+    return links
 
 
 def _link(ctx: ReportContext, path: Path) -> str:
@@ -117,11 +122,12 @@ def detection_section(ctx: ReportContext) -> list[str]:
 
 def embedding_section(ctx: ReportContext) -> list[str]:
     """Links to the t-SNE figures (Figures 5/6) when they were drawn."""
-    pngs = [Path(p) for p in ctx.figures if Path(p).suffix == ".png" and Path(p).stem.startswith("embedding_")]
-    if not pngs:
+    links = _figure_links(ctx, "embedding_")
+    if not links:
         return []
     return ["## Figures 5/6: t-SNE of the code z, natural and PGD images", "",
-            *[f"![{p.stem}]({_link(ctx, p)})" for p in pngs], ""]
+            "Per dataset: the code z of the evaluation subset, natural (left of each pair) and "
+            "under PGD at the paper's ε (right; ▼ = the attack changed the prediction).", "", *links]
 
 
 def figures_section(ctx: "ReportContext") -> list[str]:
@@ -131,10 +137,11 @@ def figures_section(ctx: "ReportContext") -> list[str]:
     curves = pgd_curves(df)
     if curves.empty:
         return out + [f"_no {PGD_ATTACK} rows_", ""]
-    figure4 = ", ".join(method_name(m) for m in FIGURE4_METHODS)
+    out += _figure_links(ctx, "figure")
+    figure4 = ", ".join(method_name(m) for m in FIGURE4_METHODS if m in set(curves["method"]))
     for dataset in dict.fromkeys(curves["dataset"]):
         title = dataset if dataset_name(dataset) == dataset else f"{dataset} ({dataset_name(dataset)})"
-        out += [f"### {title}", "", *_figure_links(ctx, dataset), "Figure 3, all methods:", "",
+        out += [f"### {title}", "", "Figure 3, all methods:", "",
                 _frame_markdown(figure_table(curves, dataset)), ""]
         panel = figure_table(curves, dataset, FIGURE4_METHODS)
         if not panel.empty:

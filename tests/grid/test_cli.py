@@ -78,8 +78,8 @@ def test_report_writes_figures(results, tmp_path):
     figures = tmp_path / "figures"
     assert main(["report", str(results), "--figures", str(figures)]) == 0
     written = sorted(p.name for p in figures.iterdir())
-    assert written == ["figure3_digits.png"]
-    assert (figures / "figure3_digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert written == ["figure3.pdf", "figure3.png"]
+    assert (figures / "figure3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("argv, message", [
