@@ -5,7 +5,8 @@
     er-grid status EXPERIMENT                       trials done/running/errored, eval batches
     er-grid query RESULTS [--dataset D ...] [--method M ...] [--attack A ...] [--eps E ...]
                   [--experiment X ...] [--by COLS] [--format table|csv|parquet] [--out FILE]
-    er-grid report RESULTS [--out FILE] [--figures DIR]   the paper's tables (markdown), Figures 3/4 (PNG)
+    er-grid report RESULTS [--out FILE] [--figures DIR] [--html FILE] [--json FILE]
+                  the paper's tables (markdown), Figures 3–6 (PNG + PDF), HTML, JSON records
 
 EXPERIMENT is Tune's experiment folder ``<storage>/<experiment>`` (printed by ``run``);
 RESULTS is a results store root (``<storage>/<experiment>/results`` or a URI) or an
@@ -63,12 +64,20 @@ def cmd_status(args) -> int:
     print(f"trials: {len(trials)} — done {states.get('TERMINATED', 0)}, running {states.get('RUNNING', 0)}, "
           f"pending {states.get('PENDING', 0) + states.get('PAUSED', 0)}, errored {states.get('ERROR', 0)}")
     print(f"evaluation batches: {done}/{total} ({100.0 * done / total if total else 0.0:.1f}%)")
+    print(f"time remaining (estimate): {_remaining(trials)}")
     width = max([len(t.name) for t in trials] + [5])
     print(f"\n{'trial':<{width}}  {'state':<10}  {'epochs':>7}  {'eval batches':>12}")
     for t in trials:
         print(f"{t.name:<{width}}  {t.state:<10}  {t.epochs_done:>3}/{t.epochs:<3}  "
               f"{t.batches_done:>5}/{t.batches_total:<6}")
     return EXIT_OK
+
+
+def _remaining(trials) -> str:
+    """``er-grid status``'s estimate of the time left, from each trial's own pace (grid.progress)."""
+    from grid.progress import format_duration, remaining_seconds
+
+    return format_duration(remaining_seconds(trials))
 
 
 def cmd_query(args) -> int:
@@ -91,24 +100,26 @@ def cmd_query(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from grid import report
     from grid.detection import load_detection
+    from grid.report_export import write_report
     from grid.store import load_trials
 
     df = _load_rows(args.results, {})
     root = results_root(args.results)
-    text = report.report_markdown(df, load_trials(root), load_detection(root))
-    if args.out:
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
-    if args.figures:
-        from grid.figures import write_figures
-
-        for path in write_figures(df, args.figures):
-            print(f"wrote {path}", file=sys.stderr)
+    if args.html and not args.figures:
+        raise UsageError("--html embeds the figures: give --figures DIR too")
+    done = write_report(df, load_trials(root), load_detection(root), out=_path(args.out),
+                        figures_dir=_path(args.figures), html_path=_path(args.html), json_path=_path(args.json),
+                        results_root=root)
+    if not args.out:
+        print(done["markdown"], end="")
+    for path in done["written"]:
+        print(f"wrote {path}", file=sys.stderr if not args.out else sys.stdout)
     return EXIT_OK
+
+
+def _path(value: Optional[str]) -> Optional[Path]:
+    return None if value is None else Path(value)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -249,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", metavar="RESULTS", help="results root or experiment folder")
     p.add_argument("--out", help="write the markdown to this file")
     p.add_argument("--figures", metavar="DIR",
-                   help="also write the paper's Figures 3/4 as PNG files into DIR (figure3_<dataset>.png, ...)")
+                   help="also write the paper's Figures 3/4 (figure3/figure4) and the t-SNE Figures 5/6 "
+                        "(embedding_<dataset>) into DIR as PNG (300 dpi) and PDF; the markdown links them")
+    p.add_argument("--html", metavar="FILE", help="also write one self-contained HTML file (figures embedded)")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write one JSON record per (dataset, method, λ, train ε, attack, ε)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -85,10 +85,10 @@ def trial_fraction_done(epochs_done: int, epochs: int, batches_done: int, batche
     return (train * train_seconds + evaluation * eval_seconds) / total
 
 
-def remaining_seconds(trials: list, configs: dict) -> Optional[float]:
+def remaining_seconds(trials: list) -> Optional[float]:
     """Estimated seconds until every trial is done, or None before any trial has made progress.
 
-    trials: ``grid.run.TrialStatus`` rows (with ``elapsed_s``); configs: trial_id → TrialConfig.
+    trials: ``grid.run.TrialStatus`` rows (with ``elapsed_s`` and ``config``, a TrialConfig).
     A trial's remaining time is its elapsed time × (1 − done) / done; a trial that has not
     started is charged the mean pace of the others per estimated GPU-second. The sum is divided
     by the number of trials that ran at once (running now, at least 1).
@@ -97,7 +97,7 @@ def remaining_seconds(trials: list, configs: dict) -> Optional[float]:
 
     paces, left_known, unstarted = [], 0.0, 0.0
     for t in trials:
-        config = configs.get(t.trial_id)
+        config = getattr(t, "config", None)
         if config is None:
             continue
         cost = trial_cost(config)

@@ -263,6 +263,8 @@ class TrialStatus:
     epochs: int
     batches_done: int
     batches_total: int
+    elapsed_s: float = 0.0  # the trial's running time so far (Tune's time_total_s)
+    config: Optional[TrialConfig] = None  # for the time-remaining estimate (grid.progress)
 
 
 def status(path: str, progress=None) -> list[TrialStatus]:
@@ -293,5 +295,6 @@ def status(path: str, progress=None) -> list[TrialStatus]:
             name=config.name, trial_id=config.trial_id, state=trial.status,
             epochs_done=int(last.get("epoch", 0)), epochs=config.epochs,
             batches_done=len(expected & done), batches_total=len(expected),
+            elapsed_s=float(last.get("time_total_s", 0.0) or 0.0), config=config,
         ))
     return out

@@ -74,6 +74,8 @@ PAPER = {
     "data_root": os.environ.get("ER_GRID_DATA_ROOT", os.path.expanduser("~/er-grid-data")),
     "num_nodes": 1,
     "max_failures": 3,
+    # The code z under PGD for the t-SNE Figures 5/6 (grid/codes.py): minutes per trial.
+    "codes": True,
 }
 
 SMOKE = {
