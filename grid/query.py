@@ -97,30 +97,14 @@ def attacks_covered(df: pd.DataFrame, table: pd.DataFrame, keys: Sequence[str]) 
     group += [c for c in ("norm", "train_eps", "lam") if c not in group and c in df.columns and c in table.columns]
     real = df[df["attack"] != WORST_CASE]
     covered = real.groupby(group, dropna=False)["attack"].agg(lambda s: ",".join(sorted(set(s))))
-    out = []
-    for row in table.itertuples(index=False):
-        if row.attack != WORST_CASE:
-            out.append(row.attack)
-            continue
-        key = tuple(getattr(row, k) for k in group)
-        out.append(_lookup(covered, key if len(group) > 1 else key[0]))
-    return out
+    # NaN keys (λ of a method without λ) never compare equal: normalise them for the lookup.
+    lookup = {_key(index if isinstance(index, tuple) else (index,)): value for index, value in covered.items()}
+    return [row.attack if row.attack != WORST_CASE else lookup.get(_key(tuple(getattr(row, k) for k in group)), "")
+            for row in table.itertuples(index=False)]
 
 
-def _lookup(series: pd.Series, key) -> str:
-    # NaN keys (λ of a method without λ) do not compare equal in a plain .get; match them here.
-    for index, value in series.items():
-        if _same_key(index, key):
-            return value
-    return ""
-
-
-def _same_key(a, b) -> bool:
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and all(_same_key(x, y) for x, y in zip(a, b))
-    if _missing(a) and _missing(b):
-        return True
-    return a == b
+def _key(values: tuple) -> tuple:
+    return tuple(None if _missing(v) else v for v in values)
 
 
 def _missing(value) -> bool:

@@ -20,6 +20,11 @@ Definitions used throughout:
   mean ± std (ddof=1) over runs with the number of runs. ``train_eps`` and ``lam`` always
   separate configurations, whatever ``by`` says.
 
+Every accuracy carries ``n`` (examples behind it) and ``n_planned`` (the evaluation plan's
+``eval_n`` per trial and (attack, ε), read from the rows' ``eval_subset`` fingerprint); a cell
+with ``n < n_planned`` is printed as incomplete. The markdown report itself is built in
+:mod:`grid.report_markdown` (section builders) and :mod:`grid.report_settings`.
+
 Layout: :func:`report_markdown` prints Tables 1–3 and the worst case as the paper does, one
 row per method under its display name (:data:`METHOD_NAMES`) and one column per dataset
 (:data:`DATASET_NAMES`) at each ε the data hold (:func:`attack_table`, :func:`cw_table`,
