@@ -8,6 +8,7 @@ over values a reader would take for one number:
   instead). One :class:`PoolingError` names every missing key and the values it would pool.
   Erroring was chosen over printing the pooled dimensions next to the result: a pooled number
   in a CSV file loses any printed caveat the moment it is copied.
+- A dimension left out of ``by`` because it holds one value is still a column of every row.
 - Training settings (``train_eps``, ``lam``) are never pooled (``grid.report`` adds them to
   every grouping), and neither are threat models (``norm``: an ℓ2 and an ℓ∞ worst case at the
   same ε value) or experiments (two specs in one store): both are added here when the rows hold
@@ -71,6 +72,10 @@ def query_table(df: pd.DataFrame, by: Sequence[str], worst_case: bool = True) ->
     check_grouping(df, by)
     keys = by + [c for c in SEPARATED if c not in by and c in df.columns and df[c].nunique(dropna=False) > 1]
     table = robust_accuracy(df, by=keys, worst_case=worst_case)
+    # A dimension left out of --by has one value here (checked above): still name it in every
+    # row, so a copied row says which attack, ε and dataset it is.
+    for position, column in enumerate(c for c in MUST_GROUP if c not in keys and c in df.columns):
+        table.insert(position, column, df[column].iloc[0] if len(df) else None)
     table = with_completeness(table)
     if "attack" in table.columns:
         table["attacks"] = attacks_covered(df, table, keys)

@@ -59,6 +59,8 @@ def test_by_that_pools_attacks_or_eps_is_refused_naming_the_keys(results, capsys
     assert main(["query", str(results), "--attack", "pgd", "--eps", "0.1", "--by", "method", "--format", "csv"]) == 0
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert table["robust_accuracy"].tolist() == [0.5]
+    # The row still names the one attack, ε and dataset it is about.
+    assert table[["dataset", "attack", "eps"]].values.tolist() == [["digits", "pgd", 0.1]]
 
 
 def test_every_row_has_n_and_completeness_and_worst_case_lists_its_attacks(results, capsys):

@@ -6,15 +6,15 @@ first evaluation batch and ``er-grid resume`` finishes them, so the checks below
 resume from the two checkpoints kept.
 
 Checked: two checkpoints per trial (the newest epochs) and a complete store after the resume;
-the codes table has one row per (trial, example, natural | adversarial); ``er-grid report
---figures --html --json`` writes the four-panel t-SNE figure, a markdown report linking its
-figures and ending with the settings, one self-contained HTML file and one JSON record per
-(dataset, method, λ, train ε, attack, ε); ``grid.load_model`` gives back models whose
+the codes table has one row per (trial, example, natural | adversarial); the t-SNE figure
+has four panels (E-CLA, then ER-Classifier−; natural, then PGD with ▼ for fooled examples)
+and the report links it (the report's other files are checked without Ray in
+test_report_export.py); ``grid.load_model`` gives back models whose
 predictions on the evaluation subset equal the stored ``pred_clean``; every Tune report of a
 trial has the same keys (held-out accuracy included); ``status`` estimates the time remaining.
 
 Runtime: two drivers on the shared head (~8 s each on an idle machine, like the resume tests),
-the report with t-SNE of 4 × 40 points and 300-dpi figures (~6 s), model loading (~3 s).
+t-SNE of 4 × 40 points (~3 s), model loading (~3 s).
 """
 
 from __future__ import annotations
@@ -94,39 +94,28 @@ def test_codes_table_has_one_row_per_trial_example_and_kind(experiment):
     assert len(natural) == 2 * EVAL_N and (natural["pred"] == natural["pred_clean"]).all()
 
 
-def test_report_with_tsne_figure_html_and_json(experiment, tmp_path, capsys):
-    from grid.cli import main
-    from grid.embedding_figure import embedding_figure
+def test_tsne_figure_has_four_panels_and_the_report_links_it(experiment, tmp_path):
+    from grid.embedding_figure import embedding_figure, write_embedding_figures
+    from grid.report_markdown import report_markdown
 
-    out = tmp_path / "report"
-    # In process: reading the store needs no Ray, and a second interpreter would cost seconds.
-    assert main(["report", str(experiment), "--out", str(out / "report.md"), "--figures", str(out / "figs"),
-                 "--html", str(out / "report.html"), "--json", str(out / "records.json")]) == 0, capsys.readouterr().err
-    for name in ("embedding_digits.png", "embedding_digits.pdf", "figure3.png", "figure4.pdf"):
-        assert (out / "figs" / name).is_file(), name
-    fig = embedding_figure(load_codes(experiment / "results"), "digits")
+    written = write_embedding_figures(experiment / "results", tmp_path / "figs")
+    assert [p.name for p in written] == ["embedding_digits.png", "embedding_digits.pdf"]
+    codes = load_codes(experiment / "results")
+    fig = embedding_figure(codes, "digits")
     assert len(fig.axes) == 4
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0].startswith("E-CLA") and titles[2].startswith("ER-Classifier−")
-    # Misclassified PGD points are down triangles, only in the adversarial panels.
-    codes = load_codes(experiment / "results")
     for ax, method in zip(fig.axes[1::2], ("e_cla", "er_minus")):
         adversarial = codes[(codes["method"] == method) & (codes["kind"] == "adversarial")]
         fooled = bool((adversarial["pred"] != adversarial["label"]).any())
         assert len(ax.collections) == 1 + fooled  # dots, plus down triangles where PGD succeeded
+        if fooled:
+            assert ax.collections[1].get_paths()[0].vertices[:, 1].mean() > 0  # a "v" points down
     assert all(len(ax.collections) == 1 for ax in fig.axes[0::2])  # natural panels: dots only
-
-    text = (out / "report.md").read_text()
-    assert "![figure3](figs/figure3.png)" in text and "![embedding_digits](figs/embedding_digits.png)" in text
+    text = report_markdown(load(experiment / "results"), figures=written, links_from=tmp_path)
+    assert "![embedding_digits](figs/embedding_digits.png)" in text.split("## Figures 5/6")[1]
     settings = text.split("\n## Settings\n")[1]
-    assert "pgd" in settings and "n=40,seed=0" in settings and "code version" in settings and "torch" in settings
-    page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") >= 3 and 'src="figs/' not in page
-    records = json.loads((out / "records.json").read_text())
-    keys = {(r["dataset"], r["method"], r["lam"], r["train_eps"], r["attack"], r["eps"]) for r in records}
-    assert len(keys) == len(records) == 2 * 3  # two configurations × (pgd, fgsm, worst case)
-    worst = [r for r in records if r["attack"] == "worst_case"]
-    assert all(r["attacks"] == ["fgsm", "pgd"] and r["n"] == EVAL_N and r["complete"] for r in worst)
+    assert "steps=5" in settings and "n=40,seed=0" in settings and "code version" in settings
 
 
 def test_load_model_predicts_the_stored_clean_labels(experiment):
