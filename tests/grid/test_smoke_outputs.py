@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from matplotlib.figure import Figure
 
 import er_core.data
 import grid
@@ -109,8 +110,9 @@ def test_tsne_figure_has_four_panels_and_the_report_links_it(experiment, tmp_pat
         adversarial = codes[(codes["method"] == method) & (codes["kind"] == "adversarial")]
         fooled = bool((adversarial["pred"] != adversarial["label"]).any())
         assert len(ax.collections) == 1 + fooled  # dots, plus down triangles where PGD succeeded
-        if fooled:
-            assert ax.collections[1].get_paths()[0].vertices[:, 1].mean() > 0  # a "v" points down
+        if fooled:  # the second marker is matplotlib's "v" (triangle down)
+            reference = Figure().subplots().scatter([0], [0], marker="v").get_paths()[0].vertices
+            assert (ax.collections[1].get_paths()[0].vertices == reference).all()
     assert all(len(ax.collections) == 1 for ax in fig.axes[0::2])  # natural panels: dots only
     text = report_markdown(load(experiment / "results"), figures=written, links_from=tmp_path)
     assert "![embedding_digits](figs/embedding_digits.png)" in text.split("## Figures 5/6")[1]
