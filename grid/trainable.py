@@ -16,12 +16,15 @@ Steps (each a named function below):
 2. ``load_trial_data``: the dataset once per trial; small datasets (digits, MNIST,
    CIFAR10) move to the trial's device as whole tensors, larger ones stay on the host.
 3. ``train``: the remaining epochs through ``er_core.train.fit``; after every epoch a
-   checkpoint directory is written to a temporary folder and reported with the metrics.
+   checkpoint directory is written to a temporary folder and reported with the metrics
+   (losses and clean accuracy on a held-out slice; every report has the same keys, see
+   ``grid.progress``).
 4. ``evaluate``: the evaluation plan on ``eval_indices(dataset, eval_n, eval_seed)``, batch
    by batch through ``er_core.evaluate.attack_batch``, skipping (attack, ε, batch) already in
    the store; every row carries the fingerprint of what produced it. A batch that runs out
    of CUDA memory is retried in halves.
-5. the detection stage of issue 5 when the trial has one (``grid.detection``).
+5. the detection stage when the trial has one (``grid.detection``), then the codes stage
+   (``grid.codes``: the code z under PGD for the t-SNE figures) when it has one.
 6. ``write_trial_row``: clean accuracy, per-epoch losses, wall time (training across
    restarts plus this process's evaluation), device.
 
