@@ -317,23 +317,28 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None) 
         if args.dry_run:
             if args.gpus < 1:
                 raise UsageError(f"--gpus: expected an integer ≥ 1, got {args.gpus}")
-            epoch_seconds = None
+            epoch_seconds, note = None, None
             if args.calibrate:
                 from grid.cost import calibrate
                 from grid.store import load_trials
 
-                measured = load_trials(results_root(args.calibrate))
+                # Only trial rows are needed: an experiment folder or any store root with trials/.
+                local = Path(args.calibrate) if "://" not in args.calibrate else None
+                root = str(local / "results") if local is not None and (local / "results").is_dir() else args.calibrate
+                measured = load_trials(root)
                 if measured.empty:
                     raise UsageError(f"--calibrate: no trial rows in {args.calibrate}")
                 epoch_seconds = calibrate(measured)
-            print(dry_run_table(spec, gpus=args.gpus, epoch_seconds=epoch_seconds))
+                note = (f"calibrated for {', '.join(sorted(set(measured['dataset'])))} from {len(measured)} trial "
+                        f"row(s) on {', '.join(sorted(set(measured['device'])))}")
+            print(dry_run_table(spec, gpus=args.gpus, epoch_seconds=epoch_seconds, calibration=note))
             return EXIT_OK
         return _print_summary(run(spec))
 
     return _guarded(command)
 
 
-def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None) -> str:
+def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None, calibration: Optional[str] = None) -> str:
     """The trials of ``spec`` with evaluation size and GPU-hour estimates, then the totals: the
     GPU assumed, GPU-hours, wall time on ``gpus`` GPUs, and storage (see :mod:`grid.cost`)."""
     from grid.cost import ASSUMED_GPU, human_bytes, storage_bytes, trial_cost, wall_hours
@@ -355,7 +360,7 @@ def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None) -> 
         "-" * len(header),
         f"{len(trials)} trials ({', '.join(f'{d}: {n}' for d, n in by_dataset.items())}); "
         f"evaluation rows: {sum(len(t.eval_plan) * t.eval_n for t in trials):,}",
-        f"assumed GPU: {'per-epoch costs calibrated from measured trial rows' if epoch_seconds else ASSUMED_GPU}",
+        f"assumed GPU: {ASSUMED_GPU}" + (f"; per-epoch costs {calibration}" if calibration else ""),
         f"estimated total: {total / 3600:,.1f} GPU-hours (full-GPU equivalent, ±2×)",
         f"wall time on {gpus} GPU(s): {wall_hours(trials, gpus, epoch_seconds):,.1f} h (work spread evenly, "
         "never less than the longest trial)",

@@ -81,3 +81,27 @@ def test_time_remaining_follows_each_trials_pace():
     assert remaining_seconds([finished]) == 0.0
     pending = SimpleNamespace(**{**vars(half_trained), "epochs_done": 0, "elapsed_s": 0.0, "state": "PENDING"})
     assert remaining_seconds([pending]) is None
+
+
+def test_dry_run_calibrates_from_a_stores_trial_rows(tmp_path, capsys):
+    from grid.store import ResultStore
+
+    trial = GridSpec.from_dict(SMOKE).expand()[0]  # digits, none: clean training
+    ResultStore(str(tmp_path)).write_trial({
+        "trial_id": trial.trial_id, "experiment": "smoke", "dataset": "digits", "method": trial.method,
+        "train_eps": None, "lam": None, "seed": 0, "epochs": 3, "clean_accuracy": 0.9,
+        "losses_json": json.dumps([{"seconds": 4.0}] * 3), "wall_seconds": 12.0, "device": "cpu",
+        "checkpoint_hash": "abc",
+    })
+    presets = {"smoke": SMOKE}
+    assert job_main(presets, default="smoke", argv=["--dry-run"]) == 0
+    plain = capsys.readouterr().out
+    assert job_main(presets, default="smoke", argv=["--dry-run", "--calibrate", str(tmp_path)]) == 0
+    calibrated = capsys.readouterr().out
+    assert "per-epoch costs calibrated for digits from 1 trial row(s) on cpu" in calibrated
+
+    def total(text: str) -> float:
+        return float(text.split("estimated total: ")[1].split(" GPU-hours")[0].replace(",", ""))
+
+    # 4 s per measured clean epoch instead of the table's 0.05 s: training costs 80× more.
+    assert total(calibrated) > 10 * total(plain)
