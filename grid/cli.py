@@ -5,7 +5,8 @@
     er-grid status EXPERIMENT                       trials, eval batches, damaged and stray files
     er-grid query RESULTS [--dataset D ...] [--method M ...] [--attack A ...] [--eps E ...]
                   [--experiment X ...] [--by COLS] [--format table|csv|parquet] [--out FILE]
-    er-grid report RESULTS [--out FILE] [--figures DIR]   the paper's tables (markdown), Figures 3/4 (PNG)
+    er-grid report RESULTS [--out FILE] [--figures DIR] [--html FILE] [--json FILE]
+                  the paper's tables (markdown), Figures 3–6 (PNG + PDF), HTML, JSON records
     er-grid data fetch NAME [--root DIR] | data check [NAME] [--root DIR]   datasets (grid/data_cli.py)
 
 EXPERIMENT and RESULTS follow one convention (``grid.store.open_results``): the experiment
@@ -71,6 +72,7 @@ def cmd_status(args) -> int:
           f"evaluating {states.get('EVALUATING', 0)}, training {states.get('TRAINING', 0)}, "
           f"pending {states.get('PENDING', 0)}")
     print(f"evaluation batches: {done}/{total} ({100.0 * done / total if total else 0.0:.1f}%)")
+    print(f"time remaining (estimate): {_remaining(trials)}")
     width = max([len(t.name) for t in trials] + [5])
     print(f"\n{'trial':<{width}}  {'state':<10}  {'epochs':>7}  {'eval batches':>12}")
     for t in trials:
@@ -92,16 +94,24 @@ def cmd_status(args) -> int:
     return EXIT_OK
 
 
+def _remaining(trials) -> str:
+    """``er-grid status``'s estimate of the time left, from each trial's own pace (grid.progress)."""
+    from grid.progress import format_duration, remaining_seconds
+
+    return format_duration(remaining_seconds(trials))
+
+
 def cmd_query(args) -> int:
-    from grid import report
+    from grid.query import query_table
 
     # Grouped by attack, the attack filter selects table rows (the worst case needs every
-    # attack's rows); otherwise it selects the example rows that are pooled.
+    # attack's rows); otherwise it selects the example rows, so that one attack is left.
     _check_destination(args.out, "--out")
     by_attack = "attack" in args.by
     filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and by_attack)}
     df = _load_rows(args.results, filters, args.skip_damaged)
-    table = report.robust_accuracy(df, by=args.by, worst_case=not args.no_worst_case)
+    # Refuses (exit 2, naming the keys) a --by that would average over attacks, ε or datasets.
+    table = query_table(df, by=args.by, worst_case=not args.no_worst_case)
     if args.attack and by_attack:
         table = table[table["attack"].isin(args.attack)]
         if table.empty:
@@ -112,29 +122,33 @@ def cmd_query(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from grid import report
     from grid.detection import load_detection
+    from grid.report_export import write_report
     from grid.store import load_trials
 
     _check_destination(args.out, "--out")
     _check_destination(args.figures, "--figures", folder=True)
+    _check_destination(args.html, "--html")
+    _check_destination(args.json, "--json")
+    if args.html and not args.figures:
+        raise UsageError("--html embeds the figures: give --figures DIR too")
     if args.figures:
         Path(args.figures).mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
     damaged = "skip" if args.skip_damaged else "raise"
     df = _load_rows(args.results, {}, args.skip_damaged)
     root = results_root(args.results)
-    text = report.report_markdown(df, load_trials(root, damaged=damaged), load_detection(root, damaged=damaged))
-    if args.out:
-        write_text_atomic(args.out, text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
-    if args.figures:
-        from grid.figures import write_figures
-
-        for path in write_figures(df, args.figures):
-            print(f"wrote {path}", file=sys.stderr)
+    done = write_report(df, load_trials(root, damaged=damaged), load_detection(root, damaged=damaged),
+                        out=_path(args.out), figures_dir=_path(args.figures), html_path=_path(args.html),
+                        json_path=_path(args.json), results_root=root)
+    if not args.out:
+        print(done["markdown"], end="")
+    for path in done["written"]:
+        print(f"wrote {path}", file=sys.stderr if not args.out else sys.stdout)
     return EXIT_OK
+
+
+def _path(value: Optional[str]) -> Optional[Path]:
+    return None if value is None else Path(value)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -227,7 +241,18 @@ def _as_text_table(table) -> str:
     for column in ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std"):
         if column in shown.columns:
             shown[column] = shown[column].map(lambda v: "–" if v != v else f"{v:.3f}")
+    if "complete" in shown.columns:
+        # A cell from fewer examples than the plan asked for is flagged where the eye lands.
+        shown["complete"] = shown["complete"].map(lambda v: "?" if _missing(v) else ("yes" if v else "INCOMPLETE"))
+    if "n_planned" in shown.columns:
+        shown["n_planned"] = shown["n_planned"].map(lambda v: "?" if _missing(v) else str(int(v)))
     return shown.to_string(index=False) + "\n"
+
+
+def _missing(value) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
 
 
 def _print_summary(summary) -> int:
@@ -308,7 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", metavar="RESULTS", help="results root or experiment folder")
     p.add_argument("--out", help="write the markdown to this file")
     p.add_argument("--figures", metavar="DIR",
-                   help="also write the paper's Figures 3/4 as PNG files into DIR (figure3_<dataset>.png, ...)")
+                   help="also write the paper's Figures 3/4 (figure3/figure4) and the t-SNE Figures 5/6 "
+                        "(embedding_<dataset>) into DIR as PNG (300 dpi) and PDF; the markdown links them")
+    p.add_argument("--html", metavar="FILE", help="also write one self-contained HTML file (figures embedded)")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write one JSON record per (dataset, method, λ, train ε, attack, ε)")
     p.add_argument("--skip-damaged", action="store_true", help=SKIP_DAMAGED_HELP)
     p.set_defaults(func=cmd_report)
 
@@ -360,6 +389,9 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None) 
     parser.add_argument("--preset", choices=sorted(presets), default=default)
     parser.add_argument("--dry-run", action="store_true", help="print the trials and a GPU-hours estimate only")
     parser.add_argument("--storage", help="storage path or URI (default: the spec's storage_path)")
+    parser.add_argument("--gpus", type=int, default=1, help="--dry-run: GPUs to estimate the wall time for")
+    parser.add_argument("--calibrate", metavar="RESULTS",
+                        help="--dry-run: rescale the per-epoch costs from a finished experiment's trial rows")
     args = parser.parse_args(argv)
 
     def command() -> int:
@@ -367,31 +399,57 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None) 
 
         spec = spec_with_storage(presets[args.preset], args.storage)
         if args.dry_run:
-            print(dry_run_table(spec))
+            if args.gpus < 1:
+                raise UsageError(f"--gpus: expected an integer ≥ 1, got {args.gpus}")
+            epoch_seconds, note = None, None
+            if args.calibrate:
+                from grid.cost import calibrate
+                from grid.store import load_trials
+
+                # Only trial rows are needed: an experiment folder or any store root with trials/.
+                local = Path(args.calibrate) if "://" not in args.calibrate else None
+                root = str(local / "results") if local is not None and (local / "results").is_dir() else args.calibrate
+                measured = load_trials(root)
+                if measured.empty:
+                    raise UsageError(f"--calibrate: no trial rows in {args.calibrate}")
+                epoch_seconds = calibrate(measured)
+                note = (f"calibrated for {', '.join(sorted(set(measured['dataset'])))} from {len(measured)} trial "
+                        f"row(s) on {', '.join(sorted(set(measured['device'])))}")
+            print(dry_run_table(spec, gpus=args.gpus, epoch_seconds=epoch_seconds, calibration=note))
             return EXIT_OK
         return _print_summary(run(spec))
 
     return _guarded(command)
 
 
-def dry_run_table(spec) -> str:
-    """The trials of ``spec`` with evaluation size and GPU-hour estimates, plus the total."""
-    from grid.spec import gpu_hours_estimate, trial_gpu_seconds
+def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None, calibration: Optional[str] = None) -> str:
+    """The trials of ``spec`` with evaluation size and GPU-hour estimates, then the totals: the
+    GPU assumed, GPU-hours, wall time on ``gpus`` GPUs, and storage (see :mod:`grid.cost`)."""
+    from grid.cost import ASSUMED_GPU, human_bytes, storage_bytes, trial_cost, wall_hours
 
     trials = spec.expand()
     header = f"{'trial':<48} {'epochs':>6} {'eval (attack, ε)':>17} {'examples':>9} {'GPU-h':>8}"
     lines = [header, "-" * len(header)]
+    total = 0.0
     for t in trials:
-        lines.append(f"{t.name:<48} {t.epochs:>6} {len(t.eval_plan):>17} {t.eval_n:>9} "
-                     f"{trial_gpu_seconds(t) / 3600:>8.2f}")
+        seconds = trial_cost(t, epoch_seconds).gpu_seconds
+        total += seconds
+        lines.append(f"{t.name:<48} {t.epochs:>6} {len(t.eval_plan):>17} {t.eval_n:>9} {seconds / 3600:>8.2f}")
     by_dataset: dict[str, int] = {}
     for t in trials:
         by_dataset[t.dataset] = by_dataset.get(t.dataset, 0) + 1
+    checkpoints, results = storage_bytes(trials, spec.keep_checkpoints)
+    kept = "every epoch's" if spec.keep_checkpoints is None else f"{spec.keep_checkpoints} per trial"
     lines += [
         "-" * len(header),
         f"{len(trials)} trials ({', '.join(f'{d}: {n}' for d, n in by_dataset.items())}); "
         f"evaluation rows: {sum(len(t.eval_plan) * t.eval_n for t in trials):,}",
-        f"estimated total: {gpu_hours_estimate(trials):,.1f} GPU-hours (full-GPU equivalent, ±2×)",
+        f"assumed GPU: {ASSUMED_GPU}" + (f"; per-epoch costs {calibration}" if calibration else ""),
+        f"estimated total: {total / 3600:,.1f} GPU-hours (full-GPU equivalent, ±2×)",
+        f"wall time on {gpus} GPU(s): {wall_hours(trials, gpus, epoch_seconds):,.1f} h (work spread evenly, "
+        "never less than the longest trial)",
+        f"storage: {human_bytes(checkpoints + results)} ({human_bytes(checkpoints)} checkpoints, {kept}; "
+        f"{human_bytes(results)} results)",
     ]
     return "\n".join(lines)
 

@@ -20,6 +20,11 @@ Definitions used throughout:
   mean ± std (ddof=1) over runs with the number of runs. ``train_eps`` and ``lam`` always
   separate configurations, whatever ``by`` says.
 
+Every accuracy carries ``n`` (examples behind it) and ``n_planned`` (the evaluation plan's
+``eval_n`` per trial and (attack, ε), read from the rows' ``eval_subset`` fingerprint); a cell
+with ``n < n_planned`` is printed as incomplete. The markdown report itself is built in
+:mod:`grid.report_markdown` (section builders) and :mod:`grid.report_settings`.
+
 Layout: :func:`report_markdown` prints Tables 1–3 and the worst case as the paper does, one
 row per method under its display name (:data:`METHOD_NAMES`) and one column per dataset
 (:data:`DATASET_NAMES`) at each ε the data hold (:func:`attack_table`, :func:`cw_table`,
@@ -45,7 +50,7 @@ CONFIG_COLUMNS = ("train_eps", "lam")
 TRIAL_COLUMNS = ("experiment", "dataset", "method", "train_eps", "lam", "seed", "epochs")
 CW_ATTACK, PGD_ATTACK, AUTOATTACK, RAYS = "cw_l2", "pgd", "autoattack", "rays"
 CW_RMS_BOUND = 0.005  # the paper's Table 2 threshold on RMS ℓ2 (MNIST)
-RESULT_COLUMNS = ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std", "runs", "n")
+RESULT_COLUMNS = ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std", "runs", "n", "n_planned")
 # Grouping of the report's shared accuracy table: the threat model keeps an ℓ2 worst case apart
 # from an ℓ∞ one at the same ε value.
 ACC_BY = ("dataset", "method", "attack", "norm", "eps")
@@ -88,6 +93,7 @@ def with_worst_case(df: pd.DataFrame) -> pd.DataFrame:
         correct_clean=("correct_clean", "first"),
         label=("label", "first"),
         pred_clean=("pred_clean", "first"),
+        **({"eval_subset": ("eval_subset", "first")} if "eval_subset" in d.columns else {}),
     ).join(attacks_at, on=key)
     # Only examples every attack at this ε evaluated (a half-finished attack must not make
     # the ensemble look stronger or weaker), and only where there is an ensemble at all.
@@ -109,11 +115,23 @@ def per_trial_accuracy(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.D
     _require(df, ["trial_id", "correct_clean", "correct_adv", *by])
     keys = ["trial_id", *_with_config(by, df)]
     d = df.assign(_robust=df["correct_clean"].astype(bool) & df["correct_adv"].astype(bool),
-                  _clean=df["correct_clean"].astype(bool))
+                  _clean=df["correct_clean"].astype(bool), _planned=planned_n(df),
+                  _pair=df["attack"].astype(str) + "|" + df["eps"].astype(str))
     out = d.groupby(keys, dropna=False, sort=True).agg(
         robust_accuracy=("_robust", "mean"), clean_accuracy=("_clean", "mean"), n=("_robust", "size"),
+        n_planned=("_planned", "max"), _pairs=("_pair", "nunique"),
     )
+    # The plan asks for eval_n examples per (attack, ε); a group pooling several asks for more.
+    out["n_planned"] = out["n_planned"] * out.pop("_pairs")
     return out.reset_index()
+
+
+def planned_n(df: pd.DataFrame) -> pd.Series:
+    """Per row, the evaluation plan's examples per (attack, ε): ``n`` of its ``eval_subset``
+    fingerprint ("n=1000,seed=0"); NaN where the rows carry no fingerprint."""
+    if "eval_subset" not in df.columns:
+        return pd.Series(float("nan"), index=df.index)
+    return pd.to_numeric(df["eval_subset"].astype(str).str.extract(r"n=(\d+)")[0], errors="coerce")
 
 
 def robust_accuracy(
@@ -140,7 +158,7 @@ def robust_accuracy(
     out = trials.groupby(keys, dropna=False, sort=True).agg(
         robust_accuracy=("robust_accuracy", "mean"), robust_std=("robust_accuracy", "std"),
         clean_accuracy=("clean_accuracy", "mean"), clean_std=("clean_accuracy", "std"),
-        runs=("trial_id", "nunique"), n=("n", "sum"),
+        runs=("trial_id", "nunique"), n=("n", "sum"), n_planned=("n_planned", lambda s: s.sum(min_count=1)),
     )
     return out.reset_index()
 
@@ -233,7 +251,7 @@ def paper_table(
         label = labels.label(row.dataset, row.method, getattr(row, "lam", None), getattr(row, "train_eps", None))
         key, header = column(row)
         headers[header] = key
-        cells[(label, header)] = _fmt_acc(row.robust_accuracy, row.robust_std, row.runs)
+        cells[(label, header)] = _mean_std(row)
     return _cell_frame(cells, labels.order, sorted(headers, key=lambda h: (headers[h], h)))
 
 
@@ -317,7 +335,8 @@ def pgd_curves(df: pd.DataFrame, attack: str = PGD_ATTACK) -> pd.DataFrame:
     (the configuration's paper row label, see :class:`RowLabels`); accuracies in [0, 1]; sorted
     by dataset and label in the paper's order, then ε. Empty when there are no ``attack`` rows.
     """
-    columns = ["dataset", "method", "lam", "train_eps", "eps", "robust_accuracy", "robust_std", "runs", "label"]
+    columns = ["dataset", "method", "lam", "train_eps", "eps", "robust_accuracy", "robust_std", "runs", "n",
+               "n_planned", "label"]
     pgd = df[df["attack"] == attack] if not df.empty else df
     if pgd.empty:
         return pd.DataFrame(columns=columns)
@@ -340,7 +359,7 @@ def figure_table(curves: pd.DataFrame, dataset: str, methods: Optional[Sequence[
         mine = mine[mine["method"].isin(list(methods))]
     labels = list(dict.fromkeys(mine["label"]))
     eps_values = sorted(mine["eps"].unique())
-    cells = {(r.eps, r.label): _fmt_acc(r.robust_accuracy, r.robust_std, r.runs) for r in mine.itertuples()}
+    cells = {(r.eps, r.label): _mean_std(r) for r in mine.itertuples()}
     return pd.DataFrame([[cells.get((e, label), "–") for label in labels] for e in eps_values],
                         index=pd.Index([_num(e) for e in eps_values], name="ε"), columns=labels)
 
@@ -348,44 +367,16 @@ def figure_table(curves: pd.DataFrame, dataset: str, methods: Optional[Sequence[
 # --------------------------------------------------------------------------- markdown report
 
 
-def report_markdown(
-    df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, det_df: Optional[pd.DataFrame] = None,
-    cw_bound: float = CW_RMS_BOUND,
-) -> str:
-    """The paper's results as markdown: Figure 3/4 data, Tables 1–3, worst case, trials, detection.
+def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None,
+                    det_df: Optional[pd.DataFrame] = None, cw_bound: float = CW_RMS_BOUND, **options) -> str:
+    """The paper's results as markdown; lives in :mod:`grid.report_markdown` (see there)."""
+    from grid.report_markdown import report_markdown as build
 
-    df: example rows; trials_df: trial rows (``grid.store.load_trials``) or None;
-    det_df: detection rows for Tables 5–8 (see :func:`detection_tables`) or None.
-    Cells are accuracy in % as ``mean ± std [runs]``. Tables 1–3 and the worst case are in the
-    paper's layout (methods down, datasets across), each followed by the same numbers per
-    configuration with clean accuracy; an attack with no rows gives a note, not a table.
-    """
-    parts = ["# ER-Grid results", "",
-             "Accuracy in %, `mean ± std [runs]` over seeds; robust = correct clean and under attack. "
-             "`worst case` = robust under every attack run at that ε (per example).", ""]
-    # Computed once (with the worst case) and shared: on a full grid this is the slow step.
-    acc = robust_accuracy(df, by=ACC_BY)
-    parts += _figure_section(df)
-    parts += _attack_section(df, acc, AUTOATTACK, "Table 1: AutoAttack (ℓ∞) accuracy, %",
-                             "Per configuration, with clean accuracy and the per-example worst case over attacks:",
-                             with_worst_case_column=True)
-    parts += _cw_section(df, cw_bound)
-    parts += _attack_section(df, acc, RAYS, "Table 3: RayS black-box (ℓ∞) accuracy, %",
-                             "Per configuration, with clean accuracy and mean queries:", extra="queries")
-    parts += _worst_case_section(df, acc)
-    settings = settings_table(df)
-    if settings is not None:
-        parts += ["## Settings behind each row (λ, training ε)", "", _frame_markdown(settings), ""]
-    if trials_df is not None:
-        parts += _trial_summary(trials_df)
-    detection = detection_tables(det_df)
-    if detection:
-        parts += [detection, ""]
-    return "\n".join(parts).rstrip() + "\n"
+    return build(df, trials_df, det_df, cw_bound=cw_bound, **options)
 
 
 def detection_tables(det_df: Optional[pd.DataFrame]) -> str:
-    """The paper's detection Tables 5–8 (issue 5) as a markdown section; '' when there are no rows.
+    """The paper's detection Tables 5–8 as a markdown section; '' when there are no rows.
 
     The layout (familiar-attack Table 5, cross-attack Tables 6–8) lives with the detection
     stage in :mod:`grid.detection_report`.
@@ -394,102 +385,6 @@ def detection_tables(det_df: Optional[pd.DataFrame]) -> str:
 
     text = tables(det_df)
     return f"## Detection (Tables 5–8)\n\n{text}" if text else ""
-
-
-def _figure_section(df: pd.DataFrame) -> list[str]:
-    out = ["## Figures 3/4: PGD (ℓ∞) accuracy vs ε", "",
-           "Rows ε, columns methods: the lines that `grid.figures.write_figures` plots.", ""]
-    curves = pgd_curves(df)
-    if curves.empty:
-        return out + [f"_no {PGD_ATTACK} rows_", ""]
-    figure4 = ", ".join(method_name(m) for m in FIGURE4_METHODS)
-    for dataset in dict.fromkeys(curves["dataset"]):
-        title = dataset if dataset_name(dataset) == dataset else f"{dataset} ({dataset_name(dataset)})"
-        out += [f"### {title}", "", "Figure 3, all methods:", "",
-                _frame_markdown(figure_table(curves, dataset)), ""]
-        panel = figure_table(curves, dataset, FIGURE4_METHODS)
-        if not panel.empty:
-            out += [f"Figure 4, {figure4}:", "", _frame_markdown(panel), ""]
-    return out
-
-
-def _attack_section(df: pd.DataFrame, acc: pd.DataFrame, attack: str, title: str, details_caption: str,
-                    with_worst_case_column: bool = False, extra: Optional[str] = None) -> list[str]:
-    out = [f"## {title}", ""]
-    table = attack_table(df, attack, acc)
-    if table is None:
-        return out + [f"_no {attack} rows_", ""]
-    return out + [_frame_markdown(table), "", details_caption, "",
-                  _attack_details(df, acc, attack, with_worst_case_column, extra), ""]
-
-
-def _attack_details(df: pd.DataFrame, acc: pd.DataFrame, attack: str, with_worst_case_column: bool = False,
-                    extra: Optional[str] = None) -> str:
-    """One row per (dataset, configuration, ε) with clean accuracy (and worst case / queries)."""
-    keys = ["dataset", "method", "train_eps", "lam", "norm", "eps"]
-    mine = acc[acc["attack"] == attack]
-    header = ["dataset", "method", "ε", "clean", attack]
-    if with_worst_case_column:
-        # pandas merges NaN keys (λ/train ε of methods without them) as equal, as needed here.
-        worst = acc[acc["attack"] == WORST_CASE][keys + ["robust_accuracy", "robust_std", "runs"]]
-        mine = mine.merge(worst.rename(columns={"robust_accuracy": "wc_accuracy", "robust_std": "wc_std",
-                                                "runs": "wc_runs"}), on=keys, how="left")
-        header.append("worst case")
-    if extra == "queries":
-        queries = df[df["attack"] == attack].groupby(keys, dropna=False)["queries"].mean()
-        mine = mine.merge(queries.rename("mean_queries").reset_index(), on=keys, how="left")
-        header.append("mean queries")
-    mine = mine.assign(row_label=_labels(mine))
-    rows = []
-    for row in mine.sort_values(["dataset", "row_label", "eps"]).itertuples():
-        cells = [row.dataset, row.row_label, _num(row.eps), _mean_std(row, "clean"), _mean_std(row)]
-        if with_worst_case_column:
-            cells.append(_fmt_acc(row.wc_accuracy, row.wc_std, row.wc_runs))
-        if extra == "queries":
-            q = row.mean_queries
-            cells.append(f"{q:.0f}" if _present(q) and q >= 0 else "–")
-        rows.append(cells)
-    return _markdown_table(header, rows)
-
-
-def _cw_section(df: pd.DataFrame, bound: float) -> list[str]:
-    out = [f"## Table 2: C&W (ℓ2) accuracy at RMS ℓ2 ≤ {_num(bound)}, %", ""]
-    table = cw_table(df, bound)
-    if table is None:
-        return out + [f"_no {CW_ATTACK} rows_", ""]
-    acc = robust_accuracy(cw_bounded(df, bound), by=["dataset", "method", "attack"], worst_case=False)
-    acc = acc.assign(row_label=_labels(acc))
-    header = ["dataset", "method", "clean", f"C&W, RMS ℓ2 ≤ {_num(bound)}"]
-    rows = [[r.dataset, r.row_label, _mean_std(r, "clean"), _mean_std(r)]
-            for r in acc.sort_values(["dataset", "row_label"]).itertuples()]
-    return out + [_frame_markdown(table), "", "Per configuration, with clean accuracy:", "",
-                  _markdown_table(header, rows), ""]
-
-
-def _worst_case_section(df: pd.DataFrame, acc: pd.DataFrame) -> list[str]:
-    out = ["## Worst case over attacks, per example, %", ""]
-    table = worst_case_table(df, acc)
-    if table is None:
-        return out + ["_no ε with two or more attacks_", ""]
-    over = worst_case_attacks(df)
-    notes = [f"- {column}: over {', '.join(over[column])}" for column in table.columns if column in over]
-    return out + [_frame_markdown(table), "", *notes, ""]
-
-
-def _trial_summary(trials_df: pd.DataFrame) -> list[str]:
-    out = ["## Trials: clean accuracy and wall time", ""]
-    if trials_df.empty:
-        return out + ["_no trial rows_", ""]
-    keys = ["dataset", "method", *CONFIG_COLUMNS]
-    agg = trials_df.groupby(keys, dropna=False, sort=True).agg(
-        robust_accuracy=("clean_accuracy", "mean"), robust_std=("clean_accuracy", "std"),
-        runs=("trial_id", "nunique"), wall=("wall_seconds", "mean"),
-    ).reset_index()
-    agg = agg.assign(row_label=_labels(agg))
-    header = ["dataset", "method", "clean accuracy", "mean wall time (min)"]
-    rows = [[r.dataset, r.row_label, _mean_std(r), f"{r.wall / 60:.1f}"]
-            for r in agg.sort_values(["dataset", "row_label"]).itertuples()]
-    return out + [_markdown_table(header, rows), ""]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -526,18 +421,24 @@ def _present(value) -> bool:
 
 
 def _mean_std(row, prefix: str = "robust") -> str:
-    """``row``'s ``<prefix>_accuracy`` ± ``<prefix>_std`` [runs] in %."""
+    """``row``'s ``<prefix>_accuracy`` ± ``<prefix>_std`` [runs; n] in %."""
     return _fmt_acc(getattr(row, f"{prefix}_accuracy"), getattr(row, f"{prefix}_std", float("nan")),
-                    getattr(row, "runs", 1))
+                    getattr(row, "runs", 1), getattr(row, "n", None), getattr(row, "n_planned", None))
 
 
-def _fmt_acc(mean, std, runs) -> str:
+def _fmt_acc(mean, std, runs, n=None, planned=None) -> str:
+    """``mean ± std [runs; n=…]`` in %; a cell with fewer examples than planned says so."""
     if not _present(mean):
         return "–"
     runs = int(runs)
+    count = ""
+    if _present(n):
+        count = f"; n={int(n)}"
+        if _present(planned) and int(n) < int(planned):
+            count += f" of {int(planned)}: incomplete"
     if runs > 1 and _present(std):
-        return f"{100 * mean:.1f} ± {100 * std:.1f} [{runs}]"
-    return f"{100 * mean:.1f} [{runs}]"
+        return f"{100 * mean:.1f} ± {100 * std:.1f} [{runs}{count}]"
+    return f"{100 * mean:.1f} [{runs}{count}]"
 
 
 def _num(value) -> str:

@@ -2,8 +2,8 @@
 
 - :func:`build_tuner`: one Tune trial per ``TrialConfig`` (``param_space`` is a grid search
   over ``TrialConfig.to_dict()``), resources per dataset through ``tune.with_resources``,
-  ``RunConfig(storage_path, name=experiment, FailureConfig(max_failures))``, every epoch's
-  checkpoint kept, trial names like ``digits-madry-eps0.1-lamna-s0-1a2b3c``.
+  ``RunConfig(storage_path, name=experiment, FailureConfig(max_failures))``, the newest
+  ``spec.keep_checkpoints`` checkpoints kept, trial names like ``digits-madry-eps0.1-lamna-s0-1a2b3c``.
 - :func:`run` / :func:`resume`: ``Tuner.fit()``; ``Tuner.restore(path, resume_errored=True)``
   continues unfinished trials and resumes errored ones from their last checkpoint (Tune's
   ``restart_errored`` would throw the checkpoints away, so it is not used).
@@ -127,9 +127,9 @@ def build_tuner(spec: GridSpec, storage: Optional[str] = None):
         name=spec.experiment,
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        # Every epoch's checkpoint is kept: the grid's record of training, and what a
-        # resumed or re-evaluated trial starts from.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        # The newest spec.keep_checkpoints per trial (None: all): what a resumed or
+        # re-evaluated trial starts from, with older ones as fallbacks.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
     )
     # reuse_actors: a finished trial's worker process runs the next trial with the same
     # resources, so torch/er_core are imported once per worker rather than once per trial.

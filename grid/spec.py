@@ -40,6 +40,8 @@ YAML fields (defaults in brackets)::
     num_nodes: 1                   # [1]
     max_failures: 3                # [3]
     detection: {...}               # optional detection stage per dataset (grid/detection.py)
+    codes: true                    # [false]; the code z under PGD for Figures 5/6 (grid/codes.py)
+    keep_checkpoints: 3            # [3]; checkpoints kept per trial, newest first (null: all)
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 
+from .codes import trial_codes_plan, validate_codes_spec
 from .detection import trial_detection_plan, validate_detection_spec
 from .fingerprint import canonical_json, short_hash
 from .spec_checks import check_hyperparam_values, eps_range_count, load_yaml
@@ -143,10 +146,12 @@ class TrialConfig:
     # The detection stage (issue 5) runs on the trained model; adding it must not retrain a
     # trial, and its rows carry their own fingerprint, so it is not part of trial_id.
     detection: Optional[dict] = None
+    # The codes stage for the t-SNE figures (grid.codes), likewise run on the trained model.
+    codes: Optional[dict] = None
 
     # Fields that say where a trial runs or what is run after training, not what training
     # and the evaluation plan compute: left out of trial_id.
-    _NOT_HASHED = ("resources", "data_root", "detection")
+    _NOT_HASHED = ("resources", "data_root", "detection", "codes")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (Tune's ``param_space``); inverse of :meth:`from_dict`."""
@@ -159,7 +164,7 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
         names = [f.name for f in dataclasses.fields(cls)]
-        optional = ("data_root", "detection")
+        optional = ("data_root", "detection", "codes")
         _check_keys("trial_config", d, required=[n for n in names if n not in optional],
                     optional=optional)
         values = dict(d)
@@ -245,6 +250,11 @@ class GridSpec:
     num_nodes: int = 1
     max_failures: int = 3
     detection: Optional[dict] = None
+    codes: Any = False
+    # Checkpoints Tune keeps per trial, the newest: the default 3 leaves the final one plus the
+    # two before it (a fallback if the newest was cut short). Every epoch's would be hundreds
+    # of GB on the paper grid's VGG19 trials. None keeps all.
+    keep_checkpoints: Optional[int] = 3
 
     def __post_init__(self) -> None:
         self.validate()
@@ -311,6 +321,9 @@ class GridSpec:
         set_("eval_plan", self._validated_eval_plan())
         set_("resources", self._validated_resources())
         set_("detection", validate_detection_spec(self.detection, self.datasets, self.methods, self.hyperparams))
+        set_("codes", validate_codes_spec(self.codes, self.datasets))
+        if self.keep_checkpoints is not None:
+            set_("keep_checkpoints", _positive_int("keep_checkpoints", self.keep_checkpoints))
 
         if not isinstance(self.storage_path, str) or not self.storage_path:
             raise ValueError(f"spec.storage_path: expected a non-empty path or URI, got {self.storage_path!r}")
@@ -507,6 +520,7 @@ class GridSpec:
                                     resources=dict(self.resources[dataset]),
                                     data_root=self.data_root,
                                     detection=trial_detection_plan(self.detection, dataset, method),
+                                    codes=trial_codes_plan(self.codes, dataset),
                                 )
                             )
         ids = [t.trial_id for t in trials]
@@ -516,48 +530,8 @@ class GridSpec:
 
 
 # ----------------------------------------------------------------------------- cost estimate
-
-# Rough seconds per training epoch of plain (non-adversarial) training on one V100/A100-class
-# GPU, over the full training set. CIFAR10 with a VGG19-style net: ~15 s; other datasets are
-# scaled by images × pixels relative to it (STL10: 5k × 9 CIFAR-sized images; Tiny ImageNet:
-# 100k × 4); MNIST and digits use a small CNN. Only good to a factor of ~2; meant for
-# --dry-run budgeting, not scheduling.
-EPOCH_SECONDS = {"digits": 0.05, "mnist": 4.0, "cifar10": 15.0, "stl10": 14.0, "tiny_imagenet": 120.0}
-TRAIN_SIZE = {"digits": 1437, "mnist": 60000, "cifar10": 50000, "stl10": 5000, "tiny_imagenet": 100000}
-# Forward+backward passes per evaluated example. PGD/FGSM: their steps; C&W: 9 binary-search
-# steps × ~100 iterations; AutoAttack (standard): APGD-CE, APGD-T, FAB-T, Square ≈ 2,000
-# gradient-equivalents; RayS: 10k forward-only queries ≈ 3,300 forward+backward passes.
-ATTACK_PASSES = {"fgsm": 1, "pgd": 40, "cw_l2": 900, "autoattack": 2000, "rays": 3300}
-DEFAULT_ATTACK_PASSES = 100
-DEFAULT_PGD_STEPS = 10  # adversarial training inner steps when the method does not say
-
-
-def trial_gpu_seconds(trial: TrialConfig) -> float:
-    """Rough full-GPU-equivalent seconds for one trial: training plus its evaluation plan."""
-    epoch = EPOCH_SECONDS.get(trial.dataset, EPOCH_SECONDS["cifar10"])
-    per_example = epoch / TRAIN_SIZE.get(trial.dataset, 50000)
-    train_factor = 1.0
-    if trial.train_eps is not None:
-        steps = trial.hyperparams.get("pgd_steps")
-        if steps is None:
-            steps = _methods_module().defaults(trial.method, trial.dataset).get("pgd_steps")
-        steps = DEFAULT_PGD_STEPS if steps is None else steps
-        train_factor = 1.0 + float(steps)
-    seconds = trial.epochs * epoch * train_factor
-    for item in trial.eval_plan:
-        if "steps" in item.options:
-            passes = float(item.options["steps"])
-        elif "queries" in item.options:
-            passes = float(item.options["queries"]) / 3  # forward-only queries
-        else:
-            passes = float(ATTACK_PASSES.get(item.attack, DEFAULT_ATTACK_PASSES))
-        seconds += trial.eval_n * passes * per_example
-    return seconds
-
-
-def gpu_hours_estimate(trials: Iterable[TrialConfig]) -> float:
-    """Total rough GPU-hours (full-GPU equivalent) for ``trials``; see :data:`EPOCH_SECONDS`."""
-    return sum(trial_gpu_seconds(t) for t in trials) / 3600.0
+# The estimate (measured per-epoch costs, wall time, storage) lives in grid.cost.
+from .cost import gpu_hours_estimate, trial_gpu_seconds  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------- helpers

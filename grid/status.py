@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from typing import Optional
 
 import pyarrow.fs as pafs
 
@@ -42,6 +43,8 @@ class TrialStatus:
     batches_done: int  # planned (attack, ε, batch) committed and intact
     batches_total: int
     damaged: tuple = ()  # "relative path: reason" per committed file that is missing or changed
+    elapsed_s: float = 0.0  # training seconds so far, from the newest checkpoint's sidecar
+    config: Optional[TrialConfig] = None  # for the time-remaining estimate (grid.progress)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,16 +96,18 @@ def planned_trials(experiment: str) -> list[TrialConfig]:
         raise GridError(f"{where} is damaged or not written by this version of er-grid ({err})") from err
 
 
-def epochs_done(experiment: str, trial: TrialConfig) -> int:
-    """The newest epoch with a complete checkpoint sidecar in the trial's folder (0 if none)."""
+def epochs_done(experiment: str, trial: TrialConfig) -> tuple[int, float]:
+    """(newest epoch with a complete checkpoint sidecar in the trial's folder, its training
+    seconds so far); (0, 0.0) if none."""
     fs, folder = _filesystem(_join(experiment, trial.name))
-    best = 0
+    best = (0, 0.0)
     for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
         if info.type != pafs.FileType.Directory or not re.fullmatch(r"checkpoint_\d+", info.base_name):
             continue
         try:
             with fs.open_input_stream(f"{info.path}/{EPOCH_SIDECAR}") as stream:
-                best = max(best, int(json.loads(stream.read())["epoch"]))
+                record = json.loads(stream.read())
+            best = max(best, (int(record["epoch"]), float(record.get("train_seconds", 0.0))))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a checkpoint cut short: not counted
     return best
@@ -129,13 +134,13 @@ def status(path: str, progress=None) -> ExperimentStatus:
                      for c in check.intact_commits(trial.trial_id, EXAMPLES_DIR)}
         planned = set(trial.eval_batches())
         damaged = tuple(f"{c.path}: {reason}" for c, reason in check.damaged.get(trial.trial_id, ()))
-        epochs = epochs_done(experiment, trial)
+        epochs, seconds = epochs_done(experiment, trial)
         complete = planned <= committed and check.intact_commits(trial.trial_id, TRIALS_DIR) and (
             not trial.detection or check.intact_commits(trial.trial_id, DETECTION_DIR))
         out.append(TrialStatus(
             name=trial.name, trial_id=trial.trial_id, state=_state(bool(damaged), bool(complete), epochs, trial.epochs),
             epochs_done=epochs, epochs=trial.epochs, batches_done=len(planned & committed),
-            batches_total=len(planned), damaged=damaged,
+            batches_total=len(planned), damaged=damaged, elapsed_s=seconds, config=trial,
         ))
     return ExperimentStatus(
         experiment_path=experiment, results_path=results.root, trials=tuple(out),

@@ -16,13 +16,16 @@ Steps (each a named function below):
 2. ``load_trial_data``: the dataset once per trial; small datasets (digits, MNIST,
    CIFAR10) move to the trial's device as whole tensors, larger ones stay on the host.
 3. ``train``: the remaining epochs through ``er_core.train.fit``; after every epoch a
-   checkpoint directory is written to a temporary folder and reported with the metrics.
+   checkpoint directory is written to a temporary folder and reported with the metrics
+   (losses and clean accuracy on a held-out slice; every report has the same keys, see
+   ``grid.progress``).
 4. ``evaluate``: the evaluation plan on ``eval_indices(dataset, eval_n, eval_seed)``, batch
    by batch through ``er_core.evaluate.attack_batch``, skipping (attack, ε, batch) whose file
    is committed and intact (``ResultStore.done_batches``; a missing or damaged one is moved
    aside and recomputed); every row carries the fingerprint of what produced it. A batch
    that runs out of CUDA memory is retried in halves.
-5. the detection stage of issue 5 when the trial has one (``grid.detection``).
+5. the detection stage when the trial has one (``grid.detection``), then the codes stage
+   (``grid.codes``: the code z under PGD for the t-SNE figures) when it has one.
 6. ``write_trial_row``: clean accuracy, per-epoch losses, wall time (training across
    restarts plus this process's evaluation), device.
 
@@ -62,9 +65,11 @@ import er_core.data
 import er_core.evaluate
 import er_core.methods
 import er_core.train
+from grid.codes import run_codes_stage
 from grid.data_staging import local_dataset_dir
 from grid.faults import KILL_AFTER_BATCHES_ENV, KILL_AFTER_EPOCHS_ENV, kill_if_asked
 from grid.fingerprint import canonical_json, eval_subset_tag, library_versions
+from grid.progress import ProgressReport, holdout_accuracy, holdout_indices
 from grid.spec import TrialConfig
 from grid.store import ResultStore
 
@@ -104,21 +109,24 @@ def train_and_evaluate(config: dict) -> None:
     method = er_core.methods.make(trial.method, trial.dataset, device=device, **trial.method_hyperparams())
     state = restore_latest(method, checkpoint_candidates(tune.get_checkpoint()))
     data = load_trial_data(trial, device)
+    # Every report carries the same keys (Tune fixes its columns at the first one): losses,
+    # held-out clean accuracy and evaluation batches, in training and evaluation alike.
+    progress = ProgressReport(len(trial.eval_batches()), state.epoch, (state.losses or [{}])[-1], state.epoch)
+    holdout = holdout_indices(trial.dataset, len(data.y_test), trial.eval_n, trial.eval_seed)
 
     def report_epoch(epoch_done: int, metrics: dict, state_now: TrainState) -> None:
         kill_if_asked(KILL_AFTER_EPOCHS_ENV, epoch_done - 1)
+        metrics = {**metrics, "holdout_accuracy": holdout_accuracy(method.model, data, holdout)}
+        state_now.losses[-1]["holdout_accuracy"] = metrics["holdout_accuracy"]
         with tempfile.TemporaryDirectory(prefix="er_grid_ckpt_") as tmp:
             save_state(method, state_now, Path(tmp))
-            tune.report({**metrics, "phase": "train", "epoch": epoch_done, "resumed_from": resumed_from},
-                        checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report(progress.train(epoch_done, metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    resumed_from = state.epoch
     state = train(method, data, trial, state, report_epoch)
     checkpoint_hash = weights_hash(method.model)
 
     def report_progress(done: int, total: int) -> None:
-        tune.report({"phase": "eval", "epoch": state.epoch, "resumed_from": resumed_from,
-                     "eval_batches_done": done, "eval_batches_total": total})
+        tune.report(progress.evaluation(done, total))
 
     eval_started = time.perf_counter()
     evaluate(method.model, data, trial, store, checkpoint_hash, report_progress)
@@ -126,6 +134,8 @@ def train_and_evaluate(config: dict) -> None:
         from grid.detection import run_detection_stage
 
         run_detection_stage(store, trial, method.model, data, trial.detection, checkpoint_hash)
+    if trial.codes:  # the code z under PGD for the t-SNE figures
+        run_codes_stage(store, trial, method.model, data, trial.codes, checkpoint_hash)
     write_trial_row(
         store, trial, state, checkpoint_hash, subset_accuracy(method.model, data, trial), device,
         wall_seconds=state.train_seconds + time.perf_counter() - eval_started,
@@ -173,7 +183,7 @@ def save_state(method, state: TrainState, directory: Path) -> None:
     os.replace(tmp, directory / STATE_FILE)
     # A few bytes naming the epoch, so a restore can pick the newest checkpoint on storage
     # without downloading every state file.
-    (directory / EPOCH_FILE).write_text(json.dumps({"epoch": state.epoch}))
+    (directory / EPOCH_FILE).write_text(json.dumps({"epoch": state.epoch, "train_seconds": state.train_seconds}))
 
 
 def checkpoint_candidates(tune_checkpoint) -> list:

@@ -78,6 +78,8 @@ PAPER = {
     "data_root": os.environ.get(DATA_ROOT_ENV) or None,
     "num_nodes": 1,
     "max_failures": 3,
+    # The code z under PGD for the t-SNE Figures 5/6 (grid/codes.py): minutes per trial.
+    "codes": True,
 }
 
 SMOKE = {

@@ -71,15 +71,15 @@ def test_report_prints_markdown_tables(results, capsys):
     assert main(["report", str(results)]) == 0
     text = capsys.readouterr().out
     assert text.startswith("# ER-Grid results")
-    assert "50.0 [1]" in text  # PGD at ε 0.1 (2 of 4 robust), in %
+    assert "50.0 [1; n=4]" in text  # PGD at ε 0.1 (2 of 4 robust), in %
 
 
 def test_report_writes_figures(results, tmp_path):
     figures = tmp_path / "figures"
     assert main(["report", str(results), "--figures", str(figures)]) == 0
     written = sorted(p.name for p in figures.iterdir())
-    assert written == ["figure3_digits.png"]
-    assert (figures / "figure3_digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert written == ["figure3.pdf", "figure3.png"]
+    assert (figures / "figure3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("argv, message", [

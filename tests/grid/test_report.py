@@ -124,11 +124,11 @@ def test_report_markdown_has_the_paper_tables():
     for heading in ("Figures 3/4", "### mnist", "Table 1: AutoAttack", "Table 2: C&W", "Table 3: RayS", "Trials"):
         assert heading in text
     # PGD at ε=0.3: seeds give 0.5 and 0.75 → 62.5 ± 17.7 over 2 runs.
-    assert "62.5 ± 17.7 [2]" in text
+    assert "62.5 ± 17.7 [2; n=8]" in text
     # AutoAttack 25 %; worst case over pgd, autoattack, rays per example: example 0 only → 25 %.
     table1 = text.split("Table 1")[1].split("Table 2")[0]
-    assert "| mnist | er (λ=1) | 0.3 | 100.0 ± 0.0 [2] | 25.0 ± 0.0 [2] | 25.0 ± 0.0 [2] |" in table1
-    assert "50.0 ± 0.0 [2]" in text.split("Table 2")[1].split("Table 3")[0]  # 0.01 and 0.02 > 0.005
+    assert "| mnist | er (λ=1) | 0.3 | 100.0 ± 0.0 [2; n=8] | 25.0 ± 0.0 [2; n=8] | 25.0 ± 0.0 [2; n=8] |" in table1
+    assert "50.0 ± 0.0 [2; n=8]" in text.split("Table 2")[1].split("Table 3")[0]  # 0.01 and 0.02 > 0.005
     assert "| 100 |" in text.split("Table 3")[1]  # mean queries
     assert detection_tables(None) == "" and "Detection" not in text
 
@@ -168,10 +168,10 @@ def test_table1_has_methods_down_and_dataset_eps_across():
     # λ names the ER rows everywhere because MNIST ran two λ; training ε differs per dataset
     # (0.3 vs 0.03) but is one per dataset, so Madry's Adv stays one row.
     assert list(table.index) == ["No Defense", "Madry's Adv", "ER-Classifier (λ=1)", "ER-Classifier (λ=10)"]
-    assert table.loc["No Defense"].tolist() == ["12.5 ± 17.7 [2]", "–", "–"]  # 0 % and 25 %
-    assert table.loc["Madry's Adv"].tolist() == ["62.5 ± 17.7 [2]", "50.0 [1]", "25.0 [1]"]
-    assert table.loc["ER-Classifier (λ=1)"].tolist() == ["87.5 ± 17.7 [2]", "–", "50.0 [1]"]
-    assert table.loc["ER-Classifier (λ=10)"].tolist() == ["25.0 [1]", "–", "–"]
+    assert table.loc["No Defense"].tolist() == ["12.5 ± 17.7 [2; n=8]", "–", "–"]  # 0 % and 25 %
+    assert table.loc["Madry's Adv"].tolist() == ["62.5 ± 17.7 [2; n=8]", "50.0 [1; n=4]", "25.0 [1; n=4]"]
+    assert table.loc["ER-Classifier (λ=1)"].tolist() == ["87.5 ± 17.7 [2; n=8]", "–", "50.0 [1; n=4]"]
+    assert table.loc["ER-Classifier (λ=10)"].tolist() == ["25.0 [1; n=4]", "–", "–"]
 
 
 def test_worst_case_table_and_settings():
@@ -179,7 +179,7 @@ def test_worst_case_table_and_settings():
     worst = worst_case_table(df)
     # madry at MNIST ε 0.3, per example over PGD and AutoAttack: seed 0 [1,0,0,0], seed 1 [1,1,1,0].
     assert list(worst.columns) == ["MNIST ε=0.3"] and list(worst.index) == ["Madry's Adv"]
-    assert worst.loc["Madry's Adv", "MNIST ε=0.3"] == "50.0 ± 35.4 [2]"
+    assert worst.loc["Madry's Adv", "MNIST ε=0.3"] == "50.0 ± 35.4 [2; n=8]"
     settings = settings_table(df)
     assert settings.loc["Madry's Adv"].tolist() == ["train ε=0.3", "train ε=0.03"]
     assert settings.loc["ER-Classifier (λ=1)", "CIFAR10"] == "λ=1, train ε=0.03"
@@ -194,8 +194,8 @@ def test_missing_attacks_give_no_table():
         section = text.split(title)[1].split("\n## ")[0]
         assert note in section and "|" not in section
     table1 = text.split("Table 1: AutoAttack")[1].split("\n## ")[0]
-    assert "| ER-Classifier (λ=1) | 87.5 ± 17.7 [2] | – | 50.0 [1] |" in table1
-    assert "| Madry's Adv | 50.0 ± 35.4 [2] |" in text.split("## Worst case")[1]
+    assert "| ER-Classifier (λ=1) | 87.5 ± 17.7 [2; n=8] | – | 50.0 [1; n=4] |" in table1
+    assert "| Madry's Adv | 50.0 ± 35.4 [2; n=8] |" in text.split("## Worst case")[1]
     assert "MNIST ε=0.3: over autoattack, pgd" in text
 
 
@@ -203,8 +203,8 @@ def test_cw_table_one_column_per_dataset():
     rows = [{"attack": "cw_l2", "norm": "L2", "eps": 0.0, "sample_idx": i, "dataset": "mnist", "method": "er",
              "correct_adv": False, "l2_rms": rms, "trial_id": "cw"} for i, rms in enumerate([0.001, 0.01, 0.02, 0.0])]
     table = cw_table(frame(rows), bound=0.005)
-    assert table.to_dict() == {"MNIST": {"ER-Classifier": "50.0 [1]"}}
-    assert cw_table(frame(rows), bound=0.015).loc["ER-Classifier", "MNIST"] == "25.0 [1]"
+    assert table.to_dict() == {"MNIST": {"ER-Classifier": "50.0 [1; n=4]"}}
+    assert cw_table(frame(rows), bound=0.015).loc["ER-Classifier", "MNIST"] == "25.0 [1; n=4]"
 
 
 def test_figure_tables_rows_eps_columns_methods():
@@ -217,8 +217,20 @@ def test_figure_tables_rows_eps_columns_methods():
     assert list(curves["label"].unique()) == ["No Defense", "E-CLA"]  # the paper's order
     fig3 = figure_table(curves, "mnist")
     assert list(fig3.index) == ["0", "0.1"] and list(fig3.columns) == ["No Defense", "E-CLA"]
-    assert fig3.loc["0.1"].tolist() == ["37.5 ± 17.7 [2]", "25.0 [1]"]
+    assert fig3.loc["0.1"].tolist() == ["37.5 ± 17.7 [2; n=8]", "25.0 [1; n=4]"]
     assert list(figure_table(curves, "mnist", ["e_cla", "vae_cla", "er_minus"]).columns) == ["E-CLA"]
     text = report_markdown(frame(r))
-    assert "Figure 4, E-CLA, VAE-CLA, ER-Classifier−:" in text
-    assert "| 0.1 | 37.5 ± 17.7 [2] | 25.0 [1] |" in text
+    assert "Figure 4, E-CLA:" in text  # only the Figure 4 methods that ran are named
+    assert "| 0.1 | 37.5 ± 17.7 [2; n=8] | 25.0 [1; n=4] |" in text
+
+
+def test_cells_carry_n_and_mark_fewer_examples_than_planned():
+    # The plan asked for 4 examples per (attack, ε) (eval_subset "n=4"); seed 1's PGD stored only 2.
+    records = attack_rows("pgd", [1, 1, 0, 0], seed=0, eval_subset="n=4,seed=0")
+    records += attack_rows("pgd", [1, 0], seed=1, eval_subset="n=4,seed=0")
+    acc = robust_accuracy(frame(records), worst_case=False).iloc[0]
+    assert (acc.n, acc.n_planned) == (6, 8)
+    table = attack_table(frame(records), "pgd")
+    assert table.loc["ER-Classifier"].tolist() == ["50.0 ± 0.0 [2; n=6 of 8: incomplete]"]
+    complete = attack_table(frame(attack_rows("pgd", [1, 1, 0, 0], eval_subset="n=4,seed=0")), "pgd")
+    assert complete.loc["ER-Classifier"].tolist() == ["50.0 [1; n=4]"]

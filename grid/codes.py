@@ -1,0 +1,168 @@
+"""The codes stage: the code z of the evaluation subset, natural and under PGD (paper Figures 5/6).
+
+After evaluation, a trial with a ``codes`` plan stores, for every example of its evaluation
+subset, ``z = model.embed(x)`` of the natural image and of its ℓ∞-PGD adversarial image, with
+the predicted label of each. One compact parquet file per trial::
+
+    codes/experiment=<e>/dataset=<d>/method=<m>/<trial_id>.parquet
+
+written atomically through :meth:`grid.store.ResultStore.write_atomic`, one row per
+(example, natural | adversarial). Resumable like every stage: a trial whose file exists is
+skipped (file name only, no read). The t-SNE figure is drawn from these rows by
+:mod:`grid.embedding_figure`.
+
+Spec field ``codes`` (see :func:`validate_codes_spec`): ``false`` (off, the default), ``true``
+(on: PGD at the dataset's paper ε with 40 steps, Madry et al.'s evaluation setting), or a
+mapping ``{steps: 40, eps: {mnist: 0.3}}`` overriding either. The paper does not give PGD's
+steps for its Figures 5/6; 40 is the standard ℓ∞ evaluation setting it uses elsewhere.
+Adding the stage to a finished trial does not retrain it (not part of ``trial_id``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pyarrow as pa
+import torch
+
+from grid.fingerprint import canonical_json
+from grid.store import ResultStore, column, rows_to_table, without_partitions, UTC_TIMESTAMP
+
+CODES_DIR = "codes"
+NATURAL, ADVERSARIAL = "natural", "adversarial"
+DEFAULT_STEPS = 40
+
+#: One row per (trial, example, natural | adversarial).
+CODES_SCHEMA = pa.schema([
+    column("experiment", pa.string()),
+    column("trial_id", pa.string()),
+    column("dataset", pa.string()),
+    column("method", pa.string()),
+    column("train_eps", pa.float64(), nullable=True),
+    column("lam", pa.float64(), nullable=True),
+    column("seed", pa.int64()),
+    column("sample_idx", pa.int64()),
+    column("label", pa.int64()),
+    column("kind", pa.string()),                       # "natural" | "adversarial"
+    column("pred", pa.int64()),                        # the model's prediction on this image
+    column("code", pa.list_(pa.float32())),            # z = model.embed(x), code_dim values
+    column("attack_config", pa.string()),              # canonical JSON of the PGD config
+    column("checkpoint_hash", pa.string()),
+    column("code_version", pa.string()),
+    column("created_at", UTC_TIMESTAMP),
+])
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def paper_eps(dataset: str) -> float:
+    """The dataset's ℓ∞ ε of the paper's evaluation (MNIST 0.3, CIFAR10 0.031, ...; digits 0.1)."""
+    from er_core.methods.base import DATASET_DEFAULTS
+
+    # The training ε defaults are the paper's evaluation scales (er_core.methods.base).
+    return float(DATASET_DEFAULTS[dataset]["train_eps"])
+
+
+def validate_codes_spec(raw, datasets) -> Optional[dict]:
+    """The spec's ``codes`` field normalised to ``{"steps": int, "eps": {dataset: ε}}`` or None."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"spec.codes: expected true, false or {{steps, eps}}, got {raw!r}")
+    unknown = [k for k in raw if k not in ("steps", "eps")]
+    if unknown:
+        raise ValueError(f"spec.codes.{unknown[0]}: unknown field; valid: steps, eps")
+    steps = raw.get("steps", DEFAULT_STEPS)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"spec.codes.steps: expected an integer ≥ 1, got {steps!r}")
+    given = raw.get("eps") or {}
+    if not isinstance(given, dict):
+        raise ValueError(f"spec.codes.eps: expected a dict dataset → ε, got {given!r}")
+    eps = {}
+    for dataset in datasets:
+        value = given.get(dataset, paper_eps(dataset))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise ValueError(f"spec.codes.eps.{dataset}: expected a number in (0, 1], got {value!r}")
+        eps[dataset] = float(value)
+    extra = [d for d in given if d not in datasets]
+    if extra:
+        raise ValueError(f"spec.codes.eps: dataset {extra[0]!r} is not in spec.datasets")
+    return {"steps": steps, "eps": eps}
+
+
+def trial_codes_plan(codes: Optional[dict], dataset: str) -> Optional[dict]:
+    """One trial's plan ``{"attack": "pgd", "eps": ε, "options": {"steps": k}}`` or None."""
+    if codes is None:
+        return None
+    return {"attack": "pgd", "eps": codes["eps"][dataset], "options": {"steps": codes["steps"]}}
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def codes_path(store: ResultStore, trial) -> str:
+    directory = store.partition_dir(CODES_DIR, trial.experiment, trial.dataset, trial.method)
+    return f"{directory}/{trial.trial_id}.parquet"
+
+
+def codes_done(store: ResultStore, trial) -> bool:
+    """True when this trial's codes are stored (file name only, no read)."""
+    import pyarrow.fs as pafs
+
+    return store.fs.get_file_info(codes_path(store, trial)).type == pafs.FileType.File
+
+
+def run_codes_stage(store: ResultStore, trial, model, data, plan: dict, checkpoint_hash: str) -> int:
+    """Store z of the trial's evaluation subset, natural and under ``plan``'s PGD; returns rows written.
+
+    ``trial``: a ``grid.spec.TrialConfig``; ``model``: the trained inference model;
+    ``data``: the trial's ``er_core.data.Data``. 0 when the file already exists.
+    """
+    import er_core.attacks
+    import er_core.data
+    from grid.trainable import batch_seed
+
+    if codes_done(store, trial):
+        return 0
+    attack = er_core.attacks.make(plan["attack"], plan["eps"], **plan["options"])
+    config = canonical_json(attack.config())
+    device = next(model.parameters()).device
+    indices = er_core.data.eval_indices(trial.dataset, trial.eval_n, trial.eval_seed)
+    common = {"experiment": trial.experiment, "trial_id": trial.trial_id, "dataset": trial.dataset,
+              "method": trial.method, "train_eps": trial.train_eps, "lam": trial.lam, "seed": trial.seed,
+              "attack_config": config, "checkpoint_hash": checkpoint_hash}
+    rows = []
+    for b, idx in enumerate(torch.split(indices, trial.eval_batch_size)):
+        x = data.x_test[idx.to(data.x_test.device)].to(device)
+        y = data.y_test[idx.to(data.y_test.device)].to(device)
+        # Seeded from the config like an evaluation batch, so a redone stage draws the same starts.
+        torch.manual_seed(batch_seed(trial, f"codes_{plan['attack']}", plan["eps"], b))
+        x_adv = attack(model, x, y).x_adv
+        for kind, images in ((NATURAL, x), (ADVERSARIAL, x_adv)):
+            codes, preds = embed(model, images)
+            rows += [{**common, "sample_idx": int(i), "label": int(label), "kind": kind, "pred": int(p),
+                      "code": z.tolist()} for i, label, p, z in zip(idx.tolist(), y.tolist(), preds.tolist(), codes)]
+    store.write_atomic(without_partitions(rows_to_table(rows, CODES_SCHEMA, fill={})), codes_path(store, trial))
+    return len(rows)
+
+
+@torch.no_grad()
+def embed(model, x: torch.Tensor) -> tuple:
+    """(codes as float32 numpy (N, k), predictions (N,)) in eval mode; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        z = model.embed(x)
+        pred = model(x).argmax(1)
+    finally:
+        model.train(was_training)
+    return z.float().cpu().numpy(), pred.cpu()
+
+
+def load_codes(root, **filters):
+    """Code rows under ``root`` (path, URI or ResultStore) as a DataFrame (:data:`CODES_SCHEMA`)."""
+    store = root if isinstance(root, ResultStore) else ResultStore(str(root))
+    return store.load_table(CODES_DIR, CODES_SCHEMA, filters)

@@ -1,0 +1,87 @@
+"""A trained model back from an experiment: :func:`load_model`.
+
+    import grid
+    method = grid.load_model("results/smoke", "4fbfefe1e7")      # newest checkpoint
+    logits = method.model.eval()(x)                              # x: (N, C, H, W) in [0, 1]
+
+The trial's config comes from the experiment's ``grid_spec.json`` (written by ``er-grid run``),
+its weights from ``<experiment>/<trial name>/checkpoint_*/state.pt``, loaded with
+``torch.load(weights_only=True)``: plain tensors and Python values only, nothing unpickled.
+Works on local folders and object-store URIs (``s3://bucket/er-grid/smoke``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Optional
+
+SPEC_FILE = "grid_spec.json"
+STATE_FILE = "state.pt"
+EPOCH_FILE = "epoch.json"
+
+
+def load_model(experiment: str, trial_id: str, epoch: Optional[int] = None, device: str = "cpu"):
+    """The ``er_core`` method of trial ``trial_id`` with its trained weights (model, critic, optimisers).
+
+    experiment: the experiment folder ``<storage>/<experiment>`` (or its ``results`` folder);
+    trial_id: the 10-hex-digit id (``trial_id`` column of the result rows); epoch: the epoch
+    whose checkpoint to load (None: the newest kept); device: where the weights go.
+    Raises ValueError naming what is missing (no such trial, no checkpoint of that epoch).
+    """
+    import pyarrow.fs as pafs
+    import torch
+
+    import er_core.methods
+    from grid.spec import TrialConfig
+
+    fs, base = _filesystem(experiment)
+    if base.rstrip("/").endswith("/results"):
+        base = base.rstrip("/")[: -len("/results")]
+    recorded = _read_json(fs, f"{base}/{SPEC_FILE}", f"{experiment} is not an experiment folder made by `er-grid run`")
+    trials = recorded.get("trials", {}) if isinstance(recorded, dict) else {}
+    if trial_id not in trials:
+        raise ValueError(f"trial_id: {trial_id!r} is not a trial of {experiment}; trials: {', '.join(sorted(trials))}")
+    config = TrialConfig.from_dict({**json.loads(trials[trial_id]), "resources": {"cpu": 1, "gpu": 0}})
+    checkpoints = {}
+    selector = pafs.FileSelector(f"{base}/{config.name}", allow_not_found=True)
+    for info in fs.get_file_info(selector):
+        if info.type == pafs.FileType.Directory and re.fullmatch(r"checkpoint_\d+", info.base_name):
+            try:
+                checkpoints[int(_read_json(fs, f"{info.path}/{EPOCH_FILE}", "")["epoch"])] = info.path
+            except (ValueError, KeyError, TypeError):
+                continue  # a checkpoint cut short: not offered
+    if not checkpoints:
+        raise ValueError(f"trial {trial_id}: no checkpoint in {base}/{config.name}")
+    chosen = max(checkpoints) if epoch is None else epoch
+    if chosen not in checkpoints:
+        raise ValueError(f"epoch: trial {trial_id} has no checkpoint of epoch {epoch}; kept: "
+                         f"{', '.join(str(e) for e in sorted(checkpoints))}")
+    with fs.open_input_stream(f"{checkpoints[chosen]}/{STATE_FILE}") as stream:
+        payload = torch.load(io.BytesIO(stream.read()), map_location=device, weights_only=True)
+    method = er_core.methods.make(config.method, config.dataset, device=device, **config.method_hyperparams())
+    method.load_state_dict(payload["method"])
+    method.model.eval()
+    return method
+
+
+def _filesystem(path: str):
+    import pyarrow.fs as pafs
+    from pathlib import Path
+
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+
+
+def _read_json(fs, path: str, missing: str):
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        raise ValueError(missing or f"{path} does not exist")
+    with fs.open_input_stream(path) as stream:
+        try:
+            return json.loads(stream.read())
+        except ValueError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
