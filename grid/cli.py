@@ -63,11 +63,19 @@ def cmd_status(args) -> int:
     print(f"trials: {len(trials)} — done {states.get('TERMINATED', 0)}, running {states.get('RUNNING', 0)}, "
           f"pending {states.get('PENDING', 0) + states.get('PAUSED', 0)}, errored {states.get('ERROR', 0)}")
     print(f"evaluation batches: {done}/{total} ({100.0 * done / total if total else 0.0:.1f}%)")
+    from grid.run import results_location
+    from grid.sanity import flag_names, flags_for_trials, status_summary
+
+    # Sanity flags of finished trials: stored by the trainable, recomputed where missing.
+    flags = flags_for_trials(results_location(storage_location(args.experiment)),
+                             [t.trial_id for t in trials if t.state == "TERMINATED"])
+    print(status_summary(flags))
+    names = flag_names(flags)
     width = max([len(t.name) for t in trials] + [5])
-    print(f"\n{'trial':<{width}}  {'state':<10}  {'epochs':>7}  {'eval batches':>12}")
+    print(f"\n{'trial':<{width}}  {'state':<10}  {'epochs':>7}  {'eval batches':>12}  flags")
     for t in trials:
         print(f"{t.name:<{width}}  {t.state:<10}  {t.epochs_done:>3}/{t.epochs:<3}  "
-              f"{t.batches_done:>5}/{t.batches_total:<6}")
+              f"{t.batches_done:>5}/{t.batches_total:<6}  {names.get(t.trial_id, '')}")
     return EXIT_OK
 
 
@@ -80,6 +88,9 @@ def cmd_query(args) -> int:
     filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and by_attack)}
     df = _load_rows(args.results, filters)
     table = report.robust_accuracy(df, by=args.by, worst_case=not args.no_worst_case)
+    from grid.sanity import add_flags_column, flags_for_trials
+
+    table = add_flags_column(table, df, flags_for_trials(results_root(args.results), df["trial_id"].unique()))
     if args.attack and by_attack:
         table = table[table["attack"].isin(args.attack)]
         if table.empty:

@@ -363,8 +363,16 @@ def report_markdown(
     parts = ["# ER-Grid results", "",
              "Accuracy in %, `mean ± std [runs]` over seeds; robust = correct clean and under attack. "
              "`worst case` = robust under every attack run at that ε (per example).", ""]
+    # Sanity flags first; collapsed trials are kept out of every table below (grid.sanity).
+    from grid.paper_values import paper_comparison_section
+    from grid.sanity import flags_from_frames, headline_rows, sanity_section
+
+    flags = flags_from_frames(df, trials_df)
+    parts += sanity_section(flags)
+    df, trials_df = headline_rows(df, flags), (None if trials_df is None else headline_rows(trials_df, flags))
     # Computed once (with the worst case) and shared: on a full grid this is the slow step.
     acc = robust_accuracy(df, by=ACC_BY)
+    parts += paper_comparison_section(acc)
     parts += _figure_section(df)
     parts += _attack_section(df, acc, AUTOATTACK, "Table 1: AutoAttack (ℓ∞) accuracy, %",
                              "Per configuration, with clean accuracy and the per-example worst case over attacks:",
