@@ -279,11 +279,13 @@ def _guarded(command: Callable[[], int]) -> int:
 # --------------------------------------------------------------------------- job files
 
 
-def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None) -> int:
+def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None,
+             after_run: Optional[Callable] = None) -> int:
     """Command line of a job file: ``--preset NAME``, ``--dry-run``, ``--storage PATH|URI``.
 
     ``presets``: name → spec dict (see grid/spec.py). ``--dry-run`` prints the trial table and
-    the GPU-hours estimate and runs nothing.
+    the GPU-hours estimate and runs nothing. ``after_run(spec, summary)``, if given, runs after
+    the grid (e.g. to print the job's own table).
     """
     parser = argparse.ArgumentParser(description="Run an ER-Grid job (a grid spec) on the current Ray cluster.")
     parser.add_argument("--preset", choices=sorted(presets), default=default)
@@ -298,7 +300,11 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None) 
         if args.dry_run:
             print(dry_run_table(spec))
             return EXIT_OK
-        return _print_summary(run(spec))
+        summary = run(spec)
+        code = _print_summary(summary)
+        if after_run is not None:
+            after_run(spec, summary)
+        return code
 
     return _guarded(command)
 
