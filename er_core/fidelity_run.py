@@ -26,6 +26,7 @@ random starts may differ from the grid's rows by their randomness, not by their 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -37,9 +38,9 @@ from typing import Optional
 
 import torch
 
+# Datasets small enough to sit on the GPU whole (the same set as grid.trainable's).
+ON_DEVICE_DATASETS = frozenset({"digits", "mnist", "cifar10"})
 SUMMARY_JSON, SUMMARY_CSV, EXAMPLES_JSONL = "summary.json", "summary.csv", "examples.jsonl"
-SPEC_FIELDS = ("datasets", "methods", "train_eps", "lams", "seeds", "epochs", "batch_size", "hyperparams",
-               "eval_plan", "eval_n", "eval_seed", "eval_batch_size", "data_root")
 
 
 # --------------------------------------------------------------------------- trials
@@ -47,6 +48,10 @@ SPEC_FIELDS = ("datasets", "methods", "train_eps", "lams", "seeds", "epochs", "b
 
 def expand(spec: dict) -> list[dict]:
     """The trials of ``spec`` (dataset × method × train ε × λ × seed, axes only where a method uses them).
+
+    Fields read: datasets, methods, train_eps, lams, seeds, epochs, batch_size, hyperparams,
+    eval_plan (ε lists), eval_n, eval_seed, eval_batch_size, data_root; the grid-only ones
+    (experiment, resources, storage_path, …) are ignored.
 
     Raises ValueError naming the field for an unknown method, attack or option, before any work.
     """
@@ -126,6 +131,10 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     torch.set_num_threads(max(1, threads))
     root = None if trial["data_root"] is None else Path(trial["data_root"]) / trial["dataset"]
     data = er_data.load(trial["dataset"], root=root)
+    if device != "cpu" and trial["dataset"] in ON_DEVICE_DATASETS:
+        # Small datasets live on the GPU whole, as in the grid's trainable: no copy per batch.
+        data = dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device),
+                                   x_test=data.x_test.to(device), y_test=data.y_test.to(device))
     method = methods.make(trial["method"], trial["dataset"], device=device, **trial["hyperparams"])
     started = time.perf_counter()
     history = train.fit(method, data, epochs=trial["epochs"], batch_size=trial["batch_size"], seed=trial["seed"])
@@ -133,7 +142,8 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
 
     model = method.model.eval()
     indices = er_data.eval_indices(trial["dataset"], trial["eval_n"], trial["eval_seed"])
-    x_all, y_all = data.x_test[indices].to(device), data.y_test[indices].to(device)
+    x_all = data.x_test[indices.to(data.x_test.device)].to(device)
+    y_all = data.y_test[indices.to(data.y_test.device)].to(device)
     clean = float((evaluate.predict(model, x_all) == y_all).float().mean())
     examples, accuracy = [], {}
     started = time.perf_counter()
