@@ -220,7 +220,7 @@ def sanity_section(flags_df) -> list[str]:
     """The report's "Sanity checks" section: each flagged trial with its evidence."""
     out = ["## Sanity checks", "",
            "Flags after Carlini et al. 2019, *On Evaluating Adversarial Robustness* (thresholds in "
-           "`grid/sanity.py`). Trials flagged `collapsed` are left out of every table below.", ""]
+           "`er_core/sanity.py`). Trials flagged `collapsed` are left out of every table below.", ""]
     if flags_df.empty:
         return out + ["No trial flagged.", ""]
     rows = []
