@@ -73,11 +73,17 @@ def cmd_status(args) -> int:
           f"pending {states.get('PENDING', 0)}")
     print(f"evaluation batches: {done}/{total} ({100.0 * done / total if total else 0.0:.1f}%)")
     print(f"time remaining (estimate): {_remaining(trials)}")
+    from grid.sanity import flag_names, flags_for_trials, status_summary
+
+    # Sanity flags of finished trials: stored by the trainable, recomputed where missing.
+    flags = flags_for_trials(report.results_path, [t.trial_id for t in trials if t.state == "DONE"])
+    print(status_summary(flags))
+    names = flag_names(flags)
     width = max([len(t.name) for t in trials] + [5])
-    print(f"\n{'trial':<{width}}  {'state':<10}  {'epochs':>7}  {'eval batches':>12}")
+    print(f"\n{'trial':<{width}}  {'state':<10}  {'epochs':>7}  {'eval batches':>12}  flags")
     for t in trials:
         print(f"{t.name:<{width}}  {t.state:<10}  {t.epochs_done:>3}/{t.epochs:<3}  "
-              f"{t.batches_done:>5}/{t.batches_total:<6}")
+              f"{t.batches_done:>5}/{t.batches_total:<6}  {names.get(t.trial_id, '')}")
         for line in t.damaged:
             print(f"    damaged: {line}")
     for path, reason in report.damaged_records:
@@ -112,6 +118,9 @@ def cmd_query(args) -> int:
     df = _load_rows(args.results, filters, args.skip_damaged)
     # Refuses (exit 2, naming the keys) a --by that would average over attacks, ε or datasets.
     table = query_table(df, by=args.by, worst_case=not args.no_worst_case)
+    from grid.sanity import add_flags_column, flags_for_trials
+
+    table = add_flags_column(table, df, flags_for_trials(results_root(args.results), df["trial_id"].unique()))
     if args.attack and by_attack:
         table = table[table["attack"].isin(args.attack)]
         if table.empty:
@@ -379,11 +388,13 @@ def _guarded(command: Callable[[], int]) -> int:
 # --------------------------------------------------------------------------- job files
 
 
-def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None) -> int:
+def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None,
+             after_run: Optional[Callable] = None) -> int:
     """Command line of a job file: ``--preset NAME``, ``--dry-run``, ``--storage PATH|URI``.
 
     ``presets``: name → spec dict (see grid/spec.py). ``--dry-run`` prints the trial table and
-    the GPU-hours estimate and runs nothing.
+    the GPU-hours estimate and runs nothing. ``after_run(spec, summary)``, if given, runs after
+    the grid (e.g. to print the job's own table).
     """
     parser = argparse.ArgumentParser(description="Run an ER-Grid job (a grid spec) on the current Ray cluster.")
     parser.add_argument("--preset", choices=sorted(presets), default=default)
@@ -417,7 +428,11 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None) 
                         f"row(s) on {', '.join(sorted(set(measured['device'])))}")
             print(dry_run_table(spec, gpus=args.gpus, epoch_seconds=epoch_seconds, calibration=note))
             return EXIT_OK
-        return _print_summary(run(spec))
+        summary = run(spec)
+        code = _print_summary(summary)
+        if after_run is not None:
+            after_run(spec, summary)
+        return code
 
     return _guarded(command)
 

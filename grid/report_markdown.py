@@ -39,6 +39,7 @@ class ReportContext:
     figures: list = field(default_factory=list)
     links_from: Optional[Path] = None
     acc: Optional[pd.DataFrame] = None
+    flags: Optional[pd.DataFrame] = None  # sanity flags per trial (grid.sanity)
 
 
 Section = Callable[[ReportContext], list]
@@ -55,10 +56,15 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
     the paper's layout (methods down, datasets across), each followed by the same numbers per
     configuration with clean accuracy; an attack with no rows gives a note, not a table.
     """
+    from grid.sanity import flags_from_frames, headline_rows
+
+    # Sanity flags first; collapsed trials are kept out of every table below (grid.sanity).
+    flags = flags_from_frames(df, trials_df)
+    df, trials_df = headline_rows(df, flags), (None if trials_df is None else headline_rows(trials_df, flags))
     # The accuracy table (with the worst case) is computed once and shared: on a full grid
     # this is the slow step.
     ctx = ReportContext(df, trials_df, det_df, cw_bound, list(figures or []), links_from,
-                        acc=robust_accuracy(df, by=ACC_BY))
+                        acc=robust_accuracy(df, by=ACC_BY), flags=flags)
     parts = ["# ER-Grid results", "",
              "Accuracy in %, `mean ± std [runs; n=examples]` over seeds; robust = correct clean and under "
              "attack. `worst case` = robust under every attack run at that ε (per example). A cell with "
@@ -236,7 +242,19 @@ def _settings_section(ctx: ReportContext) -> list[str]:
 
 
 # The report, in order. Insert new builders before _settings_section, which closes the report.
+def sanity_checks_section(ctx: ReportContext) -> list[str]:
+    from grid.sanity import sanity_section
+
+    return sanity_section(ctx.flags)
+
+
+def paper_section(ctx: ReportContext) -> list[str]:
+    from grid.paper_values import paper_comparison_section
+
+    return paper_comparison_section(ctx.acc)
+
+
 SECTIONS: list = [
-    figures_section, embedding_section, table1_section, table2_section, table3_section, worst_case_section,
+    sanity_checks_section, paper_section, figures_section, embedding_section, table1_section, table2_section, table3_section, worst_case_section,
     row_settings_section, trials_section, detection_section, _settings_section,
 ]

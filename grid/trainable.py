@@ -140,6 +140,9 @@ def train_and_evaluate(config: dict) -> None:
         store, trial, state, checkpoint_hash, subset_accuracy(method.model, data, trial), device,
         wall_seconds=state.train_seconds + time.perf_counter() - eval_started,
     )
+    from grid.sanity import check_trial
+
+    check_trial(store, trial)  # sanity flags from the rows and the trial row just written
 
 
 # --------------------------------------------------------------------------- locations
