@@ -129,7 +129,7 @@ def test_kill_in_training_and_evaluation_then_resume_from_moved_folder(ray_head,
     status = run_cli(ray_head, "status", str(moved))
     assert status.returncode == 0, status.stderr
     assert f"evaluation batches: {BATCHES}/{BATCHES}" in status.stdout
-    assert "done 1, running 0, pending 0, errored 0" in status.stdout
+    assert "done 1, damaged 0, evaluating 0, training 0, pending 0" in status.stdout
 
     # A changed spec (PGD steps 5 → 7) run into the same experiment: refused, nothing written.
     changed = run_cli(ray_head, "run", write_spec(tmp_path / "changed.yaml", tiny_spec("faults", pgd_steps=7)),
