@@ -12,8 +12,10 @@ One scenario, in order (each step is a separate ``er-grid`` driver on the shared
 Checked: training resumed from epoch 1 (the second process reported epochs 2 and 3 only)
 and ended with the reference's weights (same checkpoint hash); the 3 batches stored before
 the kill were not rewritten (same mtime and inode); the final rows equal the reference's
-(same keys, no duplicates, none missing, same predictions). Then a changed spec run into
-the same experiment stops with exit code 2 and writes nothing.
+(same keys, no duplicates, none missing, same predictions); the trial row holds 3 epochs,
+the reference's per-epoch losses, the rows' clean accuracy and a wall time that counts the
+training of both processes. Then a changed spec run into the same experiment stops with
+exit code 2 and writes nothing.
 
 Runtime: ~45 s (five drivers of ~8 s each on the session's Ray head).
 """
@@ -22,13 +24,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from grid.store import ResultStore, load
+from grid.store import ResultStore, load, load_trials
 from ray_helpers import run_cli
 
 # Every test here starts drivers on the session's real Ray head.
@@ -79,6 +82,7 @@ def test_kill_in_training_and_evaluation_then_resume_from_moved_folder(ray_head,
 
     # 2. killed while training: epoch 2 trained, not checkpointed
     spec_file = write_spec(tmp_path / "faults.yaml", tiny_spec("faults"))
+    started = time.monotonic()
     first = run_cli(ray_head, "run", spec_file, "--storage", str(tmp_path / "a"),
                     ER_GRID_TEST_KILL_AFTER_EPOCHS="1")
     assert first.returncode == 1, first.stdout + first.stderr
@@ -103,6 +107,7 @@ def test_kill_in_training_and_evaluation_then_resume_from_moved_folder(ray_head,
     # 5. resume again: finishes
     third = run_cli(ray_head, "resume", str(moved))
     assert third.returncode == 0, third.stdout + third.stderr
+    elapsed = time.monotonic() - started  # the three drivers of this trial
     after = batch_files(moved / "results")
     assert len(after) == BATCHES
     for name, stamp in before.items():
@@ -125,6 +130,17 @@ def test_kill_in_training_and_evaluation_then_resume_from_moved_folder(ray_head,
     for column in ("pred_clean", "pred_adv", "correct_adv"):
         pd.testing.assert_series_equal(merged[f"{column}_ref"], merged[column], check_names=False)
     assert set(final["checkpoint_hash"]) == set(reference["checkpoint_hash"]), "resumed training ended elsewhere"
+
+    # The trial row: 3 epochs with the reference's per-epoch losses (epoch 1 came through the
+    # checkpoint), the clean accuracy of the stored rows, and a wall time that counts epoch 1
+    # of the killed process as well as the resumed epochs (each epoch's own "seconds").
+    (row,) = load_trials(moved / "results").to_dict("records")
+    (ref_row,) = load_trials(tmp_path / "ref" / "faults_ref" / "results").to_dict("records")
+    losses = json.loads(row["losses_json"])
+    assert row["epochs"] == EPOCHS and [e["epoch"] for e in losses] == [1, 2, 3]
+    assert [e["loss"] for e in losses] == [e["loss"] for e in json.loads(ref_row["losses_json"])]
+    assert row["clean_accuracy"] == final.drop_duplicates("sample_idx")["correct_clean"].mean()
+    assert sum(r["seconds"] for r in reports) <= row["wall_seconds"] <= elapsed
 
     status = run_cli(ray_head, "status", str(moved))
     assert status.returncode == 0, status.stderr

@@ -65,9 +65,13 @@ def trained_rse(trained):
     return trial, data, method
 
 
-def outcome(store) -> "pd.DataFrame":
+def outcome_of(rows):
     """The rows' outcome columns in a fixed order, for exact comparison."""
-    return load(store)[OUTCOME].sort_values(["attack", "sample_idx"]).reset_index(drop=True)
+    return rows[OUTCOME].sort_values(["attack", "sample_idx"]).reset_index(drop=True)
+
+
+def outcome(store):
+    return outcome_of(load(store))
 
 
 def quiet(done: int, total: int) -> None:
@@ -113,10 +117,6 @@ def test_evaluate_skips_stored_batches_and_redoes_a_lost_one_identically(trained
     assert T.evaluate(method.model, data, trial, store, digest, quiet) == 2
     again = outcome(store)
     assert again.equals(outcome_of(first))
-
-
-def outcome_of(rows) -> "pd.DataFrame":
-    return rows[OUTCOME].sort_values(["attack", "sample_idx"]).reset_index(drop=True)
 
 
 def test_rse_evaluation_after_a_resume_equals_an_uninterrupted_one(trained_rse, tmp_path):
