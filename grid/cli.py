@@ -107,7 +107,8 @@ def cmd_report(args) -> int:
 
     df = _load_rows(args.results, {})
     root = results_root(args.results)
-    text = report.report_markdown(df, load_trials(root), load_detection(root))
+    trials = load_trials(root)
+    text = report.report_markdown(df, trials, load_detection(root))
     if args.out:
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
@@ -115,8 +116,10 @@ def cmd_report(args) -> int:
         print(text, end="")
     if args.figures:
         from grid.figures import write_figures
+        from grid.sanity import flags_from_frames, headline_rows
 
-        for path in write_figures(df, args.figures):
+        # The figures leave collapsed trials out, as the report's tables do.
+        for path in write_figures(headline_rows(df, flags_from_frames(df, trials)), args.figures):
             print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
 
