@@ -202,12 +202,15 @@ def run_local(spec: dict, out_dir, workers: Optional[int] = None, device: Option
     workers: processes at once (default: every trial on a GPU; CPU cores on a CPU).
     device: ``cuda``/``cpu`` (default: cuda when available).
     """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers: must be an integer ≥ 1, got {workers!r}")
+    if device is not None and device.split(":")[0] not in ("cuda", "cpu"):
+        raise ValueError(f"device: must be 'cuda' or 'cpu', got {device!r}")
     trials = expand(spec)  # every error before any work
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cores = os.cpu_count() or 1
-    workers = workers or (len(trials) if device.startswith("cuda") else min(len(trials), cores))
-    if workers < 1:
-        raise ValueError(f"workers: must be ≥ 1, got {workers}")
+    if workers is None:
+        workers = len(trials) if device.startswith("cuda") else min(len(trials), cores)
     threads = max(1, cores // workers)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

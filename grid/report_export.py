@@ -47,7 +47,10 @@ def write_report(df: pd.DataFrame, trials_df, det_df, out: Optional[Path] = None
         from grid.embedding_figure import write_embedding_figures
         from grid.figures import write_figures
 
-        figures = write_figures(df, figures_dir)
+        from grid.sanity import flags_from_frames, headline_rows
+
+        # The figures leave collapsed trials out, as the report's tables do.
+        figures = write_figures(headline_rows(df, flags_from_frames(df, trials_df)), figures_dir)
         if results_root is not None:
             figures += write_embedding_figures(results_root, figures_dir)
         written += figures

@@ -19,7 +19,8 @@ minute and a half for a slower card. Four epochs are what fits; the ε warm-up o
 methods (their own per-dataset default) decides whether four epochs converge, and the sanity
 flags (``collapsed``) say when they did not.
 
-``smoke``: the same shape on ``digits`` on CPU (2 cores, ~1–2 min): the six methods, train ε
+``smoke``: the same shape on ``digits`` on CPU (on a shared 2-core CPU: 101 s through Ray,
+128 s with --no-ray; about 2 CPU-minutes, most of it AutoAttack): the six methods, train ε
 0.1 (digits' scale), 3 epochs of batch 32, 40 examples, PGD-10 at 0.1/0.2/0.3, AutoAttack and a
 500-query RayS at 0.2 (at 0.1 AutoAttack's targeted stages run ~30× longer on a CPU).
 

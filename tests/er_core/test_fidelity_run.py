@@ -42,6 +42,14 @@ def test_bad_spec_fails_before_any_work(change, message):
         expand({**TINY, **change})
 
 
+def test_bad_workers_fail_before_any_work(tmp_path):
+    from er_core.fidelity_run import run_local
+
+    with pytest.raises(ValueError, match="workers"):
+        run_local(TINY, tmp_path, workers=0)
+    assert not any(tmp_path.iterdir())
+
+
 def test_runs_with_er_core_alone_and_writes_the_table(tmp_path):
     script = f"""
 import json, sys
