@@ -31,7 +31,11 @@ RMSProp 5e-5                0.79        0.79         0.80 (act 0.60)  16%
 RMSProp 5e-5, 5 steps       —           0.89         0.90 at ep 28    —
 ==========================  ==========  ===========  ==============  ===========
 
-(live = ``critic_live``, act = ``critic_active`` of the last hidden layer.) The mechanism:
+(live = ``critic_live``, act = ``critic_active`` of the last hidden layer.) On a slice of
+real MNIST (er_minus, first 5,000 training images, batch 64, 3 epochs, seed 0) the same
+split shows early: Adam 1e-3 live 0.74 → 0.66 → 0.40 (44% of parameters at ±clip), RMSProp
+5e-5 live 0.89 → 0.84 → 0.80 (33%); PGD-20 at ε 0.1 on 1,000 test images 0.555 vs 0.743,
+clean 0.934 vs 0.977. The mechanism:
 the second layer's inputs are ReLU outputs, all ≥ 0 and sharing a large common component,
 and its bias is clipped to ±0.01 like its weights, too small to offset that component. So a
 second-layer unit whose (clipped) weights sum negative along it is off for every input —

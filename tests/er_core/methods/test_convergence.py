@@ -19,8 +19,10 @@ def _clean_accuracy(model, data):
         return (model(data.x_test).argmax(1) == data.y_test).float().mean().item()
 
 
-# Measured with these defaults (seed 0, 2-core CPU): see the numbers in each method's
-# module. 0.8 is the bar the convergence claim sets; a collapsed model sits at ≈ 0.1.
+# Measured with these defaults (seed 0, 2-core CPU): clean test accuracy er 0.839, madry 0.889,
+# trades 0.964 after 20 epochs (after 5: 0.908 / 0.925 / 0.961; PGD-20 at ε 0.1: 0.700 /
+# 0.725 / 0.853). Without the warm-up er collapsed (test below) and madry reached 0.39 after
+# 5 epochs. 0.8 is the bar the convergence claim sets; a collapsed model sits at ≈ 0.1.
 @pytest.mark.parametrize("name", ["er", "madry", "trades"])
 def test_defaults_converge_at_eps_0_3(digits, name):
     method = make(name, "digits", train_eps=0.3)

@@ -1,7 +1,7 @@
 """er_core.methods: every method learns digits; robustness claims; critic clipping; λ; registry errors.
 
-Runtime: ~40 s of CPU (one torch thread); ~110 s wall on the shared 2-core machine under a
-load average of 6, most of it the module-scoped 20-epoch fixture.
+Runtime: dominated by the module-scoped 20-epoch fixture (seven 20-epoch trainings: e_cla and
+er_minus on three seeds, madry on one).
 """
 
 import pytest
@@ -90,7 +90,21 @@ def test_madry_beats_none_under_pgd(twenty_epochs):
     assert twenty_epochs["madry"][0] >= twenty_epochs["e_cla"][0] + 0.20, twenty_epochs
 
 
-CLAIM_PLACEHOLDER
+def test_er_minus_beats_e_cla_under_pgd(twenty_epochs):
+    """The paper's Figure 4 claim: the embedding regulariser alone adds robustness.
+
+    Measured (PGD-20 at ε 0.1, λ 5, RMSProp-5e-5 critic; 2-core CPU), er_minus vs e_cla:
+    seed 0 0.725 vs 0.589, seed 1 0.703 vs 0.553, seed 2 0.725 vs 0.572: gains +13.6 / +15.0 /
+    +15.3 points, mean +14.6. With the earlier Adam critic the gain over seeds 0–6 ranged from
+    +4.7 to +13.6, so a single seed's gain can move by ~9 points with the seed (and a machine
+    whose floating point takes another path acts like another seed). The claim is therefore
+    on the mean over three seeds, with a bar of +5 points: a third of the measured mean and
+    above the smallest single-seed gain ever measured, yet one a regulariser without effect
+    (λ 0 trains exactly as e_cla, gain 0) cannot pass. Each seed must also gain: all did.
+    """
+    gains = [twenty_epochs["er_minus"][s] - twenty_epochs["e_cla"][s] for s in SEEDS]
+    assert sum(gains) / len(gains) >= 0.05, twenty_epochs
+    assert all(g > 0 for g in gains), twenty_epochs
 
 
 @pytest.mark.parametrize("reg_update", ["joint", "separate"])
