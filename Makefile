@@ -18,8 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grid.demo
 
+# Two workers: every test that starts Ray runs on one (one head, one shared smoke grid), the
+# other files beside it, each file whole on one worker (tests/conftest.py sets the groups).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # The committed HEAD cloned into a temporary folder with nothing beside it, no data root
 # (ER_GRID_DATA_ROOT unset, HOME empty) and no internet needed: the data, download and README

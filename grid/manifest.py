@@ -79,8 +79,16 @@ class Commit:
 
 def schema_hash(schema: pa.Schema) -> str:
     """16 hex digits over the column names and types (not nullability or metadata)."""
-    text = "|".join(f"{f.name}:{f.type}" for f in schema)
+    # A list's item field is named "item" in memory and "element" once read back from parquet:
+    # the same type, so the name is left out of the text.
+    text = "|".join(f"{f.name}:{_type_text(f.type)}" for f in schema)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _type_text(type_: pa.DataType) -> str:
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return f"list<{_type_text(type_.value_type)}>"
+    return str(type_)
 
 
 def describe(table_name: str, path: str, table: pa.Table, data: bytes, key: dict,

@@ -30,3 +30,15 @@ def undefended_digits_model(digits):
     method = make("none", "digits")
     fit(method, digits, epochs=3, batch_size=32, seed=0)
     return method.model.eval()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Groups for ``pytest -n 2 --dist loadgroup`` (what ``make test`` runs): every test that
+    starts Ray in one group, so one worker holds the session's Ray head and its shared smoke
+    grid; every other file whole on one worker, so its module fixtures (trained models) are
+    built once. Without xdist the marks do nothing."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "ray" if item.get_closest_marker("ray") else item.nodeid.split("::", 1)[0]
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -49,10 +49,17 @@ EXERCISED_BY: dict[str, list[str]] = {
     "er-grid status s3://": [S3],
     "er-grid query s3://": [S3],
     "er-grid report s3://": ["tests/grid/test_cli.py::test_report_prints_markdown_tables", S3],
+    # The smoke preset through the trainable's own steps, and its dry run through the job file.
+    "python jobs/fidelity.py --preset smoke": ["tests/grid/test_sanity_report.py::test_flags_are_stored_per_trial",
+                                               "tests/grid/test_fidelity_job.py::test_smoke_preset_has_the_same_shape_on_digits"],
+    "python jobs/fidelity.py --no-ray": ["tests/er_core/test_fidelity_run.py::test_runs_with_er_core_alone_and_writes_the_table"],
 }
 
 #: Commands in the README that no test runs, and why.
 NOT_RUN_BY_TESTS = {
+    "python jobs/fidelity.py --storage": "the paper preset needs a GPU (MNIST, PGD-40 training); its spec is "
+                                         "checked by tests/grid/test_fidelity_job.py and the same code runs "
+                                         "the smoke preset",
     "ray stop": "stops every Ray process of the user on the machine, the test session's head "
                 "included; make demo and the tests stop their own head with the SIGTERM that "
                 "`ray stop` sends, to their `ray start --block` only",

@@ -25,6 +25,7 @@ import er_core.methods
 import er_core.train
 from grid import trainable as T
 from grid.spec import GridSpec, TrialConfig
+from grid import manifest
 from grid.store import ResultStore, load
 
 SPEC = {
@@ -86,7 +87,7 @@ def test_checkpoint_round_trip(trained, tmp_path):
     T.save_state(method, state, tmp_path)
     # The state and its epoch sidecar; no temp file left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([T.STATE_FILE, T.EPOCH_FILE])
-    assert json.loads((tmp_path / T.EPOCH_FILE).read_text()) == {"epoch": 1}
+    assert json.loads((tmp_path / T.EPOCH_FILE).read_text()) == {"epoch": 1, "train_seconds": 2.0}
 
     fresh = er_core.methods.make("none", "digits", init_seed=1)
     assert T.weights_hash(fresh.model) != T.weights_hash(method.model)
@@ -135,11 +136,14 @@ def test_rse_evaluation_after_a_resume_equals_an_uninterrupted_one(trained_rse, 
     assert resumed.model.randomized and T.weights_hash(resumed.model) == T.weights_hash(method.model)
 
     store = ResultStore(str(tmp_path / "results"))
-    kept = sorted(reference.files())[:3]
-    for path in kept:  # what the killed process had stored
-        target = Path(store.root) / Path(path).relative_to(reference.root)
+    kept = sorted(reference.commits("examples"), key=lambda c: c.path)[:3]
+    for commit in kept:  # what the killed process had stored and committed
+        target = Path(store.base) / commit.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+        shutil.copy2(Path(reference.base) / commit.path, target)
+    trial_id = kept[0].key["trial_id"]
+    store.put_atomic(manifest.manifest_path(store.base, trial_id),
+                     manifest.encode_manifest(trial_id, {c.path: c for c in kept}))
     stamps = {Path(p).name: Path(p).stat().st_mtime_ns for p in store.files()}
     assert T.evaluate(resumed.model, data, trial, store, T.weights_hash(resumed.model), quiet) == 5
     assert outcome(store).equals(outcome(reference))

@@ -28,7 +28,8 @@ def _accuracy(model, x, y):
 def test_pgd_own_output_stays_in_ball_and_unit_box(setup, eps):
     model, x, y = setup
     # Step 0.4·ε over 10 steps travels up to 4ε: without the projection it would leave the ball.
-    x_adv = make_attack("pgd", eps, steps=10, step_size=0.4 * eps).perturb(model, x, y).x_adv
+    # (At ε = 0 any positive step must still leave x unchanged: the ball is a point.)
+    x_adv = make_attack("pgd", eps, steps=10, step_size=0.4 * eps if eps > 0 else 0.01).perturb(model, x, y).x_adv
     assert x_adv.shape == x.shape
     assert (x_adv - x).abs().max() <= eps + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
