@@ -18,13 +18,13 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import re
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
+from grid.files import write_text_atomic
 from grid.query import attacks_covered, with_completeness
 from grid.report import ACC_BY, WORST_CASE, dataset_name, method_name, robust_accuracy
 
@@ -218,13 +218,3 @@ def _image_html(alt: str, src: str, base: Path) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:{kind};base64,{data}">'
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -529,11 +529,6 @@ class GridSpec:
         return trials
 
 
-# ----------------------------------------------------------------------------- cost estimate
-# The estimate (measured per-epoch costs, wall time, storage) lives in grid.cost.
-from .cost import gpu_hours_estimate, trial_gpu_seconds  # noqa: E402,F401
-
-
 # ----------------------------------------------------------------------------- helpers
 
 

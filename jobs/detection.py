@@ -20,7 +20,7 @@ import os
 import sys
 
 from er_core.data import DATA_ROOT_ENV
-from grid.cli import job_main
+from grid.job_cli import job_main
 
 PAPER_EPS = {"mnist": 0.3, "cifar10": 0.03}
 CW_RMS_BOUND = {"mnist": 0.007, "cifar10": 0.004}

@@ -113,6 +113,6 @@ if __name__ == "__main__":
     argv = sys.argv[1:]
     if "--no-ray" in argv:
         sys.exit(main_without_ray(argv))
-    from grid.cli import job_main
+    from grid.job_cli import job_main
 
     sys.exit(job_main(PRESETS, default="paper", argv=argv, after_run=print_table))

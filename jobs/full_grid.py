@@ -23,7 +23,7 @@ import os
 import sys
 
 from er_core.data import DATA_ROOT_ENV
-from grid.cli import job_main
+from grid.job_cli import job_main
 
 PAPER_EPS = {"mnist": 0.3, "cifar10": 0.03, "stl10": 0.03, "tiny_imagenet": 0.01}
 PGD_SWEEP = {

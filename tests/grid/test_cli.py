@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from grid.cli import job_main, main
+from grid.cli import main
+from grid.job_cli import job_main
 from grid.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from grid import cost
-from grid.cli import job_main
+from grid.job_cli import job_main
 from grid.progress import remaining_seconds
 from grid.spec import GridSpec
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from grid.cli import job_main
+from grid.job_cli import job_main
 from grid.spec import GridSpec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grid.spec import GridSpec, TrialConfig, gpu_hours_estimate
+from grid.cost import gpu_hours_estimate
+from grid.spec import GridSpec, TrialConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,6 @@ the optimiser's parameter groups while the epoch trains. Expected values are wri
 import dataclasses
 
 import pytest
-import torch
 
 import er_core.methods.base as base_module
 import er_core.methods.trades as trades_module
