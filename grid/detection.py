@@ -1,4 +1,4 @@
-"""The grid's detection stage (issue 5): KD, LID, ER1, ER2 on a trained trial, rows to the store.
+"""The grid's detection stage: KD, LID, ER1, ER2 on a trained trial, rows to the store.
 
 What a spec asks for (optional field ``detection``, per dataset; validated by
 :func:`validate_detection_spec`, defaults in brackets)::

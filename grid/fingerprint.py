@@ -1,7 +1,7 @@
 """What produced a result: canonical hashing of configs, code and library versions.
 
 Every result row carries these so that rows from a changed spec, code or checkpoint are
-never mixed silently with old ones (issue 4, "lessons" list).
+never mixed silently with old ones.
 """
 
 from __future__ import annotations

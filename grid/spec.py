@@ -143,7 +143,7 @@ class TrialConfig:
     eval_batch_size: int
     resources: dict
     data_root: Optional[str] = None
-    # The detection stage (issue 5) runs on the trained model; adding it must not retrain a
+    # The detection stage runs on the trained model; adding it must not retrain a
     # trial, and its rows carry their own fingerprint, so it is not part of trial_id.
     detection: Optional[dict] = None
     # The codes stage for the t-SNE figures (grid.codes), likewise run on the trained model.
