@@ -19,15 +19,27 @@ def _clean_accuracy(model, data):
         return (model(data.x_test).argmax(1) == data.y_test).float().mean().item()
 
 
-# Measured with these defaults (seed 0, 2-core CPU): clean test accuracy er 0.839, madry 0.889,
-# trades 0.964 after 20 epochs (after 5: 0.908 / 0.925 / 0.961; PGD-20 at ε 0.1: 0.700 /
-# 0.725 / 0.853). Without the warm-up er collapsed (test below) and madry reached 0.39 after
-# 5 epochs. 0.8 is the bar the convergence claim sets; a collapsed model sits at ≈ 0.1.
-@pytest.mark.parametrize("name", ["er", "madry", "trades"])
+def _trained_accuracy(name: str, digits, seed: int) -> float:
+    method = make(name, "digits", train_eps=0.3, init_seed=seed)
+    fit(method, digits, epochs=20, batch_size=32, seed=seed)
+    return _clean_accuracy(method.model, digits)
+
+
+# Measured with these defaults (2-core CPU): clean test accuracy after 20 epochs madry 0.889,
+# trades 0.964 (seed 0; after 5 epochs 0.925 / 0.961; PGD-20 at ε 0.1: 0.725 / 0.853), far
+# above the 0.8 bar the convergence claim sets; a collapsed model sits at ≈ 0.1. Without the
+# warm-up er collapsed (test below) and madry reached 0.39 after 5 epochs.
+@pytest.mark.parametrize("name", ["madry", "trades"])
 def test_defaults_converge_at_eps_0_3(digits, name):
-    method = make(name, "digits", train_eps=0.3)
-    history = fit(method, digits, epochs=20, batch_size=32, seed=0)
-    assert _clean_accuracy(method.model, digits) >= 0.8, history[-1]
+    assert _trained_accuracy(name, digits, seed=0) >= 0.8
+
+
+def test_er_defaults_converge_at_eps_0_3_over_seeds(digits):
+    """er is the closest to the bar: seeds 0 / 1 / 2 measured 0.839 / 0.867 / 0.872 (spread
+    0.03), so one seed's margin could vanish on another CPU's float rounding. The claim is the
+    mean over three seeds ≥ 0.8 (margin ≈ 0.06, twice the spread), and no seed collapsed."""
+    accuracies = [_trained_accuracy("er", digits, seed) for seed in (0, 1, 2)]
+    assert sum(accuracies) / 3 >= 0.8 and min(accuracies) > 0.5, accuracies
 
 
 def test_old_critic_without_warmup_collapses(digits):
