@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -260,6 +261,7 @@ def resume(path: str) -> RunSummary:
             f"{path} is not a Ray Tune experiment folder (no tuner.pkl / experiment_state file); "
             "give the folder <storage>/<experiment> that `er-grid run` printed"
         )
+    _check_tune_state(path)
     connect()
     try:
         tuner = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True, resume_errored=True)
@@ -268,6 +270,24 @@ def resume(path: str) -> RunSummary:
         raise GridError(f"{path}: Ray Tune's experiment state is damaged ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
     return repair_finished_trials(path, tuner.fit())
+
+
+def _check_tune_state(path: str) -> None:
+    """Tune's experiment state files must at least be whole JSON: a cut-short one makes Tune's
+    restore carry on with a trial list it cannot rebuild and fail deep inside ``fit``. Only
+    parsed as JSON here, never unpickled."""
+    import pyarrow.fs as pafs
+
+    fs, folder = _filesystem(path)
+    for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+        if not re.fullmatch(r"experiment_state-.*\.json", info.base_name):
+            continue
+        try:
+            with fs.open_input_stream(info.path) as stream:
+                json.loads(stream.read())
+        except (OSError, ValueError) as err:
+            raise GridError(f"{info.path}: Ray Tune's experiment state is damaged "
+                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
 
 
 def _summary(path: str, results) -> RunSummary:

@@ -268,3 +268,16 @@ def test_a_pickle_planted_in_the_experiment_state_is_never_run(experiment, tmp_p
     except Exception:  # noqa: BLE001  (what Tune does after running the payload does not matter)
         pass
     assert marker.exists()
+
+
+def test_a_damaged_tune_state_is_one_line_on_resume(ray_head, experiment):
+    """``resume`` goes through Tune's restore; a cut-short experiment state is named in one
+    line (exit 2), with no traceback and nothing in the results changed."""
+    (state,) = sorted(experiment.glob("experiment_state-*.json"))[-1:]
+    state.write_text(state.read_text()[:200])
+    before = {p: p.stat().st_mtime_ns for p in (experiment / "results").rglob("*") if p.is_file()}
+    resumed = run_cli(ray_head, "resume", str(experiment))
+    assert resumed.returncode == 2, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "Traceback" not in resumed.stderr and "damaged" in resumed.stderr, resumed.stderr[-2000:]
+    assert len(resumed.stderr.strip().splitlines()) == 1, resumed.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in (experiment / "results").rglob("*") if p.is_file()} == before
