@@ -88,6 +88,10 @@ def info(name: str) -> DatasetInfo:
     return INFO[name]
 
 
+# Datasets small enough to sit on a training device (a GPU) as whole tensors: the grid's trials
+# and the Ray-free fidelity runner move them there once instead of batch by batch.
+ON_DEVICE_DATASETS = frozenset({"digits", "mnist", "cifar10"})
+
 DATA_ROOT_ENV = "ER_GRID_DATA_ROOT"
 DEFAULT_DATA_ROOT = "~/er-grid-data"
 DIGITS_SPLIT_SEED = 0

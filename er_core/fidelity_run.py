@@ -38,8 +38,6 @@ from typing import Optional
 
 import torch
 
-# Datasets small enough to sit on the GPU whole (the same set as grid.trainable's).
-ON_DEVICE_DATASETS = frozenset({"digits", "mnist", "cifar10"})
 SUMMARY_JSON, SUMMARY_CSV, EXAMPLES_JSONL = "summary.json", "summary.csv", "examples.jsonl"
 
 
@@ -131,7 +129,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     torch.set_num_threads(max(1, threads))
     root = None if trial["data_root"] is None else Path(trial["data_root"]) / trial["dataset"]
     data = er_data.load(trial["dataset"], root=root)
-    if device != "cpu" and trial["dataset"] in ON_DEVICE_DATASETS:
+    if device != "cpu" and trial["dataset"] in er_data.ON_DEVICE_DATASETS:
         # Small datasets live on the GPU whole, as in the grid's trainable: no copy per batch.
         data = dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device),
                                    x_test=data.x_test.to(device), y_test=data.y_test.to(device))

@@ -41,21 +41,22 @@ def write_report(df: pd.DataFrame, trials_df, det_df, out: Optional[Path] = None
     """
     from grid.report_markdown import report_markdown
 
+    from grid.sanity import flags_from_frames, headline_rows
+
     written: list[Path] = []
     figures: list[Path] = []
+    flags = flags_from_frames(df, trials_df)  # once, for the figures and the markdown alike
     if figures_dir is not None:
         from grid.embedding_figure import write_embedding_figures
         from grid.figures import write_figures
 
-        from grid.sanity import flags_from_frames, headline_rows
-
         # The figures leave collapsed trials out, as the report's tables do.
-        figures = write_figures(headline_rows(df, flags_from_frames(df, trials_df)), figures_dir)
+        figures = write_figures(headline_rows(df, flags), figures_dir)
         if results_root is not None:
             figures += write_embedding_figures(results_root, figures_dir)
         written += figures
     links_from = Path(out).parent if out is not None else Path.cwd()
-    text = report_markdown(df, trials_df, det_df, figures=figures, links_from=links_from)
+    text = report_markdown(df, trials_df, det_df, figures=figures, links_from=links_from, flags=flags)
     if out is not None:
         written.append(write_text_atomic(Path(out), text))
     if html_path is not None:

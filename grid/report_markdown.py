@@ -47,7 +47,8 @@ Section = Callable[[ReportContext], list]
 
 def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, det_df: Optional[pd.DataFrame] = None,
                     cw_bound: float = CW_RMS_BOUND, figures: Optional[list] = None,
-                    links_from: Optional[Path] = None, sections: Optional[list] = None) -> str:
+                    links_from: Optional[Path] = None, sections: Optional[list] = None,
+                    flags: Optional[pd.DataFrame] = None) -> str:
     """The paper's results as markdown: Figures 3–6, Tables 1–3, worst case, trials, detection, settings.
 
     df: example rows; trials_df: trial rows (``grid.store.load_trials``) or None; det_df:
@@ -59,7 +60,9 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
     from grid.sanity import flags_from_frames, headline_rows
 
     # Sanity flags first; collapsed trials are kept out of every table below (grid.sanity).
-    flags = flags_from_frames(df, trials_df)
+    # ``flags``: already computed by the caller (grid.report_export shares them with the figures).
+    if flags is None:
+        flags = flags_from_frames(df, trials_df)
     df, trials_df = headline_rows(df, flags), (None if trials_df is None else headline_rows(trials_df, flags))
     # The accuracy table (with the worst case) is computed once and shared: on a full grid
     # this is the slow step.

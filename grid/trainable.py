@@ -75,8 +75,6 @@ from grid.progress import ProgressReport, holdout_accuracy, holdout_indices
 from grid.spec import TrialConfig
 from grid.store import ResultStore
 
-# Datasets small enough to live on the trial's device as whole tensors.
-ON_DEVICE_DATASETS = frozenset({"digits", "mnist", "cifar10"})
 
 class FingerprintMismatch(RuntimeError):
     """Stored rows of this trial were produced by a different checkpoint or attack setting."""
@@ -170,7 +168,7 @@ def load_trial_data(trial: TrialConfig, device: str) -> er_core.data.Data:
     """
     root = None if trial.data_root is None else local_dataset_dir(trial.data_root, trial.dataset)
     data = er_core.data.load(trial.dataset, root=root)
-    if trial.dataset in ON_DEVICE_DATASETS and device != "cpu":
+    if trial.dataset in er_core.data.ON_DEVICE_DATASETS and device != "cpu":
         data = dataclasses.replace(
             data,
             x_train=data.x_train.to(device), y_train=data.y_train.to(device),
