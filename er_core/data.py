@@ -44,20 +44,7 @@ import numpy as np
 import torch
 
 from er_core import download as download_sources
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    channels: int
-    height: int
-    width: int
-    num_classes: int
-    test_size: int
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.channels, self.height, self.width)
+from er_core.dataset_info import INFO, DatasetInfo, info  # noqa: F401  (the loaders' public names)
 
 
 @dataclass(frozen=True)
@@ -72,30 +59,9 @@ class Data:
     num_classes: int
 
 
-INFO: dict[str, DatasetInfo] = {
-    # digits: scikit-learn's 1797 8×8 images, split 1437 train / 360 test with a fixed seed.
-    "digits": DatasetInfo("digits", 1, 8, 8, 10, 360),
-    "mnist": DatasetInfo("mnist", 1, 28, 28, 10, 10000),
-    "cifar10": DatasetInfo("cifar10", 3, 32, 32, 10, 10000),
-    "stl10": DatasetInfo("stl10", 3, 96, 96, 10, 8000),
-    "tiny_imagenet": DatasetInfo("tiny_imagenet", 3, 64, 64, 200, 10000),
-}
-
-
-def info(name: str) -> DatasetInfo:
-    if name not in INFO:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(INFO)}")
-    return INFO[name]
-
-
-# Datasets small enough to sit on a training device (a GPU) as whole tensors: the grid's trials
-# and the Ray-free fidelity runner move them there once instead of batch by batch.
-ON_DEVICE_DATASETS = frozenset({"digits", "mnist", "cifar10"})
-
 DATA_ROOT_ENV = "ER_GRID_DATA_ROOT"
 DEFAULT_DATA_ROOT = "~/er-grid-data"
 DIGITS_SPLIT_SEED = 0
-DIGITS_TRAIN_SIZE = 1437
 
 
 class DatasetFilesError(FileNotFoundError, ValueError):
@@ -141,7 +107,7 @@ def _load_digits(root: Path) -> Data:
     y = torch.from_numpy(bunch.target.astype(np.int64))
     # RandomState's stream is fixed by numpy's compatibility policy: same split everywhere.
     perm = torch.from_numpy(np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(y)))
-    tr, te = perm[:DIGITS_TRAIN_SIZE], perm[DIGITS_TRAIN_SIZE:]
+    tr, te = perm[:INFO["digits"].train_size], perm[INFO["digits"].train_size:]
     return Data("digits", x[tr].contiguous(), y[tr], x[te].contiguous(), y[te], 10)
 
 

@@ -129,7 +129,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     torch.set_num_threads(max(1, threads))
     root = None if trial["data_root"] is None else Path(trial["data_root"]) / trial["dataset"]
     data = er_data.load(trial["dataset"], root=root)
-    if device != "cpu" and trial["dataset"] in er_data.ON_DEVICE_DATASETS:
+    if device != "cpu" and er_data.info(trial["dataset"]).on_device:
         # Small datasets live on the GPU whole, as in the grid's trainable: no copy per batch.
         data = dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device),
                                    x_test=data.x_test.to(device), y_test=data.y_test.to(device))

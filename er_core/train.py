@@ -12,19 +12,18 @@ and torch build). Knows nothing about Ray.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Callable, Optional
 
 import torch
 
+from . import torch_utils
 from .data import Data
 
 
 def derive_seed(seed: int, epoch: int, stream: str) -> int:
-    """A 63-bit seed from (seed, epoch, stream), identical on every machine and run."""
-    digest = hashlib.sha256(f"er-grid:{int(seed)}:{int(epoch)}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    """The seed of one epoch's random stream (shuffling, attack starts), from the trial seed."""
+    return torch_utils.derive_seed("er-grid", int(seed), int(epoch), stream)
 
 
 def fit(

@@ -49,7 +49,6 @@ runs) SIGKILL the trial process after a given epoch or evaluation batch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import tempfile
 import time
@@ -63,6 +62,7 @@ import er_core.data
 import er_core.evaluate
 import er_core.methods
 import er_core.train
+from er_core.torch_utils import derive_seed
 from grid.checkpoints import (  # noqa: F401  (the trainable's checkpoint steps)
     EPOCH_FILE, STATE_FILE, TrainState, checkpoint_candidates, restore_latest, restore_state, save_state,
     stored_checkpoints, weights_hash,
@@ -168,7 +168,7 @@ def load_trial_data(trial: TrialConfig, device: str) -> er_core.data.Data:
     """
     root = None if trial.data_root is None else local_dataset_dir(trial.data_root, trial.dataset)
     data = er_core.data.load(trial.dataset, root=root)
-    if trial.dataset in er_core.data.ON_DEVICE_DATASETS and device != "cpu":
+    if er_core.data.info(trial.dataset).on_device and device != "cpu":
         data = dataclasses.replace(
             data,
             x_train=data.x_train.to(device), y_train=data.y_train.to(device),
@@ -252,8 +252,7 @@ def check_fingerprints(store: ResultStore, trial: TrialConfig, expected: dict[tu
 def batch_seed(trial: TrialConfig, attack: str, eps: float, batch: int) -> int:
     """Seed for one evaluation batch, derived from config only, so a batch redone after a
     crash (or in any order) draws the same random starts as in an uninterrupted run."""
-    key = f"{trial.seed}|{trial.eval_seed}|{attack}|{float(eps)!r}|{batch}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
+    return derive_seed(trial.seed, trial.eval_seed, attack, float(eps), batch, sep="|")
 
 
 def attack_with_oom_retry(model, attack: str, x, y, eps: float, sample_idx: list, options: dict) -> list[dict]:
