@@ -81,6 +81,7 @@ class Method:
     """Base class: builds the model and the Adam optimiser; subclasses write ``loss``/``train_step``."""
 
     name: ClassVar[str] = "method"
+    display_name: ClassVar[str] = "method"  # as the paper's tables and figures write it
     uses_lambda: ClassVar[bool] = False
     uses_train_eps: ClassVar[bool] = False
     PARAMS: ClassVar[dict[str, Param]] = {

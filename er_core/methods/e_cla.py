@@ -13,3 +13,4 @@ from .none import NoDefense
 
 class ECLA(NoDefense):
     name = "e_cla"
+    display_name = "E-CLA"

@@ -82,6 +82,7 @@ ER_PARAMS = {
 
 class ER(Method):
     name = "er"
+    display_name = "ER-Classifier"
     uses_lambda = True
     uses_train_eps = True
     PARAMS = {**Method.PARAMS, **ADVERSARIAL_PARAMS, **ER_PARAMS}

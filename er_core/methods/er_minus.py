@@ -13,6 +13,7 @@ from .er import ER, ER_PARAMS
 
 class ERMinus(ER):
     name = "er_minus"
+    display_name = "ER-Classifier−"
     uses_train_eps = False
     PARAMS = {**Method.PARAMS, **ER_PARAMS}
 

@@ -15,6 +15,7 @@ from .trades import TRADES_PARAMS, trades_loss
 
 class ERTrades(ER):
     name = "er_trades"
+    display_name = "ER-Trades"
     PARAMS = {**Method.PARAMS, **TRADES_PARAMS, **ER_PARAMS}
 
     def inputs(self, x, y):

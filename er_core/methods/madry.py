@@ -13,6 +13,7 @@ from .base import ADVERSARIAL_PARAMS, Method, cross_entropy
 
 class Madry(Method):
     name = "madry"
+    display_name = "Madry's Adv"
     uses_train_eps = True
     PARAMS = {**Method.PARAMS, **ADVERSARIAL_PARAMS}
 

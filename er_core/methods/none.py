@@ -11,6 +11,7 @@ from .base import Method, cross_entropy
 
 class NoDefense(Method):
     name = "none"
+    display_name = "No Defense"
 
     def loss(self, x, y):
         ce = cross_entropy(self.model(x), y)

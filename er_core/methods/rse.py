@@ -16,6 +16,7 @@ from .base import Method, Param, cross_entropy
 
 class RSE(Method):
     name = "rse"
+    display_name = "RSE"
     PARAMS = {
         **Method.PARAMS,
         "init_noise": Param(0.2, "std of the noise added to the input (RSE paper, CIFAR10)."),

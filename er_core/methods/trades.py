@@ -67,6 +67,7 @@ def trades_loss(method: Method, x: torch.Tensor, y: torch.Tensor):
 
 class TRADES(Method):
     name = "trades"
+    display_name = "Trades"
     uses_train_eps = True
     PARAMS = {**Method.PARAMS, **TRADES_PARAMS}
 

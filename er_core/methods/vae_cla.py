@@ -27,6 +27,7 @@ from .base import Method, Param, cross_entropy
 
 class VAECLA(Method):
     name = "vae_cla"
+    display_name = "VAE-CLA"
     PARAMS = {
         **Method.PARAMS,
         "kl_weight": Param(1.0, "weight of KL(q(z|x) ‖ N(0, I)) per code dimension."),
