@@ -30,8 +30,9 @@ vs 0.589). With the regulariser on, the codes reach the prior's scale within the
 epoch anyway (er / er_minus on digits: std 0.85–1.3 after one epoch), and with the RMSProp
 defaults the critic stays alive from the torch init (``methods.critic``).
 
-Default code sizes ``DEFAULT_CODE_DIM``: digits 16, mnist 32, cifar10 128, stl10 128,
-tiny_imagenet 256 (k ≪ input dimension, as the paper requires; larger for 200 classes).
+The default code size k and the normalisation's per-channel mean/std are the dataset's
+record (``er_core.dataset_info``: ``code_dim``, ``normalization``); k ≪ input dimension, as
+the paper requires.
 The classifier head is ``Dropout(p) → Linear(k, classes)``; the dropout is for KD's
 Monte-Carlo passes and is 0 by default.
 
@@ -59,25 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import info
-
-# Per-dataset channel statistics of the training images in [0, 1] (digits: computed from
-# scikit-learn's bundled set; the others are the usual published values).
-NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "digits": ((0.3053,), (0.3760,)),
-    "mnist": ((0.1307,), (0.3081,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "stl10": ((0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
-    "tiny_imagenet": ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
-}
-
-DEFAULT_CODE_DIM: dict[str, int] = {
-    "digits": 16,
-    "mnist": 32,
-    "cifar10": 128,
-    "stl10": 128,
-    "tiny_imagenet": 256,
-}
+from .dataset_info import info
 
 VGG19_STAGES = ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
 
@@ -194,7 +177,7 @@ class ERNet(nn.Module):
         ds = info(dataset)
         if init not in ENCODER_INITS:
             raise ValueError(f"init must be one of {list(ENCODER_INITS)}, got {init!r}")
-        code_dim = DEFAULT_CODE_DIM[dataset] if code_dim is None else int(code_dim)
+        code_dim = ds.code_dim if code_dim is None else int(code_dim)
         if code_dim < 1:
             raise ValueError(f"code_dim must be ≥ 1, got {code_dim}")
         if not 0.0 <= dropout < 1.0:
@@ -205,7 +188,7 @@ class ERNet(nn.Module):
         self.rse = rse
         self.randomized = rse is not None
         noise = (rse.init_noise, rse.inner_noise) if rse is not None else (0.0, 0.0)
-        self.normalize = Normalize(*NORMALIZATION[dataset])
+        self.normalize = Normalize(*ds.normalization)
         blocks, feature_dim = ENCODERS[dataset](ds.channels, noise)
         self.blocks = nn.ModuleList(blocks)
         self.feature_dim = feature_dim

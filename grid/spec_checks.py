@@ -1,6 +1,6 @@
 """Spec checks that need more than a type test: duplicate YAML keys, the size of an ε range,
-method hyperparameters against their defaults' types and er_core's ranges. Used by
-``grid.spec`` while a spec is validated, so each fails before any trial starts."""
+method hyperparameters against their defaults' types and their er_core Params' bounds and
+choices. Used by ``grid.spec`` while a spec is validated, so each fails before any trial starts."""
 
 from __future__ import annotations
 
@@ -61,10 +61,9 @@ def _unique_key_loader(where: str):
 
 def check_hyperparam_values(where: str, method: str, dataset: str, params: dict) -> None:
     """Each hyperparameter has its default's type (an int default takes no float or bool, a
-    float default no bool) and lies in ``er_core.methods.base.RANGES``: checked before any
-    trial starts, not when the method is built hours later."""
-    from er_core.methods import defaults
-    from er_core.methods.base import check_ranges
+    float default no bool) and is a value its ``er_core`` Param accepts (its bounds or
+    choices): checked before any trial starts, not when the method is built hours later."""
+    from er_core.methods import defaults, method_class
 
     resolved = defaults(method, dataset)
     for key, value in params.items():
@@ -82,7 +81,14 @@ def check_hyperparam_values(where: str, method: str, dataset: str, params: dict)
         if not ok:
             raise ValueError(f"spec.{where}.{key}: expected {type(default).__name__} like the default "
                              f"{default!r}, got {value!r}")
-    try:
-        check_ranges(method, params)
-    except ValueError as err:
-        raise ValueError(f"spec.{where}: {err}") from err
+    declared = method_class(method).PARAMS
+    for key, value in params.items():
+        param = declared.get(key)
+        # None stands for the default where a setting names an option (resolve reads it so);
+        # a bounded number must be given as a number.
+        if param is None or (value is None and not param.bounded):
+            continue
+        try:
+            param.check(method, key, value)
+        except ValueError as err:
+            raise ValueError(f"spec.{where}: {err}") from err

@@ -11,8 +11,10 @@ RNG, which :func:`er_core.train.fit` seeds from (seed, epoch) at each epoch star
 critic initialisation is seeded by the ``init_seed`` hyperparameter, independent of the
 global RNG state, so ``make`` with the same arguments builds the same weights.
 
-Hyperparameters are declared as :class:`Param` entries (default + one-line doc) in each
-class's ``PARAMS``; a default of ``PER_DATASET`` is filled from ``DATASET_DEFAULTS``.
+Hyperparameters are declared as :class:`Param` entries in each class's ``PARAMS``: default,
+one-line doc, and the values it accepts (inclusive numeric bounds ``low``/``high`` or a tuple
+of ``choices``), checked once in :func:`resolve` before anything is built. A default of
+``PER_DATASET`` is the same-named field of the dataset's record (``er_core.dataset_info``).
 
 Per-epoch schedules (``methods.schedule``): ``fit`` calls ``begin_epoch(epoch, epochs)`` at
 the start of every epoch; it sets the epoch's learning rate (``lr_schedule``) and, for
@@ -29,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks.pgd import pgd_examples
-from ..data import info
-from ..nets import DEFAULT_CODE_DIM, ERNet, build_model
+from ..dataset_info import info
+from ..nets import ENCODER_INITS, ERNet, build_model
+from ..torch_utils import eval_mode
 from .schedule import LR_SCHEDULES, lr_factor, warmup_eps
 
 
@@ -44,37 +47,33 @@ PER_DATASET = _PerDataset()
 
 @dataclass(frozen=True)
 class Param:
-    """A hyperparameter: its default (or PER_DATASET) and what it means."""
+    """A hyperparameter: its default (or PER_DATASET), what it means, and the values it accepts.
+
+    ``low`` / ``high``: inclusive bounds of a numeric setting (either may be None: unbounded
+    on that side); the value must then be an int or float (not a bool) inside them.
+    ``choices``: the accepted values of a setting that names one of a few options.
+    A Param without either accepts any value (e.g. ``pgd_step_size``, which may be None).
+    """
 
     default: Any
     doc: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
 
+    @property
+    def bounded(self) -> bool:
+        return self.low is not None or self.high is not None
 
-# Per-dataset defaults. Training ε follows the paper's evaluation scales (MNIST 0.3,
-# CIFAR10 0.031 = 8/255, STL10 0.03, Tiny ImageNet 0.01; digits 0.1, its 8×8 images break
-# at much smaller ε than MNIST). PGD steps: Madry et al. use 40 on MNIST and 7 on CIFAR10.
-# ε warm-up W (eps_warmup_epochs, see methods.schedule; TRADES overrides it with 0):
-# - mnist 4: on one H200 (batch 128, train ε 0.3), madry and er without warm-up stayed
-#   constant predictors (clean 0.118, loss 2.30 for 6–7 epochs); with ε raised over 4
-#   epochs they reached clean 0.982 / 0.976 and PGD-40 0.896 / 0.889 after 4 epochs (over 3
-#   epochs: 0.975 / 0.965 after 3). 4 is the longer of the two that converged: 13% of the
-#   paper preset's 30 epochs.
-# - digits 5: at train ε 0.3 (batch 32) er without warm-up collapsed (seeds 1 and 2: clean
-#   0.092 / 0.081 after 8 epochs, adversarial CE > ln 10 throughout; seed 0 stuck at 0.14
-#   for 5 epochs, 0.725 after 20) and madry crawled (0.39 after 5 epochs); with W 5 they
-#   reach 0.908 / 0.925 after 5 epochs and 0.839 / 0.889 after 20 (seed 0, RMSProp critic).
-#   5 = a quarter of the 20 epochs the convergence test uses.
-# - cifar10 / stl10 / tiny_imagenet 0: Madry et al. and TRADES train CIFAR10 at the full
-#   8/255 from the first epoch; these ε are 10× smaller than MNIST's relative to the range.
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"train_eps": 0.1, "pgd_steps": 7, "eps_warmup_epochs": 5},
-    "mnist": {"train_eps": 0.3, "pgd_steps": 40, "eps_warmup_epochs": 4},
-    "cifar10": {"train_eps": 0.031, "pgd_steps": 7, "eps_warmup_epochs": 0},
-    "stl10": {"train_eps": 0.03, "pgd_steps": 7, "eps_warmup_epochs": 0},
-    "tiny_imagenet": {"train_eps": 0.01, "pgd_steps": 7, "eps_warmup_epochs": 0},
-}
-for _name, _k in DEFAULT_CODE_DIM.items():
-    DATASET_DEFAULTS[_name]["code_dim"] = _k
+    def check(self, method: str, key: str, value: Any) -> None:
+        """ValueError naming ``method``, ``key`` and the accepted values unless ``value`` is one."""
+        if self.bounded:
+            low = float("-inf") if self.low is None else self.low
+            high = float("inf") if self.high is None else self.high
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and low <= value <= high):
+                raise ValueError(f"{method}: hyperparameter {key}={value!r} must be a number in [{low}, {high}]")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{method}: {key} must be one of {list(self.choices)}, got {value!r}")
 
 
 class Method:
@@ -85,32 +84,30 @@ class Method:
     uses_lambda: ClassVar[bool] = False
     uses_train_eps: ClassVar[bool] = False
     PARAMS: ClassVar[dict[str, Param]] = {
-        "lr": Param(1e-3, "Adam learning rate of encoder+classifier (Kingma & Ba's default)."),
-        "code_dim": Param(PER_DATASET, "size k of the code z (nets.DEFAULT_CODE_DIM)."),
-        "dropout": Param(0.0, "dropout before the classifier head (for KD's MC passes)."),
+        "lr": Param(1e-3, "Adam learning rate of encoder+classifier (Kingma & Ba's default).", low=0.0),
+        "code_dim": Param(PER_DATASET, "size k of the code z (dataset_info's code_dim).", low=1),
+        "dropout": Param(0.0, "dropout before the classifier head (for KD's MC passes).", low=0.0, high=0.999),
         "init_seed": Param(0, "seed of the weight initialisation (independent of the global RNG)."),
         "encoder_init": Param(
             "torch",
             "encoder init: 'torch' (PyTorch's default; code std ≈ 0.02 at init) or 'he' (code std ≈ 1, "
             "near the prior). Default torch: with 'he' ER−'s robustness gain over E-CLA on digits vanished (nets).",
+            choices=ENCODER_INITS,
         ),
         "lr_schedule": Param(
             "constant",
             "per-epoch lr schedule: 'constant', 'piecewise' (×0.1 at 50% and 75% of the epochs) or "
             "'cosine' (methods.schedule). Default constant: Adam at 1e-3 without decay is what every "
             "convergence measurement of these methods used.",
+            choices=LR_SCHEDULES,
         ),
     }
 
     def __init__(self, dataset: str, device: str | torch.device = "cpu", **hyperparams) -> None:
-        info(dataset)
+        self.hyperparams = resolve(type(self), dataset, hyperparams)  # every value checked here
+        self.hp = self.hyperparams  # short alias used in the loss code
         self.dataset = dataset
         self.device = torch.device(device)
-        self.hyperparams = resolve(type(self), dataset, hyperparams)
-        self.hp = self.hyperparams  # short alias used in the loss code
-        check_ranges(self.name, self.hp)
-        if self.hp["lr_schedule"] not in LR_SCHEDULES:
-            raise ValueError(f"{self.name}: lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.hp['lr_schedule']!r}")
         self.epoch_train_eps: float | None = None  # set by begin_epoch; None → the full train_eps
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.hp["init_seed"]))
@@ -181,11 +178,8 @@ class Method:
         """
         eps = self.train_eps_now
         steps = int(self.hp["pgd_steps"])
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             return pgd_examples(self.model, x, y, eps, steps, step_size(self.hp, eps))
-        finally:
-            self.model.train()
 
     # --- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -213,8 +207,9 @@ class Method:
 
 
 def resolve(cls: type[Method], dataset: str, given: dict) -> dict:
-    """Defaults for ``cls`` on ``dataset`` overlaid with ``given``; unknown names → ValueError."""
-    info(dataset)
+    """Defaults for ``cls`` on ``dataset`` overlaid with ``given`` (None → the default), each value
+    checked against its Param; an unknown dataset or name or a value out of bounds → ValueError."""
+    record = info(dataset)
     unknown = set(given) - set(cls.PARAMS)
     if unknown:
         raise ValueError(
@@ -225,28 +220,10 @@ def resolve(cls: type[Method], dataset: str, given: dict) -> dict:
     for key, p in cls.PARAMS.items():
         value = given[key] if key in given and given[key] is not None else p.default
         if value is PER_DATASET:
-            value = DATASET_DEFAULTS[dataset][key]
+            value = getattr(record, key)
+        p.check(cls.name, key, value)
         out[key] = value
     return out
-
-
-# Valid ranges of numeric hyperparameters, checked where they enter (make).
-RANGES: dict[str, tuple[float, float]] = {
-    "lr": (0.0, float("inf")), "critic_lr": (0.0, float("inf")), "reg_lr": (0.0, float("inf")),
-    "train_eps": (0.0, 1.0), "pgd_steps": (0, float("inf")), "code_dim": (1, float("inf")),
-    "dropout": (0.0, 0.999), "lam": (0.0, float("inf")), "beta": (0.0, float("inf")),
-    "clip": (1e-12, float("inf")), "critic_steps": (1, float("inf")), "critic_hidden": (1, float("inf")),
-    "init_noise": (0.0, float("inf")), "inner_noise": (0.0, float("inf")), "ensemble": (1, float("inf")),
-    "kl_weight": (0.0, float("inf")), "recon_weight": (0.0, float("inf")),
-    "eps_warmup_epochs": (0, float("inf")),
-}
-
-
-def check_ranges(method: str, hp: dict) -> None:
-    for key, (low, high) in RANGES.items():
-        value = hp.get(key)
-        if key in hp and (isinstance(value, bool) or not (isinstance(value, (int, float)) and low <= value <= high)):
-            raise ValueError(f"{method}: hyperparameter {key}={hp[key]!r} must be a number in [{low}, {high}]")
 
 
 def step_size(hp: dict, eps: float | None = None) -> float:
@@ -262,12 +239,13 @@ def step_size(hp: dict, eps: float | None = None) -> float:
 
 
 ADVERSARIAL_PARAMS: dict[str, Param] = {
-    "train_eps": Param(PER_DATASET, "L∞ training ε in [0, 1] image space (DATASET_DEFAULTS)."),
-    "pgd_steps": Param(PER_DATASET, "PGD steps for training examples (Madry: 40 MNIST, 7 CIFAR10)."),
+    "train_eps": Param(PER_DATASET, "L∞ training ε in [0, 1] image space (dataset_info).", low=0.0, high=1.0),
+    "pgd_steps": Param(PER_DATASET, "PGD steps for training examples (Madry: 40 MNIST, 7 CIFAR10).", low=0),
     "pgd_step_size": Param(None, "PGD step; None → 2.5·ε/steps of the epoch's ε (Madry et al.)."),
     "eps_warmup_epochs": Param(
         PER_DATASET,
-        "W: epoch e (0-based) trains at ε·min(1, (e+1)/W); 0 = full ε from the start (DATASET_DEFAULTS).",
+        "W: epoch e (0-based) trains at ε·min(1, (e+1)/W); 0 = full ε from the start (dataset_info).",
+        low=0,
     ),
 }
 

@@ -64,19 +64,23 @@ import torch
 
 from ..nets import Critic
 from .base import ADVERSARIAL_PARAMS, Method, Param, cross_entropy
-from .critic import critic_update, make_critic_optimizer
+from .critic import CRITIC_OPTIMIZERS, critic_update, make_critic_optimizer
 
 REG_UPDATES = ("joint", "separate")
 
 ER_PARAMS = {
-    "lam": Param(5.0, "λ, weight of the embedding regulariser (see 'joint' vs 'separate' above; 5 chosen on digits)."),
-    "clip": Param(0.01, "WGAN weight clipping bound for the critic (Arjovsky et al., 2017)."),
-    "critic_optimizer": Param("rmsprop", "optimiser of the critic: 'rmsprop' (WGAN paper; see the critic notes above) or 'adam'."),
-    "critic_lr": Param(5e-5, "learning rate of the critic's optimiser (WGAN paper: RMSProp at 5e-5)."),
-    "critic_steps": Param(1, "critic updates per batch (Algorithm 1: one)."),
-    "critic_hidden": Param(256, "width of the critic MLP's two hidden layers."),
-    "reg_update": Param("joint", "'joint': one Adam step on CE − λ·mean D; 'separate': Algorithm 1's own Adam step."),
-    "reg_lr": Param(1e-3, "Adam learning rate of the separate regulariser step (reg_update='separate' only)."),
+    "lam": Param(5.0, "λ, weight of the embedding regulariser (see 'joint' vs 'separate' above; 5 chosen on digits).",
+                 low=0.0),
+    # The lower bound keeps the clip range non-empty: a clip of 0 would pin every critic weight at 0.
+    "clip": Param(0.01, "WGAN weight clipping bound for the critic (Arjovsky et al., 2017).", low=1e-12),
+    "critic_optimizer": Param("rmsprop", "optimiser of the critic: 'rmsprop' (WGAN paper; see the critic notes above) or 'adam'.",
+                              choices=tuple(CRITIC_OPTIMIZERS)),
+    "critic_lr": Param(5e-5, "learning rate of the critic's optimiser (WGAN paper: RMSProp at 5e-5).", low=0.0),
+    "critic_steps": Param(1, "critic updates per batch (Algorithm 1: one).", low=1),
+    "critic_hidden": Param(256, "width of the critic MLP's two hidden layers.", low=1),
+    "reg_update": Param("joint", "'joint': one Adam step on CE − λ·mean D; 'separate': Algorithm 1's own Adam step.",
+                        choices=REG_UPDATES),
+    "reg_lr": Param(1e-3, "Adam learning rate of the separate regulariser step (reg_update='separate' only).", low=0.0),
 }
 
 
@@ -89,10 +93,6 @@ class ER(Method):
 
     def build(self) -> None:
         super().build()
-        if self.hp["reg_update"] not in REG_UPDATES:
-            raise ValueError(f"reg_update must be one of {list(REG_UPDATES)}, got {self.hp['reg_update']!r}")
-        if float(self.hp["clip"]) <= 0 or int(self.hp["critic_steps"]) < 1:
-            raise ValueError(f"clip must be > 0 and critic_steps ≥ 1, got {self.hp['clip']}, {self.hp['critic_steps']}")
         self.critic = Critic(self.model.code_dim, hidden=int(self.hp["critic_hidden"]))
 
     def make_optimizers(self) -> None:

@@ -2,7 +2,7 @@
 
 PGD: L∞ ball of radius ``train_eps``, uniform random start, ``pgd_steps`` signed-gradient
 steps of ``pgd_step_size`` (None → 2.5·ε/steps), projected around the clean input and
-clipped to [0, 1]. Defaults per dataset in ``base.DATASET_DEFAULTS`` (MNIST ε 0.3 / 40
+clipped to [0, 1]. Defaults per dataset in ``er_core.dataset_info`` (MNIST ε 0.3 / 40
 steps, CIFAR10 ε 0.031 / 7 steps, as Madry et al.).
 """
 

@@ -19,9 +19,9 @@ class RSE(Method):
     display_name = "RSE"
     PARAMS = {
         **Method.PARAMS,
-        "init_noise": Param(0.2, "std of the noise added to the input (RSE paper, CIFAR10)."),
-        "inner_noise": Param(0.1, "std of the noise before each inner conv block (RSE paper)."),
-        "ensemble": Param(10, "noisy passes averaged at inference (RSE paper)."),
+        "init_noise": Param(0.2, "std of the noise added to the input (RSE paper, CIFAR10).", low=0.0),
+        "inner_noise": Param(0.1, "std of the noise before each inner conv block (RSE paper).", low=0.0),
+        "ensemble": Param(10, "noisy passes averaged at inference (RSE paper).", low=1),
     }
 
     def build(self) -> None:

@@ -20,12 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks.base import project_linf
+from ..torch_utils import eval_mode
 from .base import ADVERSARIAL_PARAMS, Method, Param, cross_entropy, step_size
 
 TRADES_PARAMS = {
     **ADVERSARIAL_PARAMS,
-    "eps_warmup_epochs": Param(0, "W of the ε warm-up (methods.schedule); 0: TRADES did not collapse at full ε (see above)."),
-    "beta": Param(6.0, "TRADES trade-off β between clean CE and the KL robustness term (Zhang et al.: 6)."),
+    "eps_warmup_epochs": Param(0, "W of the ε warm-up (methods.schedule); 0: TRADES did not collapse at full ε (see above).",
+                               low=0),
+    "beta": Param(6.0, "TRADES trade-off β between clean CE and the KL robustness term (Zhang et al.: 6).", low=0.0),
 }
 
 
@@ -51,12 +53,10 @@ def trades_examples(model, x: torch.Tensor, eps: float, steps: int, alpha: float
 def trades_loss(method: Method, x: torch.Tensor, y: torch.Tensor):
     """(loss, z_adv, x_adv, logs): the TRADES objective of ``method.model``, x' and its code."""
     model, hp = method.model, method.hp
-    model.eval()
-    try:
-        eps = method.train_eps_now  # the epoch's warm-up ε
+    eps = method.train_eps_now  # the epoch's warm-up ε
+    with eval_mode(model):  # x' in eval mode, as the reference code (no BatchNorm update, no dropout)
         x_adv = trades_examples(model, x, eps, int(hp["pgd_steps"]), step_size(hp, eps))
-    finally:
-        model.train()
+    model.train()  # the objective below is a training loss: train mode, whatever the caller left
     logits = model(x)
     z_adv = model.embed(x_adv)
     kl = kl_batchmean(logits, model.classify(z_adv))

@@ -30,8 +30,8 @@ class VAECLA(Method):
     display_name = "VAE-CLA"
     PARAMS = {
         **Method.PARAMS,
-        "kl_weight": Param(1.0, "weight of KL(q(z|x) ‖ N(0, I)) per code dimension."),
-        "recon_weight": Param(1.0, "weight of the reconstruction BCE per pixel."),
+        "kl_weight": Param(1.0, "weight of KL(q(z|x) ‖ N(0, I)) per code dimension.", low=0.0),
+        "recon_weight": Param(1.0, "weight of the reconstruction BCE per pixel.", low=0.0),
     }
 
     def build(self) -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from er_core.data import INFO
-from er_core.nets import DEFAULT_CODE_DIM, Critic, Normalize, RSEConfig, build_model, build_vae
+from er_core.nets import Critic, Normalize, RSEConfig, build_model, build_vae
 
 
 @pytest.fixture(autouse=True)
@@ -19,19 +19,20 @@ def test_shapes_for_every_dataset(dataset):
     x = torch.rand(2, *ds.shape)
     with torch.no_grad():
         logits, z, hidden = model(x), model.embed(x), model.hidden(x)
-    k = DEFAULT_CODE_DIM[dataset]
+    k = ds.code_dim  # the dataset record's default code size
     assert logits.shape == (2, ds.num_classes)
     assert z.shape == (2, k) and model.code_dim == k and model.num_classes == ds.num_classes
     assert len(hidden) >= 3 and all(h.dim() == 2 and h.shape[0] == 2 for h in hidden)
     assert torch.allclose(hidden[-1], z)
     assert torch.allclose(model.classify(z), logits, atol=1e-5)
     assert model.randomized is False
+    # The first layer normalises with the dataset record's statistics.
+    assert model.normalize.mean.flatten().tolist() == pytest.approx(ds.mean, abs=1e-7)
+    assert model.normalize.std.flatten().tolist() == pytest.approx(ds.std, abs=1e-7)
 
 
 def test_code_dim_is_configurable_and_normalisation_is_first():
     from sklearn.datasets import load_digits
-
-    from er_core.nets import NORMALIZATION
 
     model = build_model("mnist", code_dim=5)
     assert model.embed(torch.rand(3, 1, 28, 28)).shape == (3, 5)
@@ -40,11 +41,12 @@ def test_code_dim_is_configurable_and_normalisation_is_first():
     # The model's first layer computes (x − 0.1307) / 0.3081 with MNIST's published statistics.
     x = torch.rand(3, 1, 28, 28)
     assert torch.allclose(model.normalize(x), (x - 0.1307) / 0.3081, atol=1e-6)
-    # Every constant, against a source independent of er_core.nets. digits: mean and std
+    # Every constant of the dataset records (the networks normalise with them), against a source
+    # independent of er_core. digits: mean and std
     # computed here from scikit-learn's bundled images (pixel values 0..16 → [0, 1]); the
     # constants are rounded to 4 decimals, hence the 1e-4 tolerance.
     images = load_digits().images / 16.0
-    (mean,), (std,) = NORMALIZATION["digits"]
+    (mean,), (std,) = INFO["digits"].normalization
     assert abs(mean - images.mean()) < 1e-4 and abs(std - images.std()) < 1e-4
     # The others: the usual published per-channel mean and (pixel-level) std of the training sets.
     published = {
@@ -53,9 +55,9 @@ def test_code_dim_is_configurable_and_normalisation_is_first():
         "stl10": ((0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
         "tiny_imagenet": ((0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)),
     }
-    assert set(NORMALIZATION) == set(published) | {"digits"}
+    assert set(INFO) == set(published) | {"digits"}
     for dataset, (mean, std) in published.items():
-        got_mean, got_std = NORMALIZATION[dataset]
+        got_mean, got_std = INFO[dataset].normalization
         assert got_mean == pytest.approx(mean, abs=1e-4) and got_std == pytest.approx(std, abs=1e-4), dataset
 
 
