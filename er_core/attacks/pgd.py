@@ -4,13 +4,15 @@ Defaults are Madry's MNIST-style settings scaled to ε: 40 steps of size ε/4 (a
 2.5·ε/steps so the ball's far side is reachable), uniform random start, 1 restart.
 Each step projects around the original input (not the previous iterate) and clips to
 [0, 1]. With several restarts an example keeps the first restart that fools the model.
+The ascent loop itself is :func:`linf_ascent`, shared with the training-time examples
+(:func:`pgd_examples`, and TRADES' KL maximisation in ``er_core.methods.trades``).
 x, x_adv in [0, 1], shapes (N, C, H, W). Usage: ``make("pgd", eps=0.1, steps=20)(model, x, y)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -57,16 +59,34 @@ class PGD(Attack):
             x_adv = project_linf(x + (2 * noise - 1) * self.eps, x, self.eps)
         else:
             x_adv = x.clone()
-        failed = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for step in range(self.steps):
-            x_adv.requires_grad_(True)
-            loss = F.cross_entropy(model(x_adv), y, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, x_adv)
-            if step == 0:
-                failed = bad_gradient(grad)
-            with torch.no_grad():
-                x_adv = project_linf(x_adv + self.alpha * grad.sign(), x, self.eps)
-        return x_adv.detach(), failed
+        x_adv, first_grad = linf_ascent(
+            model, x, x_adv, self.eps, self.steps, self.alpha, lambda logits: F.cross_entropy(logits, y, reduction="sum")
+        )
+        if first_grad is None:
+            return x_adv, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        return x_adv, bad_gradient(first_grad)
+
+
+def linf_ascent(
+    model, x: torch.Tensor, x_start: torch.Tensor, eps: float, steps: int, alpha: float,
+    loss_of_logits: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``steps`` signed-gradient ascent steps of size ``alpha`` on ``loss_of_logits(model(x_adv))``
+    from ``x_start``, each projected to the L∞ ε-ball around ``x`` and to [0, 1].
+
+    Returns (x_adv detached, the first step's gradient or None when ``steps`` is 0: the attack
+    reads it for examples whose gradient was zero or non-finite). The caller owns the model's
+    mode and the start point's randomness.
+    """
+    x_adv, first_grad = x_start, None
+    for step in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_of_logits(model(x_adv)), x_adv)
+        if step == 0:
+            first_grad = grad
+        with torch.no_grad():
+            x_adv = project_linf(x_adv + alpha * grad.sign(), x, eps)
+    return x_adv.detach(), first_grad
 
 
 def pgd_examples(model, x, y, eps: float, steps: int, step_size: float, generator=None) -> torch.Tensor:
@@ -78,11 +98,6 @@ def pgd_examples(model, x, y, eps: float, steps: int, step_size: float, generato
     if eps == 0:
         return x.detach()
     noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    x_adv = project_linf(x + (2 * noise - 1) * eps, x, eps)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y)
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        with torch.no_grad():
-            x_adv = project_linf(x_adv + step_size * grad.sign(), x, eps)
-    return x_adv.detach()
+    x_start = project_linf(x + (2 * noise - 1) * eps, x, eps)
+    x_adv, _first_grad = linf_ascent(model, x, x_start, eps, steps, step_size, lambda logits: F.cross_entropy(logits, y))
+    return x_adv

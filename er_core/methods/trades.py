@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..attacks.base import project_linf
+from ..attacks.pgd import linf_ascent
 from ..torch_utils import eval_mode
 from .base import ADVERSARIAL_PARAMS, Method, Param, cross_entropy, step_size
 
@@ -40,14 +41,13 @@ def trades_examples(model, x: torch.Tensor, eps: float, steps: int, alpha: float
     """x' maximising KL(f(x) ‖ f(x')) in the ε-ball ∩ [0, 1]; caller sets the model's mode."""
     with torch.no_grad():
         logits_clean = model(x)
-    x_adv = project_linf(x + 0.001 * torch.randn_like(x), x, eps)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(logits_clean, dim=1), reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        with torch.no_grad():
-            x_adv = project_linf(x_adv + alpha * grad.sign(), x, eps)
-    return x_adv.detach()
+    x_start = project_linf(x + 0.001 * torch.randn_like(x), x, eps)
+
+    def kl_sum(logits: torch.Tensor) -> torch.Tensor:
+        return F.kl_div(F.log_softmax(logits, dim=1), F.softmax(logits_clean, dim=1), reduction="sum")
+
+    x_adv, _first_grad = linf_ascent(model, x, x_start, eps, steps, alpha, kl_sum)
+    return x_adv
 
 
 def trades_loss(method: Method, x: torch.Tensor, y: torch.Tensor):

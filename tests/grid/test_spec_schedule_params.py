@@ -49,3 +49,14 @@ def test_schedule_and_critic_settings_reach_make_and_change_trial_id():
 def test_unknown_schedule_name_is_rejected_by_the_spec():
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         GridSpec.from_dict(_spec({"madry": {"eps_warmup": 3}}))
+
+
+def test_setting_outside_its_choices_is_rejected_by_the_spec():
+    """The spec checks a setting against the Param's own choices, before any trial is built."""
+    with pytest.raises(ValueError, match=r"spec.hyperparams.madry: madry: lr_schedule must be one of "
+                                         r"\['constant', 'piecewise', 'cosine'\], got 'step'"):
+        GridSpec.from_dict(_spec({"madry": {"lr_schedule": "step"}}))
+    with pytest.raises(ValueError, match=r"spec.hyperparams.er: er: critic_optimizer must be one of \['adam', 'rmsprop'\]"):
+        GridSpec.from_dict(_spec({"er": {"critic_optimizer": "sgd"}}))
+    with pytest.raises(ValueError, match=r"spec.hyperparams.er: er: hyperparameter critic_steps=0 must be a number in \[1, inf\]"):
+        GridSpec.from_dict(_spec({"er": {"critic_steps": 0}}))

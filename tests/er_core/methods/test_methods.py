@@ -158,6 +158,10 @@ def test_registry_errors_list_valid_values():
         make("madry", "digits", train_eps=1.5)
     with pytest.raises(ValueError, match="lam"):
         make("er", "digits", lam=-1.0)
+    with pytest.raises(ValueError, match=r"none: encoder_init must be one of \['he', 'torch'\], got 'xavier'"):
+        make("none", "digits", encoder_init="xavier")
+    with pytest.raises(ValueError, match=r"er: hyperparameter clip=0.0 must be a number in \[1e-12, inf\]"):
+        make("er", "digits", clip=0.0)
 
 
 def test_defaults_and_grid_axes():
