@@ -59,9 +59,11 @@ class PGD(Attack):
             x_adv = project_linf(x + (2 * noise - 1) * self.eps, x, self.eps)
         else:
             x_adv = x.clone()
-        x_adv, first_grad = linf_ascent(
-            model, x, x_adv, self.eps, self.steps, self.alpha, lambda logits: F.cross_entropy(logits, y, reduction="sum")
-        )
+
+        def ce_sum(logits):
+            return F.cross_entropy(logits, y, reduction="sum")
+
+        x_adv, first_grad = linf_ascent(model, x, x_adv, self.eps, self.steps, self.alpha, ce_sum)
         if first_grad is None:
             return x_adv, torch.zeros(len(x), dtype=torch.bool, device=x.device)
         return x_adv, bad_gradient(first_grad)
@@ -99,5 +101,6 @@ def pgd_examples(model, x, y, eps: float, steps: int, step_size: float, generato
         return x.detach()
     noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     x_start = project_linf(x + (2 * noise - 1) * eps, x, eps)
-    x_adv, _first_grad = linf_ascent(model, x, x_start, eps, steps, step_size, lambda logits: F.cross_entropy(logits, y))
+    x_adv, _first_grad = linf_ascent(model, x, x_start, eps, steps, step_size,
+                                     lambda logits: F.cross_entropy(logits, y))
     return x_adv

@@ -73,13 +73,16 @@ ER_PARAMS = {
                  low=0.0),
     # The lower bound keeps the clip range non-empty: a clip of 0 would pin every critic weight at 0.
     "clip": Param(0.01, "WGAN weight clipping bound for the critic (Arjovsky et al., 2017).", low=1e-12),
-    "critic_optimizer": Param("rmsprop", "optimiser of the critic: 'rmsprop' (WGAN paper; see the critic notes above) or 'adam'.",
-                              choices=tuple(CRITIC_OPTIMIZERS)),
+    "critic_optimizer": Param(
+        "rmsprop", "optimiser of the critic: 'rmsprop' (WGAN paper; see the critic notes above) or 'adam'.",
+        choices=tuple(CRITIC_OPTIMIZERS),
+    ),
     "critic_lr": Param(5e-5, "learning rate of the critic's optimiser (WGAN paper: RMSProp at 5e-5).", low=0.0),
     "critic_steps": Param(1, "critic updates per batch (Algorithm 1: one).", low=1),
     "critic_hidden": Param(256, "width of the critic MLP's two hidden layers.", low=1),
-    "reg_update": Param("joint", "'joint': one Adam step on CE − λ·mean D; 'separate': Algorithm 1's own Adam step.",
-                        choices=REG_UPDATES),
+    "reg_update": Param(
+        "joint", "'joint': one Adam step on CE − λ·mean D; 'separate': Algorithm 1's own Adam step.", choices=REG_UPDATES
+    ),
     "reg_lr": Param(1e-3, "Adam learning rate of the separate regulariser step (reg_update='separate' only).", low=0.0),
 }
 
