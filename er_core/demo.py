@@ -1,4 +1,4 @@
-"""``make demo`` (until the grid exists): train ``none`` and ``er_minus`` on digits, print a table.
+"""er_core alone, without Ray: train ``none`` and ``er_minus`` on digits, print a table.
 
 Trains each method for 20 epochs (batch 32, seed 0) on scikit-learn's bundled 8×8 digits
 and reports clean test accuracy and accuracy under L∞ PGD-20 at ε 0.05 and 0.1 on the
