@@ -1,8 +1,9 @@
 """The values the trainable writes to the trial row, without Ray: per-epoch losses and training
-time carried across a kill and restore, clean accuracy on the evaluation subset, and the row
-as stored. (The Ray tests in test_resume.py check the row ``train_and_evaluate`` writes.)
+time carried across a kill and restore, clean accuracy on the evaluation subset (judged like
+the rows' ``correct_clean``, also for a randomized model), and the row as stored. (The Ray
+tests in test_resume.py check the row ``train_and_evaluate`` writes.)
 
-Runtime: ~4 s (2 digits epochs, FGSM on 30 examples).
+Runtime: ~5 s (2 digits epochs, FGSM on 30 examples twice).
 """
 
 from __future__ import annotations
