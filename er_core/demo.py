@@ -1,4 +1,4 @@
-"""``make demo`` (until the grid exists): train ``none`` and ``er_minus`` on digits, print a table.
+"""er_core alone, without Ray: train ``none`` and ``er_minus`` on digits, print a table.
 
 Trains each method for 20 epochs (batch 32, seed 0) on scikit-learn's bundled 8×8 digits
 and reports clean test accuracy and accuracy under L∞ PGD-20 at ε 0.05 and 0.1 on the
@@ -15,14 +15,14 @@ import torch
 from .attacks import make as make_attack
 from .data import load
 from .methods import make
+from .torch_utils import predict
 from .train import fit
 
 EPSILONS = (0.05, 0.1)
 
 
 def accuracy(model, x, y) -> float:
-    with torch.no_grad():
-        return (model(x).argmax(1) == y).float().mean().item()
+    return (predict(model, x) == y).float().mean().item()
 
 
 def run(methods=("none", "er_minus"), epochs: int = 20, batch_size: int = 32, seed: int = 0) -> list[dict]:
@@ -32,7 +32,7 @@ def run(methods=("none", "er_minus"), epochs: int = 20, batch_size: int = 32, se
         started = time.perf_counter()
         method = make(name, "digits")
         fit(method, data, epochs=epochs, batch_size=batch_size, seed=seed)
-        model = method.model.eval()
+        model = method.model
         row = {"method": name, "clean": accuracy(model, data.x_test, data.y_test)}
         for eps in EPSILONS:
             x_adv = make_attack("pgd", eps, steps=20)(model, data.x_test, data.y_test).x_adv

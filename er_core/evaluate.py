@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .attacks import make
+from .torch_utils import predict
 
 RECORD_KEYS = (
     "sample_idx", "label", "pred_clean", "pred_adv", "correct_clean", "correct_adv",
@@ -40,16 +41,19 @@ RECORD_KEYS = (
 DEFAULT_PASSES = 10
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """argmax predictions (N,) in eval mode, in chunks of ``batch_size``; restores the mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        preds = [model(chunk).argmax(dim=1) for chunk in x.split(batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=x.device)
+def passes_for(model: nn.Module, passes: Optional[int] = None) -> int:
+    """How many forward passes judge ``model``: ``passes`` when given, else
+    :data:`DEFAULT_PASSES` for a randomized model and 1 for a deterministic one."""
+    if passes is None:
+        passes = DEFAULT_PASSES if is_randomized(model) else 1
+    if passes < 1:
+        raise ValueError(f"passes must be ≥ 1, got {passes}")
+    return passes
+
+
+def is_randomized(model: nn.Module) -> bool:
+    """Whether the model's eval-mode forward is random (``model.randomized``, e.g. RSE)."""
+    return bool(getattr(model, "randomized", False))
 
 
 def judge(model: nn.Module, x: torch.Tensor, y: torch.Tensor, passes: int) -> torch.Tensor:
@@ -80,11 +84,8 @@ def attack_batch(
     sample_idx = [int(i) for i in sample_idx]
     if len(sample_idx) != n:
         raise ValueError(f"sample_idx must have one entry per example ({n}), got {len(sample_idx)}")
-    randomized = bool(getattr(model, "randomized", False))
-    if passes is None:
-        passes = DEFAULT_PASSES if randomized else 1
-    if passes < 1:
-        raise ValueError(f"passes must be ≥ 1, got {passes}")
+    randomized = is_randomized(model)
+    passes = passes_for(model, passes)
 
     start = time.perf_counter()
     result = attack(model, x, y)  # validates x and y before anything else runs

@@ -125,6 +125,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     """Train and evaluate one trial; returns its summary with ``examples`` (per-example records)."""
     from . import data as er_data
     from . import evaluate, methods, sanity, train
+    from .torch_utils import predict
 
     torch.set_num_threads(max(1, threads))
     root = None if trial["data_root"] is None else Path(trial["data_root"]) / trial["dataset"]
@@ -142,7 +143,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     indices = er_data.eval_indices(trial["dataset"], trial["eval_n"], trial["eval_seed"])
     x_all = data.x_test[indices.to(data.x_test.device)].to(device)
     y_all = data.y_test[indices.to(data.y_test.device)].to(device)
-    clean = float((evaluate.predict(model, x_all) == y_all).float().mean())
+    clean = float((predict(model, x_all) == y_all).float().mean())
     examples, accuracy = [], {}
     started = time.perf_counter()
     for item in trial["eval_plan"]:

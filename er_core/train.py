@@ -59,8 +59,7 @@ def fit(
         started = time.perf_counter()
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, "shuffle")))
         torch.manual_seed(derive_seed(seed, epoch, "global"))
-        begin = getattr(method, "begin_epoch", None)
-        scheduled = begin(epoch, epochs) if begin is not None else {}
+        scheduled = method.begin_epoch(epoch, epochs)
         sums: dict[str, float] = {}
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]

@@ -11,13 +11,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 
 import torch
 
-STATE_FILE = "state.pt"
-EPOCH_FILE = "epoch.json"
+from grid.experiment_files import EPOCH_FILE, STATE_FILE, checkpoint_epochs
 
 
 @dataclasses.dataclass
@@ -65,20 +63,8 @@ def stored_checkpoints(fs, trial_path: str) -> list:
     """The ``checkpoint_*`` folders persisted in a trial folder, newest epoch first (by the
     epoch sidecar; one without a readable sidecar was not persisted completely)."""
     from ray import tune
-    import pyarrow.fs as pafs
 
-    found = []
-    for info in fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True)):
-        if info.type != pafs.FileType.Directory or not re.fullmatch(r"checkpoint_\d+", info.base_name):
-            continue
-        try:
-            with fs.open_input_stream(f"{info.path}/{EPOCH_FILE}") as stream:
-                epoch = int(json.loads(stream.read())["epoch"])
-        except (OSError, ValueError, KeyError):  # not persisted completely: skip it
-            continue
-        found.append((epoch, tune.Checkpoint(info.path, filesystem=fs)))
-    found.sort(key=lambda pair: pair[0], reverse=True)
-    return [checkpoint for _, checkpoint in found]
+    return [tune.Checkpoint(path, filesystem=fs) for _epoch, _seconds, path in checkpoint_epochs(fs, trial_path)]
 
 
 def restore_latest(method, candidates: list) -> TrainState:

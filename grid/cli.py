@@ -348,19 +348,16 @@ def _guarded(command: Callable[[], int]) -> int:
     naming what is wrong (and the path), and exit code 2. Never a traceback for those."""
     import yaml
 
-    from grid.run import GridError
-
     try:
         return command()
-    except (UsageError, GridError, yaml.YAMLError) as err:
-        message = str(err)
     except OSError as err:
         # Permission denied, is/not a directory, disk full, missing file, object-store errors.
         where = f": {err.filename}" if getattr(err, "filename", None) else ""
         message = f"{err.strerror or err}{where}" if err.strerror else f"{err}{where}"
-    except ValueError as err:
-        # Spec validation, store filters, damaged results (DamagedStore) and damaged JSON
-        # records raise ValueError naming the field or the file.
+    except (ValueError, yaml.YAMLError) as err:
+        # Usage errors (UsageError, grid.run.GridError), spec validation, store filters,
+        # damaged results (DamagedStore) and damaged JSON records: ValueErrors naming the field
+        # or the file. OSError comes first: a few errors are both (io.UnsupportedOperation).
         message = str(err)
     print(f"er-grid: error: {' '.join(message.split())}", file=sys.stderr)
     return EXIT_USAGE

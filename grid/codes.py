@@ -25,6 +25,7 @@ from typing import Optional
 import pyarrow as pa
 import torch
 
+from er_core.torch_utils import eval_mode
 from grid.fingerprint import canonical_json
 from grid.store import ResultStore, column, rows_to_table, without_partitions, UTC_TIMESTAMP
 
@@ -58,10 +59,10 @@ CODES_SCHEMA = pa.schema([
 
 def paper_eps(dataset: str) -> float:
     """The dataset's ℓ∞ ε of the paper's evaluation (MNIST 0.3, CIFAR10 0.031, ...; digits 0.1)."""
-    from er_core.methods.base import DATASET_DEFAULTS
+    from er_core.dataset_info import info
 
-    # The training ε defaults are the paper's evaluation scales (er_core.methods.base).
-    return float(DATASET_DEFAULTS[dataset]["train_eps"])
+    # The dataset's default training ε is the scale of the paper's figures of the code z.
+    return float(info(dataset).train_eps)
 
 
 def validate_codes_spec(raw, datasets) -> Optional[dict]:
@@ -152,13 +153,9 @@ def run_codes_stage(store: ResultStore, trial, model, data, plan: dict, checkpoi
 @torch.no_grad()
 def embed(model, x: torch.Tensor) -> tuple:
     """(codes as float32 numpy (N, k), predictions (N,)) in eval mode; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         z = model.embed(x)
         pred = model(x).argmax(1)
-    finally:
-        model.train(was_training)
     return z.float().cpu().numpy(), pred.cpu()
 
 

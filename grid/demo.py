@@ -39,9 +39,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: ray, er-grid, python
+
+
+# How Ray says a port it was given is taken: the gRPC servers' bind error, and ray start's own
+# check of the dashboard port.
+PORT_TAKEN = ("address already in use", "already occupied")
 
 
 def free_port() -> int:
@@ -71,7 +77,8 @@ class LocalHead:
     """A local Ray head this process started: token auth, 127.0.0.1 dashboard, free ports.
 
     ``start(tmp)`` writes the token under ``tmp/home`` (HOME redirected), runs ``ray start
-    --head --block`` in its own session and waits until the job API answers with the token.
+    --head --block`` in its own session and waits until the job API answers with the token;
+    when Ray reports a chosen port taken meanwhile, it tries again on fresh ports.
     ``stop()`` sends SIGTERM to that ``ray start`` process (its handler stops the node), then
     SIGKILLs whatever is left of the process group it created, and removes Ray's temp dir:
     only processes started here are touched (never ``ray stop``, which stops every Ray
@@ -84,6 +91,7 @@ class LocalHead:
     gcs_port: int
     dashboard_port: int
     process: subprocess.Popen
+    attempts: int = 1  # the try of start() that brought this head up
 
     @property
     def address(self) -> str:
@@ -97,36 +105,70 @@ class LocalHead:
         return client_env(self.home, {"RAY_ADDRESS": self.address, **extra})
 
     @classmethod
-    def start(cls, tmp: Path, num_cpus: int = 2, timeout: float = 90.0) -> "LocalHead":
+    def start(cls, tmp: Path, num_cpus: int = 2, timeout: float = 90.0, attempts: int = 3,
+              port_source: Callable[[], int] = free_port) -> "LocalHead":
+        """Start the head; ``attempts`` tries, each on fresh ports from ``port_source``.
+
+        A port is free when chosen but only bound by Ray a moment later, so another process can
+        take it in between; ``ray start`` then fails naming a port in use (:data:`PORT_TAKEN`).
+        Only that failure is retried; the log of a failed try stays as
+        ``ray_head.attempt<n>.log``, and ``attempts`` on the head says which try started it.
+        """
+        if attempts < 1:
+            raise ValueError(f"attempts must be ≥ 1, got {attempts}")
         home = tmp / "home"
         home.mkdir(parents=True, exist_ok=True)
         env = client_env(home)
         subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, check=True,
                        capture_output=True, timeout=60)
         assert (home / ".ray" / "auth_token").is_file(), "token was not written under the temp HOME"
+        for attempt in range(1, attempts + 1):
+            head = cls._launch(tmp, home, env, num_cpus, port_source, attempt)
+            try:
+                head._wait_ready(timeout)
+                return head
+            except Exception:
+                taken = head._port_was_taken(tmp / "ray_head.log")
+                head.stop()
+                if not taken or attempt == attempts:
+                    raise
+                (tmp / "ray_head.log").replace(tmp / f"ray_head.attempt{attempt}.log")
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @classmethod
+    def _launch(cls, tmp: Path, home: Path, env: dict, num_cpus: int, port_source: Callable[[], int],
+                attempt: int) -> "LocalHead":
         # Ray's unix socket paths must stay short (~107 bytes): a short temp dir of our own.
         temp_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"rg{os.getpid()}_{free_port()}"
-        gcs_port, dashboard_port = free_port(), free_port()
-        ports = [str(free_port()) for _ in range(7)]
-        log = open(tmp / "ray_head.log", "w")
-        process = subprocess.Popen(
-            [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", "--num-gpus=0",
-             f"--port={gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-             f"--temp-dir={temp_dir}", "--include-dashboard=true", "--disable-usage-stats",
-             "--node-ip-address=127.0.0.1",
-             f"--node-manager-port={ports[0]}", f"--object-manager-port={ports[1]}",
-             f"--ray-client-server-port={ports[2]}", f"--dashboard-agent-listen-port={ports[3]}",
-             f"--dashboard-agent-grpc-port={ports[4]}", f"--runtime-env-agent-port={ports[5]}",
-             f"--metrics-export-port={ports[6]}"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp,
-        )
-        head = cls(home, temp_dir, gcs_port, dashboard_port, process)
-        try:
-            head._wait_ready(timeout)
-        except BaseException:
-            head.stop()
-            raise
-        return head
+        # The dashboard's port is chosen first (the one a test hands out taken): ray start checks
+        # it before starting anything, so a taken one fails in seconds, where a taken GCS port
+        # fails only when the GCS client gives up (~45 s).
+        dashboard_port, gcs_port, *ports = [str(port_source()) for _ in range(9)]
+        with open(tmp / "ray_head.log", "w") as log:
+            process = subprocess.Popen(
+                [str(BIN / "ray"), "start", "--head", "--block", f"--num-cpus={num_cpus}", "--num-gpus=0",
+                 f"--port={gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+                 f"--temp-dir={temp_dir}", "--include-dashboard=true", "--disable-usage-stats",
+                 "--node-ip-address=127.0.0.1",
+                 f"--node-manager-port={ports[0]}", f"--object-manager-port={ports[1]}",
+                 f"--ray-client-server-port={ports[2]}", f"--dashboard-agent-listen-port={ports[3]}",
+                 f"--dashboard-agent-grpc-port={ports[4]}", f"--runtime-env-agent-port={ports[5]}",
+                 f"--metrics-export-port={ports[6]}"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp,
+            )
+        return cls(home, temp_dir, int(gcs_port), int(dashboard_port), process, attempt)
+
+    def _port_was_taken(self, head_log: Path) -> bool:
+        """Whether ``ray start``'s output or its session's logs name a port already in use."""
+        logs = [head_log, *self.temp_dir.glob("session_*/logs/*.out"), *self.temp_dir.glob("session_*/logs/*.err")]
+        for log in logs:
+            try:
+                text = log.read_text(errors="replace").lower()
+            except OSError:
+                continue
+            if any(phrase in text for phrase in PORT_TAKEN):
+                return True
+        return False
 
     def _wait_ready(self, timeout: float) -> None:
         token = (self.home / ".ray" / "auth_token").read_text().strip()

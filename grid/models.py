@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from typing import Optional
 
-SPEC_FILE = "grid_spec.json"
-STATE_FILE = "state.pt"
-EPOCH_FILE = "epoch.json"
+from grid.experiment_files import SPEC_FILE, STATE_FILE, checkpoint_epochs
 
 
 def load_model(experiment: str, trial_id: str, epoch: Optional[int] = None, device: str = "cpu"):
@@ -30,7 +27,6 @@ def load_model(experiment: str, trial_id: str, epoch: Optional[int] = None, devi
     whose checkpoint to load (None: the newest kept); device: where the weights go.
     Raises ValueError naming what is missing (no such trial, no checkpoint of that epoch).
     """
-    import pyarrow.fs as pafs
     import torch
 
     import er_core.methods
@@ -44,14 +40,9 @@ def load_model(experiment: str, trial_id: str, epoch: Optional[int] = None, devi
     if trial_id not in trials:
         raise ValueError(f"trial_id: {trial_id!r} is not a trial of {experiment}; trials: {', '.join(sorted(trials))}")
     config = TrialConfig.from_dict({**json.loads(trials[trial_id]), "resources": {"cpu": 1, "gpu": 0}})
-    checkpoints = {}
-    selector = pafs.FileSelector(f"{base}/{config.name}", allow_not_found=True)
-    for info in fs.get_file_info(selector):
-        if info.type == pafs.FileType.Directory and re.fullmatch(r"checkpoint_\d+", info.base_name):
-            try:
-                checkpoints[int(_read_json(fs, f"{info.path}/{EPOCH_FILE}", "")["epoch"])] = info.path
-            except (ValueError, KeyError, TypeError):
-                continue  # a checkpoint cut short: not offered
+    checkpoints = {}  # epoch → folder; a checkpoint cut short (no readable sidecar) is not offered
+    for stored_epoch, _seconds, path in checkpoint_epochs(fs, f"{base}/{config.name}"):
+        checkpoints.setdefault(stored_epoch, path)
     if not checkpoints:
         raise ValueError(f"trial {trial_id}: no checkpoint in {base}/{config.name}")
     chosen = max(checkpoints) if epoch is None else epoch

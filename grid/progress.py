@@ -43,9 +43,9 @@ def holdout_accuracy(model: torch.nn.Module, data, indices: torch.Tensor) -> flo
     next epoch draws (``er_core.train.fit`` reseeds per epoch anyway; this keeps the
     checkpointed RNG state independent of monitoring too).
     """
-    from er_core.evaluate import predict
+    from er_core.torch_utils import model_device, predict
 
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = data.x_test[indices.to(data.x_test.device)].to(device)
     y = data.y_test[indices.to(data.y_test.device)].to(device)
     devices = [device.index or 0] if device.type == "cuda" else []

@@ -63,8 +63,8 @@ def repair_trial(trial_dict: dict, trial_path: str, results_root: str) -> int:
     import er_core.methods
     from grid.spec import TrialConfig
     from grid.store import TRIALS_DIR, ResultStore
-    from grid.trainable import (evaluate, load_trial_data, restore_latest, stored_checkpoints, subset_accuracy,
-                                trial_device, weights_hash, write_trial_row)
+    from grid.checkpoints import restore_latest, stored_checkpoints, weights_hash
+    from grid.trainable import evaluate, load_trial_data, subset_accuracy, trial_device, write_trial_row
 
     trial = TrialConfig.from_dict(trial_dict)
     store = ResultStore(results_root)

@@ -33,11 +33,10 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from grid.experiment_files import SPEC_FILE
 from grid.spec import GridSpec, TrialConfig, is_shared_storage
 from grid.store import RESULTS_DIR
-# Written into the experiment folder by `run`: the spec and its trial ids, so that running a
-# changed spec into an existing experiment stops instead of mixing two grids in one folder.
-SPEC_FILE = "grid_spec.json"
+
 # Driver environment variables forwarded to every trial process (fault-injection hooks of
 # grid.trainable); a Ray worker does not inherit the driver's environment otherwise.
 FORWARDED_ENV_PREFIX = "ER_GRID_TEST_"

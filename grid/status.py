@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from typing import Optional
 
 import pyarrow.fs as pafs
 
-from grid.run import SPEC_FILE, GridError, _filesystem, _join, results_location, storage_location
+from grid.experiment_files import SPEC_FILE, checkpoint_epochs
+from grid.run import GridError, _filesystem, _join, results_location, storage_location
 from grid.spec import DEFAULT_RESOURCES, TrialConfig
-
-EPOCH_SIDECAR = "epoch.json"  # grid.trainable.EPOCH_FILE (not imported: that module imports torch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,17 +98,7 @@ def epochs_done(experiment: str, trial: TrialConfig) -> tuple[int, float]:
     """(newest epoch with a complete checkpoint sidecar in the trial's folder, its training
     seconds so far); (0, 0.0) if none."""
     fs, folder = _filesystem(_join(experiment, trial.name))
-    best = (0, 0.0)
-    for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
-        if info.type != pafs.FileType.Directory or not re.fullmatch(r"checkpoint_\d+", info.base_name):
-            continue
-        try:
-            with fs.open_input_stream(f"{info.path}/{EPOCH_SIDECAR}") as stream:
-                record = json.loads(stream.read())
-            best = max(best, (int(record["epoch"]), float(record.get("train_seconds", 0.0))))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # a checkpoint cut short: not counted
-    return best
+    return max(((epoch, seconds) for epoch, seconds, _path in checkpoint_epochs(fs, folder)), default=(0, 0.0))
 
 
 def status(path: str, progress=None) -> ExperimentStatus:

@@ -120,10 +120,6 @@ TRIAL_SCHEMA = pa.schema([
     column("created_at", UTC_TIMESTAMP),
 ])
 
-#: Columns write_batch fills from its keyword arguments when a row omits them.
-BATCH_KEY_COLUMNS = ("experiment", "dataset", "method", "trial_id", "attack", "eps", "batch")
-#: Columns the store fills when a row omits them (code version of this process, now in UTC).
-AUTO_COLUMNS = ("code_version", "created_at")
 PARTITION_COLUMNS = store_rows.PARTITION_COLUMNS
 
 EXAMPLES_DIR = "examples"
@@ -195,7 +191,7 @@ class ResultStore:
         """Store and commit one evaluation batch's rows; a rewrite replaces the earlier file.
 
         ``rows``: one dict per example with every :data:`ROW_SCHEMA` column; the batch key
-        columns (:data:`BATCH_KEY_COLUMNS`) and ``code_version``/``created_at`` may be omitted
+        columns (the keyword arguments) and ``code_version``/``created_at`` may be omitted
         and are filled here; if given they must agree with the keyword arguments.
         Missing/extra/mistyped columns raise ValueError. Returns the file's path.
         """
@@ -396,5 +392,5 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
 
 __all__ = [
     "ROW_SCHEMA", "TRIAL_SCHEMA", "ResultStore", "load", "load_trials", "open_results", "rows_to_table",
-    "er_grid_code_version", "BATCH_KEY_COLUMNS", "AUTO_COLUMNS", "DamagedStore", "NoResults", "UNIQUE_KEYS",
+    "er_grid_code_version", "DamagedStore", "NoResults", "UNIQUE_KEYS",
 ]

@@ -26,7 +26,8 @@ Steps (each a named function below):
    that runs out of CUDA memory is retried in halves.
 5. the detection stage when the trial has one (``grid.detection``), then the codes stage
    (``grid.codes``: the code z under PGD for the t-SNE figures) when it has one.
-6. ``write_trial_row``: clean accuracy, per-epoch losses, wall time (training across
+6. ``write_trial_row``: clean accuracy (judged like the rows' ``correct_clean``: for RSE the
+   worst case over its passes), per-epoch losses, wall time (training across
    restarts plus this process's evaluation), device.
 
 Fingerprint rule: every row carries what produced it (``attack_config``:
@@ -62,11 +63,8 @@ import er_core.data
 import er_core.evaluate
 import er_core.methods
 import er_core.train
-from er_core.torch_utils import derive_seed
-from grid.checkpoints import (  # noqa: F401  (the trainable's checkpoint steps)
-    EPOCH_FILE, STATE_FILE, TrainState, checkpoint_candidates, restore_latest, restore_state, save_state,
-    stored_checkpoints, weights_hash,
-)
+from er_core.torch_utils import derive_seed, model_device
+from grid.checkpoints import TrainState, checkpoint_candidates, restore_latest, save_state, weights_hash
 from grid.codes import run_codes_stage
 from grid.data_staging import local_dataset_dir
 from grid.faults import KILL_AFTER_BATCHES_ENV, KILL_AFTER_EPOCHS_ENV, kill_if_asked
@@ -307,18 +305,17 @@ def evaluate(model, data, trial: TrialConfig, store: ResultStore, checkpoint_has
     return len(todo)
 
 
-@torch.no_grad()
 def subset_accuracy(model: torch.nn.Module, data, trial: TrialConfig) -> float:
-    """Clean accuracy on the evaluation subset (the model's own forward: ensemble for RSE)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    """Clean accuracy on the evaluation subset, judged like the rows' ``correct_clean``: per
+    evaluation batch, through ``er_core.evaluate.judge`` over the model's passes (the worst
+    case of several ensemble passes for a randomized model such as RSE, one pass otherwise)."""
+    device = model_device(model)
+    passes = er_core.evaluate.passes_for(model)
     correct = 0
     for idx in evaluation_batches(trial):
         x = data.x_test[idx.to(data.x_test.device)].to(device)
         y = data.y_test[idx.to(data.y_test.device)].to(device)
-        correct += int((model(x).argmax(1) == y).sum())
-    model.train(was_training)
+        correct += int((er_core.evaluate.judge(model, x, y, passes) == y).sum())
     return correct / trial.eval_n
 
 

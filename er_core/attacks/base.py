@@ -29,6 +29,8 @@ from typing import ClassVar, Optional
 import torch
 from torch import nn
 
+from ..torch_utils import eval_mode
+
 
 @dataclass
 class AttackResult:
@@ -80,12 +82,8 @@ class Attack:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
         check_batch(self.name, x, y)
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             result = self.perturb(model, x.detach(), y.detach())
-        finally:
-            model.train(was_training)
         result.x_adv = result.x_adv.detach().clamp_(0.0, 1.0)
         return result
 

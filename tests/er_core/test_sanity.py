@@ -15,8 +15,9 @@ from torch import nn
 
 from er_core import sanity
 from er_core.data import eval_indices
-from er_core.evaluate import attack_batch, predict
+from er_core.evaluate import attack_batch
 from er_core.methods import make
+from er_core.torch_utils import predict
 from er_core.train import fit
 
 EPS = 0.3

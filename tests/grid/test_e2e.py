@@ -15,6 +15,7 @@ import sys
 import pytest
 import torch
 
+from grid.demo import PORT_TAKEN
 from grid.spec import GridSpec
 from grid.store import load, load_trials
 from ray_helpers import REPO, run_cli
@@ -51,6 +52,15 @@ def test_ray_job_submit_smoke_preset(ray_head, smoke_experiment):
     query = run_cli(ray_head, "query", str(experiment), "--attack", "pgd", "worst_case")
     assert query.returncode == 0, query.stderr
     assert "worst_case" in query.stdout and "pgd" in query.stdout
+
+
+def test_head_retried_on_fresh_ports_after_a_taken_port(ray_head):
+    """The session's head was handed a taken port first (ray_helpers.ray_head): its first try
+    failed naming that port, the second started on fresh ports and serves jobs (above)."""
+    assert ray_head.attempts == 2
+    failed = (ray_head.home.parent / "ray_head.attempt1.log").read_text().lower()
+    assert any(phrase in failed for phrase in PORT_TAKEN), failed[-2000:]
+    assert (ray_head.home.parent / "ray_head.log").is_file()
 
 
 def test_object_store_storage_run_status_query(ray_head, s3_endpoint, tmp_path):

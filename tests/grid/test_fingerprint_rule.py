@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from grid import checkpoints as C
 from grid import trainable as T
 from grid.spec import GridSpec
 from grid.store import ResultStore, load
@@ -42,7 +43,7 @@ def evaluated(undefended_digits_model, digits, tmp_path):
     """A trial whose 4 evaluation batches (2 (attack, ε) pairs × 2) are in a fresh store."""
     trial = GridSpec.from_dict(SPEC).expand()[0]
     store = ResultStore(str(tmp_path / "results"))
-    digest = T.weights_hash(undefended_digits_model)
+    digest = C.weights_hash(undefended_digits_model)
     assert T.evaluate(undefended_digits_model, digits, trial, store, digest, quiet) == 4
     return trial, store, digest
 

@@ -21,6 +21,7 @@ import er_core.data
 import er_core.methods
 from er_core.sanity import Flag
 from grid import sanity
+from grid import checkpoints as C
 from grid import trainable as T
 from grid.cli import main
 from grid.paper_values import comparison_rows, paper_comparison_section
@@ -51,8 +52,8 @@ def smoke_store(tmp_path_factory):
     trials = {}
     for trial in spec.expand():
         method = er_core.methods.make(trial.method, trial.dataset, **trial.method_hyperparams())
-        state = T.train(method, data, trial, T.TrainState(), lambda *args: None)
-        checkpoint_hash = T.weights_hash(method.model)
+        state = T.train(method, data, trial, C.TrainState(), lambda *args: None)
+        checkpoint_hash = C.weights_hash(method.model)
         T.evaluate(method.model, data, trial, store, checkpoint_hash, lambda done, total: None)
         T.write_trial_row(store, trial, state, checkpoint_hash, T.subset_accuracy(method.model, data, trial), "cpu", 1.0)
         sanity.check_trial(store, trial)  # what train_and_evaluate does after the trial row

@@ -23,6 +23,7 @@ from ray import tune
 import er_core.data
 import er_core.methods
 import er_core.train
+from grid import checkpoints as C
 from grid import trainable as T
 from grid.spec import GridSpec, TrialConfig
 from grid import manifest
@@ -81,28 +82,28 @@ def quiet(done: int, total: int) -> None:
 
 def test_checkpoint_round_trip(trained, tmp_path):
     trial, data, method = trained
-    state = T.TrainState(epoch=1, losses=[{"loss": 0.5}], train_seconds=2.0)
+    state = C.TrainState(epoch=1, losses=[{"loss": 0.5}], train_seconds=2.0)
     torch.manual_seed(123)
     rng = torch.get_rng_state()
-    T.save_state(method, state, tmp_path)
+    C.save_state(method, state, tmp_path)
     # The state and its epoch sidecar; no temp file left behind.
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([T.STATE_FILE, T.EPOCH_FILE])
-    assert json.loads((tmp_path / T.EPOCH_FILE).read_text()) == {"epoch": 1, "train_seconds": 2.0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([C.STATE_FILE, C.EPOCH_FILE])
+    assert json.loads((tmp_path / C.EPOCH_FILE).read_text()) == {"epoch": 1, "train_seconds": 2.0}
 
     fresh = er_core.methods.make("none", "digits", init_seed=1)
-    assert T.weights_hash(fresh.model) != T.weights_hash(method.model)
+    assert C.weights_hash(fresh.model) != C.weights_hash(method.model)
     torch.manual_seed(999)
-    restored = T.restore_state(fresh, tune.Checkpoint.from_directory(str(tmp_path)))
+    restored = C.restore_state(fresh, tune.Checkpoint.from_directory(str(tmp_path)))
     assert restored == state
-    assert T.weights_hash(fresh.model) == T.weights_hash(method.model)
+    assert C.weights_hash(fresh.model) == C.weights_hash(method.model)
     assert torch.equal(torch.get_rng_state(), rng)
-    assert T.restore_state(fresh, None) == T.TrainState()
+    assert C.restore_state(fresh, None) == C.TrainState()
 
 
 def test_evaluate_skips_stored_batches_and_redoes_a_lost_one_identically(trained_rse, tmp_path):
     trial, data, method = trained_rse
     store = ResultStore(str(tmp_path / "results"))
-    digest = T.weights_hash(method.model)
+    digest = C.weights_hash(method.model)
     assert T.evaluate(method.model, data, trial, store, digest, quiet) == 8  # 2 attacks × 4 batches
     first = load(store)
     assert len(first) == 2 * 20 and not first.duplicated(["attack", "sample_idx"]).any()
@@ -126,14 +127,14 @@ def test_rse_evaluation_after_a_resume_equals_an_uninterrupted_one(trained_rse, 
     evaluation's, and the 3 stored batches are left as they were."""
     trial, data, method = trained_rse
     reference = ResultStore(str(tmp_path / "reference"))
-    T.evaluate(method.model, data, trial, reference, T.weights_hash(method.model), quiet)
+    T.evaluate(method.model, data, trial, reference, C.weights_hash(method.model), quiet)
 
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
-    T.save_state(method, T.TrainState(epoch=1), checkpoint)
+    C.save_state(method, C.TrainState(epoch=1), checkpoint)
     resumed = er_core.methods.make("rse", "digits", **{**trial.method_hyperparams(), "init_seed": 1})
-    T.restore_state(resumed, tune.Checkpoint.from_directory(str(checkpoint)))
-    assert resumed.model.randomized and T.weights_hash(resumed.model) == T.weights_hash(method.model)
+    C.restore_state(resumed, tune.Checkpoint.from_directory(str(checkpoint)))
+    assert resumed.model.randomized and C.weights_hash(resumed.model) == C.weights_hash(method.model)
 
     store = ResultStore(str(tmp_path / "results"))
     kept = sorted(reference.commits("examples"), key=lambda c: c.path)[:3]
@@ -145,7 +146,7 @@ def test_rse_evaluation_after_a_resume_equals_an_uninterrupted_one(trained_rse, 
     store.put_atomic(manifest.manifest_path(store.base, trial_id),
                      manifest.encode_manifest(trial_id, {c.path: c for c in kept}))
     stamps = {Path(p).name: Path(p).stat().st_mtime_ns for p in store.files()}
-    assert T.evaluate(resumed.model, data, trial, store, T.weights_hash(resumed.model), quiet) == 5
+    assert T.evaluate(resumed.model, data, trial, store, C.weights_hash(resumed.model), quiet) == 5
     assert outcome(store).equals(outcome(reference))
     assert {Path(p).name: Path(p).stat().st_mtime_ns for p in store.files() if Path(p).name in stamps} == stamps
 
@@ -215,12 +216,12 @@ def test_restore_falls_back_past_a_checkpoint_cut_short(trained, tmp_path):
     trial, data, method = trained
     good, cut = tmp_path / "good", tmp_path / "cut"
     good.mkdir(), cut.mkdir()
-    T.save_state(method, T.TrainState(epoch=1), good)
-    T.save_state(method, T.TrainState(epoch=2), cut)
-    state_bytes = (cut / T.STATE_FILE).read_bytes()
-    (cut / T.STATE_FILE).write_bytes(state_bytes[: len(state_bytes) // 2])
+    C.save_state(method, C.TrainState(epoch=1), good)
+    C.save_state(method, C.TrainState(epoch=2), cut)
+    state_bytes = (cut / C.STATE_FILE).read_bytes()
+    (cut / C.STATE_FILE).write_bytes(state_bytes[: len(state_bytes) // 2])
     fresh = er_core.methods.make("none", "digits", init_seed=1)
-    restored = T.restore_latest(fresh, [tune.Checkpoint.from_directory(str(d)) for d in (cut, good)])
+    restored = C.restore_latest(fresh, [tune.Checkpoint.from_directory(str(d)) for d in (cut, good)])
     assert restored.epoch == 1
-    assert T.weights_hash(fresh.model) == T.weights_hash(method.model)
-    assert T.restore_latest(er_core.methods.make("none", "digits"), []).epoch == 0
+    assert C.weights_hash(fresh.model) == C.weights_hash(method.model)
+    assert C.restore_latest(er_core.methods.make("none", "digits"), []).epoch == 0

@@ -1,8 +1,9 @@
 """The values the trainable writes to the trial row, without Ray: per-epoch losses and training
-time carried across a kill and restore, clean accuracy on the evaluation subset, and the row
-as stored. (The Ray tests in test_resume.py check the row ``train_and_evaluate`` writes.)
+time carried across a kill and restore, clean accuracy on the evaluation subset (judged like
+the rows' ``correct_clean``, also for a randomized model), and the row as stored. (The Ray
+tests in test_resume.py check the row ``train_and_evaluate`` writes.)
 
-Runtime: ~4 s (2 digits epochs, FGSM on 30 examples).
+Runtime: ~5 s (2 digits epochs, FGSM on 30 examples twice).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ray import tune
 import er_core.data
 import er_core.methods
 import er_core.train
+from grid import checkpoints as C
 from grid import trainable as T
 from grid.spec import GridSpec
 from grid.store import ResultStore, load, load_trials
@@ -52,18 +54,18 @@ def resumed_training(digits, tmp_path_factory):
     reported = []
     first = er_core.methods.make("none", "digits", **trial.method_hyperparams())
 
-    def report_then_die(epoch: int, metrics: dict, state: T.TrainState) -> None:
+    def report_then_die(epoch: int, metrics: dict, state: C.TrainState) -> None:
         reported.append(dict(metrics))
-        T.save_state(first, state, checkpoint)
+        C.save_state(first, state, checkpoint)
         raise Killed
 
     started = time.perf_counter()
     with pytest.raises(Killed):
-        T.train(first, digits, trial, T.TrainState(), report_then_die)
+        T.train(first, digits, trial, C.TrainState(), report_then_die)
     wall = time.perf_counter() - started
 
     method = er_core.methods.make("none", "digits", **{**trial.method_hyperparams(), "init_seed": 1})
-    state = T.restore_state(method, tune.Checkpoint.from_directory(str(checkpoint)))
+    state = C.restore_state(method, tune.Checkpoint.from_directory(str(checkpoint)))
     assert state.epoch == 1
     started = time.perf_counter()
     state = T.train(method, digits, trial, state, lambda epoch, metrics, _state: reported.append(dict(metrics)))
@@ -87,7 +89,7 @@ def test_losses_and_training_time_survive_the_restore(resumed_training):
 def test_trial_row_holds_the_clean_accuracy_epochs_losses_and_wall_time(resumed_training, digits, tmp_path):
     trial, method, state, _history, _reported, _wall = resumed_training
     store = ResultStore(str(tmp_path / "results"))
-    digest = T.weights_hash(method.model)
+    digest = C.weights_hash(method.model)
     T.evaluate(method.model, digits, trial, store, digest, quiet)
     accuracy = T.subset_accuracy(method.model, digits, trial)
     # Clean accuracy on the evaluation subset (not the whole test set), computed here directly
@@ -105,3 +107,44 @@ def test_trial_row_holds_the_clean_accuracy_epochs_losses_and_wall_time(resumed_
     assert row["clean_accuracy"] == accuracy and row["device"] == "cpu" and row["checkpoint_hash"] == digest
     assert json.loads(row["losses_json"]) == state.losses
     assert row["wall_seconds"] == pytest.approx(state.train_seconds + 0.5)
+
+
+class Flickering(torch.nn.Module):
+    """A randomized model: ``model``, except that on every second forward pass the examples
+    brighter than ``threshold`` (mean pixel) get their logits rolled by one class, so one pass
+    can call them right and the next wrong, as RSE's noise can. The flips follow the pass
+    count, not torch's RNG: the attack draws from the RNG between the rows' clean judgement and
+    nothing reproduces that draw for the trial row, so only RNG-free flips make the two figures
+    comparable exactly."""
+
+    randomized = True
+
+    def __init__(self, model: torch.nn.Module, threshold: float) -> None:
+        super().__init__()
+        self.model, self.threshold, self.passes = model, threshold, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        self.passes += 1
+        if self.passes % 2:
+            bright = x.flatten(1).mean(1) > self.threshold
+            logits = torch.where(bright[:, None], logits.roll(1, dims=1), logits)
+        return logits
+
+
+def test_trial_row_clean_accuracy_is_the_rows_correct_clean_for_a_randomized_model(
+        undefended_digits_model, digits, tmp_path):
+    trial = GridSpec.from_dict(SPEC).expand()[0]
+    idx = er_core.data.eval_indices("digits", trial.eval_n, trial.eval_seed)
+    model = Flickering(undefended_digits_model, float(digits.x_test[idx].flatten(1).mean(1).median()))
+    store = ResultStore(str(tmp_path / "results"))
+    T.evaluate(model, digits, trial, store, "flickering", quiet)
+    rows = load(store)
+    assert len(rows) == trial.eval_n and set(rows["attack"]) == {"fgsm"}
+    accuracy = T.subset_accuracy(model, digits, trial)
+    # The worst case over the passes, as the rows judge: the same figure to the last example.
+    assert accuracy == pytest.approx(rows["correct_clean"].mean(), abs=1e-12)
+    # The flips matter: a single pass per batch (half of them unflipped) would read higher.
+    with torch.no_grad():
+        steady = float((undefended_digits_model(digits.x_test[idx]).argmax(1) == digits.y_test[idx]).float().mean())
+    assert accuracy < steady - 0.2
