@@ -26,6 +26,8 @@ import torch
 
 from er_core import data as er_data
 from er_core import detect, methods, train
+from er_core.attack_spec import AttackSpec
+from er_core.dataset_info import info
 
 # Table 5, MNIST rows (percent): attack → detector → (ACC-NADV, ACC-COM).
 PAPER_TABLE5_MNIST = {
@@ -88,11 +90,12 @@ def main(argv=None) -> int:
     x_test, y_test = data.x_test[sub], data.y_test[sub]
     kde_idx = torch.randperm(len(data.x_train), generator=g)[: args.kde_train]
     x_ref, y_ref = data.x_train[kde_idx], data.y_train[kde_idx]
+    eps, cw_bound = info("mnist").paper_eps, info("mnist").detection_cw_rms
     attacks = {
-        "pgd": detect.AttackSetting.of("pgd", 0.3, steps=args.pgd_steps),
-        "fgsm": detect.AttackSetting.of("fgsm", 0.3),
-        "cw_l2": detect.AttackSetting.of("cw_l2", 0.007, steps=args.cw_steps, search_steps=args.cw_search,
-                                         max_const=args.cw_max_const),
+        "pgd": AttackSpec.of("pgd", eps, steps=args.pgd_steps),
+        "fgsm": AttackSpec.of("fgsm", eps),
+        "cw_l2": AttackSpec.of("cw_l2", cw_bound, steps=args.cw_steps, search_steps=args.cw_search,
+                               max_const=args.cw_max_const),
     }
     material = {}
     for name, model in nets.items():

@@ -1,9 +1,10 @@
-"""Detectors (KD, LID, ER1, ER2), the paper's criteria and the Section 4.5 protocol on digits.
+"""Detectors (KD, LID, ER1, ER2) and the Section 4.5 protocol (er_core.detect.protocol) on digits.
 
 Runtime ≈ 15 s on 2 idle CPU threads (much longer on a loaded machine), mostly the module fixture (training an undefended
 net with dropout and an ER-Classifier on digits, crafting FGSM/PGD/C&W on set I and II,
 fitting every detector for every fit attack once); refitting two detectors alone, KD's
-density by hand, the bandwidth search and one light C&W run add ≈ 5 s.
+density by hand and one light C&W run add ≈ 5 s. The criteria, features and registry have
+their own files (test_detect_criteria.py, test_detect_features.py, test_detect_registry.py).
 
 Where a check could only hold by construction (timings > 0, ACC-COM ≥ ACC-ADV, ACC-NADV the
 same across test attacks, predict = score ≥ threshold, scores in [0, 1]) it is replaced by one
@@ -24,76 +25,16 @@ import torch
 
 from er_core import data as er_data
 from er_core import detect, methods, train
+from er_core.attack_spec import AttackSpec
 
 ATTACKS = {
-    "fgsm": detect.AttackSetting.of("fgsm", 0.3),
-    "pgd": detect.AttackSetting.of("pgd", 0.3, steps=10),
+    "fgsm": AttackSpec.of("fgsm", 0.3),
+    "pgd": AttackSpec.of("pgd", 0.3, steps=10),
     # Lighter than the attack's defaults; the RMS-ℓ2 bound 0.007 is MNIST's (digits uses it).
     # One 5-step round at c = 1: few C&W examples fit the 0.007 bound anyway, and the test
     # checks the bound handling, not the attack (tests/er_core/attacks covers C&W itself).
-    "cw_l2": detect.AttackSetting.of("cw_l2", 0.007, steps=5, search_steps=1, initial_const=1.0, max_const=1.0),
+    "cw_l2": AttackSpec.of("cw_l2", 0.007, steps=5, search_steps=1, initial_const=1.0, max_const=1.0),
 }
-
-
-# ----------------------------------------------------------------------------- criteria
-
-
-def test_criteria_hand_computed():
-    # 10 adversarial: 6 detected; of the 4 undetected, 3 are classified correctly
-    # (one detected example is "correct" too, which must not count anywhere).
-    detected = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0]
-    adv_correct = [1, 0, 0, 0, 0, 0, 1, 1, 1, 0]
-    # 8 natural, 2 wrongly flagged.
-    natural_flagged = [0, 0, 1, 0, 0, 1, 0, 0]
-    c = detect.criteria(np.array(detected, bool), torch.tensor(adv_correct, dtype=torch.bool), natural_flagged)
-    assert c["acc_adv"] == pytest.approx(6 / 10)
-    assert c["acc_nadv"] == pytest.approx(6 / 8)
-    assert c["acc_cla"] == pytest.approx(3 / 4)
-    assert c["acc_com"] == pytest.approx((6 + 3) / 10)
-    assert (c["n_adv"], c["n_nat"], c["n_detected"], c["n_undetected"], c["n_undetected_correct"],
-            c["n_natural_flagged"]) == (10, 8, 6, 4, 3, 2)
-
-
-def test_criteria_zero_denominators_are_nan():
-    c = detect.criteria([True, True], [False, True], [])
-    assert c["acc_adv"] == 1.0 and c["acc_com"] == 1.0
-    assert math.isnan(c["acc_cla"])  # nothing undetected
-    assert math.isnan(c["acc_nadv"])  # no natural examples
-    with pytest.raises(ValueError, match="same length"):
-        detect.criteria([True], [True, False], [False])
-
-
-def test_split_test_set_is_a_fixed_20_80_partition():
-    fit, ev = detect.split_test_set(360, seed=3)
-    assert len(fit) == 72 and len(ev) == 288
-    assert sorted(torch.cat([fit, ev]).tolist()) == list(range(360))
-    again, _ = detect.split_test_set(360, seed=3)
-    other, _ = detect.split_test_set(360, seed=4)
-    assert torch.equal(fit, again) and not torch.equal(fit, other)
-
-
-def test_lid_mle_recovers_the_dimension_of_a_flat_manifold():
-    # Points uniform on a 3-dimensional cube embedded in 20 dimensions: LID ≈ 3.
-    g = torch.Generator().manual_seed(0)
-    basis = torch.linalg.qr(torch.randn(20, 3, generator=g))[0].T  # (3, 20), orthonormal rows
-    ref = torch.rand(4000, 3, generator=g) @ basis
-    queries = (0.25 + 0.5 * torch.rand(200, 3, generator=g)) @ basis  # away from the cube's faces
-    lid = detect.lid_mle(queries, ref, k=20)
-    assert 2.3 < lid.mean().item() < 3.7
-
-
-def test_configs_validate_and_registry_lists_four_detectors():
-    assert set(detect.DETECTORS) == {"kd", "lid", "er1", "er2"}
-    assert detect.default_config("kd", "mnist").bandwidth == 1.20
-    assert detect.default_config("kd", "cifar10").bandwidth == 0.26
-    assert detect.LIDConfig().k == 20 and detect.LIDConfig().minibatch == 100
-    assert detect.KDConfig().mc_passes == 50
-    with pytest.raises(ValueError, match="valid detectors"):
-        detect.make("nope")
-    with pytest.raises(ValueError, match="k < minibatch"):
-        detect.LIDConfig(k=100, minibatch=100)
-    with pytest.raises(ValueError, match="valid options"):
-        detect.make("er1", bandwith=0.3)
 
 
 # ----------------------------------------------------------------------------- on digits
@@ -222,24 +163,6 @@ def test_kd_density_uses_the_fixed_bandwidth(digits_run):
         assert density[i] == pytest.approx(log_kde.item(), rel=1e-6)
 
 
-def test_cv_bandwidth_is_chosen_by_held_out_likelihood():
-    """``bandwidth="cv"`` on 1-D Gaussian samples (σ = 1, two classes): the pick is on the grid,
-    next to the textbook optimum, and scales with the data (a rule ignoring the data's scale,
-    like sklearn's Scott factor, or a wrong argmax would not)."""
-    rng = np.random.default_rng(0)
-    f = rng.normal(size=(900, 1))
-    labels = np.repeat([0, 1], 450)
-    chosen = detect.ClassKDE("cv", standardize=False).fit(f, labels, 2).bandwidth_
-    scaled = detect.ClassKDE("cv", standardize=False).fit(10 * f, labels, 2).bandwidth_
-    grid = np.array(detect.CV_BANDWIDTHS)
-    assert chosen in detect.CV_BANDWIDTHS
-    # Silverman's rule 1.06·σ·n^(−1/5) with the 600 training points of a fold is 0.29; the grid
-    # steps by 10^0.25, so the held-out optimum is at most one step away from it.
-    rule = 1.06 * 600 ** (-1 / 5)
-    assert abs(np.log10(chosen) - np.log10(rule)) <= 0.25 + 1e-9
-    assert scaled == pytest.approx(10 * chosen) and scaled == grid[np.argmin(abs(grid - 10 * chosen))]
-
-
 def test_overbound_drop_removes_exactly_the_cw_examples_over_the_bound(digits_run):
     """C&W examples over the RMS bound: ``drop`` leaves them out (indices and images of the
     others unchanged); ``project`` keeps them, scaled back onto the bound along their own
@@ -248,10 +171,10 @@ def test_overbound_drop_removes_exactly_the_cw_examples_over_the_bound(digits_ru
     model, x, y = mat.model, mat.x_fit, mat.y_fit
     # A big step and c so that most of the 72 examples get a C&W example (≈ 50 on this model).
     options = {"steps": 10, "lr": 0.1, "search_steps": 1, "initial_const": 10.0, "max_const": 10.0}
-    raw = detect.AttackSetting.of("cw_l2", 0.007, **options).build()(model, x, y).x_adv
+    raw = AttackSpec.of("cw_l2", 0.007, **options).build()(model, x, y).x_adv
     rms = (raw - x).flatten(1).norm(dim=1) / math.sqrt(x[0].numel())
     bound = float(rms[rms > 0].median())  # half of the perturbed examples are over it
-    setting = detect.AttackSetting.of("cw_l2", bound, **options)
+    setting = AttackSpec.of("cw_l2", bound, **options)
     dropped = detect.craft(model, setting, x, y, overbound="drop")
     projected = detect.craft(model, setting, x, y, overbound="project")
     over = rms > bound
