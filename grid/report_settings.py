@@ -13,7 +13,8 @@ import json
 
 import pandas as pd
 
-from grid.report import _markdown_table, _num, _present, dataset_name, method_name
+from grid.report_format import markdown_table, num, present
+from grid.report_names import dataset_name, method_name
 
 
 def settings_section(ctx) -> list[str]:
@@ -43,11 +44,11 @@ def attack_settings(df: pd.DataFrame) -> str:
     rows = []
     for (dataset, attack, subset), group in df.groupby(["dataset", "attack", "eval_subset"], sort=True, dropna=False):
         configs = group["attack_config"].dropna().unique()
-        eps = ", ".join(_num(e) for e in sorted(group["eps"].unique()))
+        eps = ", ".join(num(e) for e in sorted(group["eps"].unique()))
         options = "; ".join(_options(c) for c in configs) or "–"
         rows.append([dataset_name(dataset), attack, eps, options, str(subset or "–"),
                      str(group["trial_id"].nunique()), str(len(group))])
-    return _markdown_table(["dataset", "attack", "ε", "configuration", "evaluation subset", "trials", "rows"], rows)
+    return markdown_table(["dataset", "attack", "ε", "configuration", "evaluation subset", "trials", "rows"], rows)
 
 
 def training_settings(df: pd.DataFrame) -> str:
@@ -57,11 +58,11 @@ def training_settings(df: pd.DataFrame) -> str:
     for key, group in df.groupby(keys, sort=True, dropna=False):
         dataset, method, train_eps, lam = key
         rows.append([dataset_name(dataset), method_name(method),
-                     _num(train_eps) if _present(train_eps) else "–", _num(lam) if _present(lam) else "–",
+                     num(train_eps) if present(train_eps) else "–", num(lam) if present(lam) else "–",
                      ", ".join(str(int(e)) for e in sorted(group["epochs"].unique())),
                      ", ".join(str(int(s)) for s in sorted(group["seed"].unique())),
                      str(group["trial_id"].nunique())])
-    return _markdown_table(["dataset", "method", "train ε", "λ", "epochs", "seeds", "trials"], rows)
+    return markdown_table(["dataset", "method", "train ε", "λ", "epochs", "seeds", "trials"], rows)
 
 
 def _options(config_json: str) -> str:
