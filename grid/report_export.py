@@ -26,6 +26,7 @@ import pandas as pd
 
 from grid.files import write_text_atomic
 from grid.query import attacks_covered, with_completeness
+from grid.report_format import json_or_text
 from grid.report_markdown import report_markdown
 from grid.report_metrics import ACC_BY, WORST_CASE, robust_accuracy
 from grid.report_names import dataset_name, method_name
@@ -108,15 +109,8 @@ def _distinct(df: pd.DataFrame, column: str) -> list:
         return []
     values = sorted(df[column].dropna().unique().tolist())
     if column in ("attack_config", "library_versions"):
-        return [_json_or_text(v) for v in values]
+        return [json_or_text(v) for v in values]
     return values
-
-
-def _json_or_text(value):
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return value
 
 
 def _number(value) -> Optional[float]:

@@ -9,6 +9,7 @@ so a number or a table is written the same way everywhere. Imports nothing heavy
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Sequence
 
@@ -21,6 +22,15 @@ def present(value) -> bool:
 def num(value) -> str:
     """A number as the report writes ε, λ and bounds: shortest form (``0.3``, ``10``, ``0.005``)."""
     return f"{float(value):g}"
+
+
+def json_or_text(value):
+    """A stored JSON column value (attack configuration, library versions) decoded; the value
+    itself where it is not JSON."""
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def fmt_acc(mean, std, runs, n=None, planned=None) -> str:

@@ -9,11 +9,9 @@ value is listed, with how many rows carry it).
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
-from grid.report_format import markdown_table, num, present
+from grid.report_format import json_or_text, markdown_table, num, present
 from grid.report_names import dataset_name, method_name
 
 
@@ -67,10 +65,7 @@ def training_settings(df: pd.DataFrame) -> str:
 
 def _options(config_json: str) -> str:
     """An attack's stored config as ``key=value`` pairs, without the ε (shown in its own column)."""
-    try:
-        config = json.loads(config_json)
-    except (TypeError, ValueError):
-        return str(config_json)
+    config = json_or_text(config_json)
     if not isinstance(config, dict):
         return str(config)
     return ", ".join(f"{k}={v}" for k, v in sorted(config.items()) if k not in ("eps", "attack"))
@@ -83,8 +78,5 @@ def _counts(df: pd.DataFrame, column: str) -> list[tuple]:
 
 
 def _libraries(value: str) -> str:
-    try:
-        versions = json.loads(value)
-    except (TypeError, ValueError):
-        return str(value)
+    versions = json_or_text(value)
     return ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if isinstance(versions, dict) else str(versions)
