@@ -2,10 +2,9 @@
 
 :func:`report_markdown` runs the builders of :data:`SECTIONS` in order; each takes the shared
 :class:`ReportContext` (rows, trial rows, detection rows, the accuracy table computed once,
-links to the figure files) and returns markdown lines. To add a section (e.g. sanity checks or a
-comparison with the paper's numbers), write ``def my_section(ctx) -> list[str]`` and insert it
-into :data:`SECTIONS` before :func:`grid.report_settings.settings_section`, which closes the
-report. Cells are accuracy in % as ``mean ± std [runs; n=examples]``; a cell computed from
+links to the figure files, the sanity flags) and returns markdown lines. To add a section,
+write ``def my_section(ctx) -> list[str]`` and insert it into :data:`SECTIONS` before
+:func:`grid.report_settings.settings_section`, which closes the report. Cells are accuracy in % as ``mean ± std [runs; n=examples]``; a cell computed from
 fewer examples than the evaluation plan asked for says ``n=… of …: incomplete``.
 """
 
@@ -47,12 +46,12 @@ class ReportContext:
     flags: Optional[pd.DataFrame] = None  # sanity flags per trial (grid.sanity)
 
 
-Section = Callable[[ReportContext], list]
+Section = Callable[[ReportContext], list]  # a section builder: context → markdown lines
 
 
 def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, det_df: Optional[pd.DataFrame] = None,
                     cw_bound: float = CW_RMS_BOUND, figures: Optional[list] = None,
-                    links_from: Optional[Path] = None, sections: Optional[list] = None,
+                    links_from: Optional[Path] = None, sections: Optional[list[Section]] = None,
                     flags: Optional[pd.DataFrame] = None) -> str:
     """The paper's results as markdown: Figures 3–6, Tables 1–3, worst case, trials, detection, settings.
 
@@ -152,7 +151,7 @@ def embedding_section(ctx: ReportContext) -> list[str]:
             "under PGD at the paper's ε (right; ▼ = the attack changed the prediction).", "", *links]
 
 
-def figures_section(ctx: "ReportContext") -> list[str]:
+def figures_section(ctx: ReportContext) -> list[str]:
     df = ctx.df
     out = ["## Figures 3/4: PGD (ℓ∞) accuracy vs ε", "",
            "Rows ε, columns methods: the lines that `grid.figures.write_figures` plots.", ""]
@@ -260,7 +259,7 @@ def paper_section(ctx: ReportContext) -> list[str]:
 
 
 # The report, in order. Insert new builders before settings_section, which closes the report.
-SECTIONS: list = [
+SECTIONS: list[Section] = [
     sanity_checks_section, paper_section, figures_section, embedding_section, table1_section, table2_section,
     table3_section, worst_case_section, row_settings_section, trials_section, detection_section, settings_section,
 ]
