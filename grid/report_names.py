@@ -45,12 +45,9 @@ def method_rank(method: str) -> tuple:
     return (names.index(method), "") if method in names else (len(names), method)
 
 
-def _dataset_order() -> list[str]:
-    paper = {v.dataset for v in PAPER_VALUES}
-    return [d for d in INFO if d in paper] + [d for d in INFO if d not in paper]
-
-
-DATASET_ORDER: tuple[str, ...] = tuple(_dataset_order())
+_PAPER_DATASETS = {v.dataset for v in PAPER_VALUES}
+# The paper's datasets, then the others; each group in the registry's order (sorted is stable).
+DATASET_ORDER: tuple[str, ...] = tuple(sorted(INFO, key=lambda d: d not in _PAPER_DATASETS))
 
 
 def dataset_rank(dataset: str) -> tuple:

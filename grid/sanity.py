@@ -16,11 +16,10 @@ of their tables (:func:`headline_rows`) and list them in the "Sanity checks" sec
 from __future__ import annotations
 
 import json
-import math
 from typing import Iterable
 
 from er_core.sanity import COLLAPSED, FLAG_NAMES, AttackOutcome, Flag, trial_flags
-from grid.report_format import markdown_table
+from grid.report_format import markdown_table, present
 
 SANITY_DIR = "sanity"
 
@@ -98,7 +97,7 @@ def _trial_records(df, trials_df) -> dict[str, dict]:
 
 
 def _none_if_nan(value):
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    return float(value) if present(value) else None
 
 
 def sanity_schema():
