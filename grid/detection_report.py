@@ -14,9 +14,9 @@ e.g. ``er1 [er λ=10]``.
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
+
+from grid.report_format import markdown_table, num, present
 
 CRITERIA_LABELS = {"acc_adv": "ACC-ADV", "acc_nadv": "ACC-NADV", "acc_cla": "ACC-CLA", "acc_com": "ACC-COM"}
 PAPER_CRITERIA = ("acc_nadv", "acc_com")  # what Tables 5–8 print
@@ -68,18 +68,14 @@ def _labelled(det_df) -> pd.DataFrame:
         if (row["dataset"], row["detector"]) not in ambiguous:
             return row["detector"]
         extra = [str(row["method"])]
-        if _present(row["lam"]):
-            extra.append(f"λ={row['lam']:g}")
-        if _present(row["train_eps"]):
-            extra.append(f"ε={row['train_eps']:g}")
+        if present(row["lam"]):
+            extra.append(f"λ={num(row['lam'])}")
+        if present(row["train_eps"]):
+            extra.append(f"ε={num(row['train_eps'])}")
         return f"{row['detector']} [{' '.join(extra)}]"
 
     df["column"] = df.apply(label, axis=1)
     return df
-
-
-def _present(value) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _ordered(values, order) -> list:
@@ -100,7 +96,7 @@ def _table(title: str, df: pd.DataFrame, criteria) -> str:
     tests = _ordered(df["test_attack"].unique(), ATTACK_ORDER)
     columns = sorted(df["column"].unique(), key=lambda c: (_rank(c), c))
     header = ["Data", "Metric"] + [f"{ATTACK_LABELS.get(t, t)} {c}" for t in tests for c in columns]
-    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for dataset in sorted(df["dataset"].unique()):
         sub = df[df["dataset"] == dataset]
         for criterion in criteria:
@@ -108,8 +104,8 @@ def _table(title: str, df: pd.DataFrame, criteria) -> str:
             for t in tests:
                 for c in columns:
                     cells.append(_cell(sub[(sub["test_attack"] == t) & (sub["column"] == c)][criterion]))
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            rows.append(cells)
+    return f"**{title}**\n\n" + markdown_table(header, rows, rule="---")
 
 
 def _rank(column: str) -> int:

@@ -16,7 +16,6 @@ the subset is small), so the figure is the same on every run.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +26,8 @@ from matplotlib.figure import Figure
 
 from grid.codes import ADVERSARIAL, NATURAL, load_codes
 from grid.figures import save_figure
-from grid.report import _method_rank, dataset_name, method_name
+from grid.report_format import num, present
+from grid.report_names import dataset_name, method_name, method_rank
 
 # Preferred pairs, first match wins: the paper's E-CLA vs ER-Classifier (without min-max).
 PAIR_PREFERENCE = (("e_cla", "er_minus"), ("e_cla", "er"), ("none", "er_minus"), ("none", "er"))
@@ -36,11 +36,11 @@ PERPLEXITY = 30.0
 
 def choose_pair(methods) -> list[str]:
     """The two methods to compare (see :data:`PAIR_PREFERENCE`), or fewer when fewer ran."""
-    present = set(methods)
+    ran = set(methods)
     for pair in PAIR_PREFERENCE:
-        if set(pair) <= present:
+        if set(pair) <= ran:
             return list(pair)
-    return sorted(present, key=_method_rank)[:2]
+    return sorted(ran, key=method_rank)[:2]
 
 
 def chosen_trials(codes: pd.DataFrame) -> pd.DataFrame:
@@ -87,7 +87,7 @@ def embedding_figure(codes: pd.DataFrame, dataset: str) -> Optional[Figure]:
                 ax.scatter(xy[mask, 0], xy[mask, 1], c=labels[mask], cmap=cmap, vmin=0, vmax=max(classes - 1, 1),
                            marker=marker, s=8 if marker == "o" else 14, linewidths=0)
         first = rows.iloc[0]
-        extras = [f"λ={first['lam']:g}"] if _present(first["lam"]) else []
+        extras = [f"λ={num(first['lam'])}"] if present(first["lam"]) else []
         ax.set_title(f"{method_name(first['method'])}{' (' + ', '.join(extras) + ')' if extras else ''}\n"
                      f"{'natural' if kind == NATURAL else 'PGD'} images", fontsize="medium")
         ax.set_xticks([])
@@ -110,7 +110,3 @@ def write_embedding_figures(results_root, out_dir) -> list[Path]:
         if fig is not None:
             written += save_figure(fig, out / f"embedding_{dataset}")
     return written
-
-
-def _present(value) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))

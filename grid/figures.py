@@ -17,7 +17,7 @@ every panel and every figure, whatever else the grid holds:
 
 The legend is shared by the panels and sits outside them (constrained layout, "outside
 right"), so it never covers a line however many configurations there are. Numbers are those of
-:func:`grid.report.pgd_curves` (robust = correct clean and under PGD, mean over seeds, in %);
+:func:`grid.report_tables.pgd_curves` (robust = correct clean and under PGD, mean over seeds, in %);
 with several seeds a line carries ± one standard deviation error bars. Figures are drawn on
 matplotlib's Agg canvas (no display, no pyplot global state) and written atomically (a
 temporary name in the same folder, then ``os.replace``).
@@ -25,7 +25,6 @@ temporary name in the same folder, then ``os.replace``).
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -35,7 +34,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from grid.report import FIGURE4_METHODS, _method_rank, dataset_name, method_name, pgd_curves
+from grid.report_format import present
+from grid.report_names import dataset_name, method_name, method_rank
+from grid.report_tables import FIGURE4_METHODS, pgd_curves
 
 DPI = 300
 FORMATS = ("png", "pdf")
@@ -71,9 +72,9 @@ class LineStyles:
 
     def style(self, method: str, lam=None, train_eps=None) -> dict:
         color = METHOD_COLORS.get(method, OTHER_COLOR)
-        linestyle = "-" if not _present(lam) else LINE_STYLES[self.lams.index(float(lam)) % len(LINE_STYLES)]
+        linestyle = "-" if not present(lam) else LINE_STYLES[self.lams.index(float(lam)) % len(LINE_STYLES)]
         eps_list = self.train_eps.get(method, [])
-        marker = MARKERS[eps_list.index(float(train_eps)) % len(MARKERS)] if _present(train_eps) else "o"
+        marker = MARKERS[eps_list.index(float(train_eps)) % len(MARKERS)] if present(train_eps) else "o"
         return {"color": color, "linestyle": linestyle, "marker": marker}
 
 
@@ -81,7 +82,7 @@ def figure_title(prefix: str, curves: pd.DataFrame, methods: Optional[Sequence[s
     """``prefix`` plus, for a method subset, the display names of those that ran (paper order)."""
     if methods is None:
         return prefix
-    ran = sorted(set(curves["method"]) & set(methods), key=_method_rank)
+    ran = sorted(set(curves["method"]) & set(methods), key=method_rank)
     return f"{prefix}: {', '.join(method_name(m) for m in ran)}"
 
 
@@ -89,7 +90,7 @@ def pgd_figure(curves: pd.DataFrame, methods: Optional[Sequence[str]] = None, ti
                styles: Optional[LineStyles] = None) -> Optional[Figure]:
     """Accuracy (%) under PGD vs ε: one panel per dataset, one line per configuration.
 
-    curves: :func:`grid.report.pgd_curves`; methods: registry names to draw (None: all);
+    curves: :func:`grid.report_tables.pgd_curves`; methods: registry names to draw (None: all);
     styles: shared :class:`LineStyles` (default: built from ``curves``). Returns the figure
     (Agg canvas attached) or None when nothing is left to draw. In each panel every
     configuration is one ``Line2D`` labelled with its paper row label, y = mean accuracy in %
@@ -167,7 +168,3 @@ def _save(fig: Figure, path: Path, fmt: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def _present(value) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))

@@ -1,5 +1,6 @@
-"""Published robust accuracies to compare the grid's numbers against, and the report's
-"Paper comparison" section.
+"""The paper's numbers the report is laid out by and compared against: the attacks of its
+tables and figures, the C&W bound of its Table 2, the published robust accuracies, and the
+report's "Paper comparison" section.
 
 Sources (accuracy in %, ℓ∞, robust = correct under the attack on the evaluated examples):
 
@@ -17,11 +18,17 @@ Sources (accuracy in %, ℓ∞, robust = correct under the attack on the evaluat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
-AUTOATTACK, RAYS = "autoattack", "rays"
+from grid.report_format import markdown_table, num, present
+
+# Registry names of the attacks behind Table 1 (AutoAttack), Table 2 (C&W-ℓ2), Table 3 (RayS)
+# and Figures 3/4 (PGD).
+AUTOATTACK, CW_ATTACK, RAYS, PGD_ATTACK = "autoattack", "cw_l2", "rays", "pgd"
+# Table 2 counts an MNIST example robust when C&W needs an RMS ℓ2 above this (ℓ2 / √pixels,
+# images in [0, 1]); C&W itself is unbounded.
+CW_RMS_BOUND = 0.005
 ER_PAPER = "ER-Classifier paper"
 AUTOATTACK_LEADERBOARD = "AutoAttack leaderboard (Croce & Hein 2020)"
 # Our ε may be written differently from the source's (8/255 = 0.0314 vs 0.031 vs 0.03): a
@@ -82,7 +89,7 @@ def paper_eps(dataset: str) -> Optional[float]:
 def comparison_rows(acc) -> list[dict]:
     """One row per (dataset, configuration) with our AutoAttack / RayS accuracy beside the published ones.
 
-    acc: :func:`grid.report.robust_accuracy` rows (columns dataset, method, train_eps, lam,
+    acc: :func:`grid.report_metrics.robust_accuracy` rows (columns dataset, method, train_eps, lam,
     attack, eps, robust_accuracy, runs). For each configuration the ε is the paper's ε for the
     dataset if it ran there, else the largest ε it ran AutoAttack or RayS at.
     """
@@ -123,28 +130,24 @@ def paper_comparison_section(acc) -> list[str]:
         return out + ["_no autoattack or rays rows_", ""]
     header = ["dataset", "method", "ε", "runs", "AutoAttack", "paper T1", "Δ", "RayS", "paper T3", "Δ",
               "AA leaderboard", "Δ"]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines = []
     for r in rows:
-        label = r["method"] + "".join(f", {k} {r[c]:g}" for k, c in (("λ", "lam"), ("train ε", "train_eps"))
-                                      if _present(r[c]))
-        cells = [r["dataset"], label, f"{r['eps']:g}", str(r["runs"])]
+        label = r["method"] + "".join(f", {k} {num(r[c])}" for k, c in (("λ", "lam"), ("train ε", "train_eps"))
+                                      if present(r[c]))
+        cells = [r["dataset"], label, num(r["eps"]), str(r["runs"])]
         for ours, theirs in (("ours_autoattack", "paper_autoattack"), ("ours_rays", "paper_rays"),
                              (None, "published_autoattack")):
             mine = r["ours_autoattack"] if ours is None else r[ours]
             if ours is not None:
                 cells.append(_pct(mine))
             cells += [_pct(r[theirs]), _delta(mine, r[theirs])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return out + lines + [""]
-
-
-def _present(value) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
+        lines.append(cells)
+    return out + [markdown_table(header, lines), ""]
 
 
 def _pct(value) -> str:
-    return f"{value:.1f}" if _present(value) else "–"
+    return f"{value:.1f}" if present(value) else "–"
 
 
 def _delta(ours, theirs) -> str:
-    return f"{ours - theirs:+.1f}" if _present(ours) and _present(theirs) else "–"
+    return f"{ours - theirs:+.1f}" if present(ours) and present(theirs) else "–"

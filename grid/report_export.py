@@ -26,9 +26,11 @@ import pandas as pd
 
 from grid.files import write_text_atomic
 from grid.query import attacks_covered, with_completeness
-from grid.report import ACC_BY, WORST_CASE, dataset_name, method_name, robust_accuracy
-
-RECORD_KEYS = ("dataset", "method", "lam", "train_eps", "attack", "eps")
+from grid.report_format import json_or_text
+from grid.report_markdown import report_markdown
+from grid.report_metrics import ACC_BY, WORST_CASE, robust_accuracy
+from grid.report_names import dataset_name, method_name
+from grid.sanity import flags_from_frames, headline_rows
 
 
 def write_report(df: pd.DataFrame, trials_df, det_df, out: Optional[Path] = None, figures_dir: Optional[Path] = None,
@@ -39,10 +41,6 @@ def write_report(df: pd.DataFrame, trials_df, det_df, out: Optional[Path] = None
     text is returned); figures_dir: folder for the figures (None: no figures; the HTML then
     has none either); results_root: the store, for the t-SNE figures' code table.
     """
-    from grid.report_markdown import report_markdown
-
-    from grid.sanity import flags_from_frames, headline_rows
-
     written: list[Path] = []
     figures: list[Path] = []
     flags = flags_from_frames(df, trials_df)  # once, for the figures and the markdown alike
@@ -111,15 +109,8 @@ def _distinct(df: pd.DataFrame, column: str) -> list:
         return []
     values = sorted(df[column].dropna().unique().tolist())
     if column in ("attack_config", "library_versions"):
-        return [_json_or_text(v) for v in values]
+        return [json_or_text(v) for v in values]
     return values
-
-
-def _json_or_text(value):
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return value
 
 
 def _number(value) -> Optional[float]:

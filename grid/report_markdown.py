@@ -2,10 +2,9 @@
 
 :func:`report_markdown` runs the builders of :data:`SECTIONS` in order; each takes the shared
 :class:`ReportContext` (rows, trial rows, detection rows, the accuracy table computed once,
-links to the figure files) and returns markdown lines. To add a section (e.g. sanity checks or a
-comparison with the paper's numbers), write ``def my_section(ctx) -> list[str]`` and insert it
-into :data:`SECTIONS` before :func:`grid.report_settings.settings_section`, which closes the
-report. Cells are accuracy in % as ``mean ± std [runs; n=examples]``; a cell computed from
+links to the figure files, the sanity flags) and returns markdown lines. To add a section,
+write ``def my_section(ctx) -> list[str]`` and insert it into :data:`SECTIONS` before
+:func:`grid.report_settings.settings_section`, which closes the report. Cells are accuracy in % as ``mean ± std [runs; n=examples]``; a cell computed from
 fewer examples than the evaluation plan asked for says ``n=… of …: incomplete``.
 """
 
@@ -18,12 +17,17 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from grid.report import (
-    ACC_BY, AUTOATTACK, CONFIG_COLUMNS, CW_ATTACK, CW_RMS_BOUND, FIGURE4_METHODS, PGD_ATTACK, RAYS, WORST_CASE,
-    _fmt_acc, _frame_markdown, _labels, _markdown_table, _mean_std, _num, _present, attack_table, cw_bounded,
-    cw_table, dataset_name, detection_tables, figure_table, method_name, pgd_curves, robust_accuracy,
-    settings_table, worst_case_attacks, worst_case_table,
+from grid.detection_report import detection_tables as detection_table_text
+from grid.paper_values import AUTOATTACK, CW_ATTACK, CW_RMS_BOUND, PGD_ATTACK, RAYS, paper_comparison_section
+from grid.report_format import fmt_acc, frame_markdown, markdown_table, mean_std, num, present
+from grid.report_metrics import ACC_BY, CONFIG_COLUMNS, WORST_CASE, cw_bounded, robust_accuracy
+from grid.report_names import dataset_name, method_name
+from grid.report_settings import settings_section
+from grid.report_tables import (
+    FIGURE4_METHODS, attack_table, config_labels, cw_table, figure_table, pgd_curves, settings_table,
+    worst_case_attacks, worst_case_table,
 )
+from grid.sanity import flags_from_frames, headline_rows, sanity_section
 
 
 @dataclass
@@ -42,12 +46,12 @@ class ReportContext:
     flags: Optional[pd.DataFrame] = None  # sanity flags per trial (grid.sanity)
 
 
-Section = Callable[[ReportContext], list]
+Section = Callable[[ReportContext], list]  # a section builder: context → markdown lines
 
 
 def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, det_df: Optional[pd.DataFrame] = None,
                     cw_bound: float = CW_RMS_BOUND, figures: Optional[list] = None,
-                    links_from: Optional[Path] = None, sections: Optional[list] = None,
+                    links_from: Optional[Path] = None, sections: Optional[list[Section]] = None,
                     flags: Optional[pd.DataFrame] = None) -> str:
     """The paper's results as markdown: Figures 3–6, Tables 1–3, worst case, trials, detection, settings.
 
@@ -57,8 +61,6 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
     the paper's layout (methods down, datasets across), each followed by the same numbers per
     configuration with clean accuracy; an attack with no rows gives a note, not a table.
     """
-    from grid.sanity import flags_from_frames, headline_rows
-
     # Sanity flags first; collapsed trials are kept out of every table below (grid.sanity).
     # ``flags``: already computed by the caller (grid.report_export shares them with the figures).
     if flags is None:
@@ -117,11 +119,21 @@ def row_settings_section(ctx: ReportContext) -> list[str]:
     settings = settings_table(ctx.df)
     if settings is None:
         return []
-    return ["## Settings behind each row (λ, training ε)", "", _frame_markdown(settings), ""]
+    return ["## Settings behind each row (λ, training ε)", "", frame_markdown(settings), ""]
 
 
 def trials_section(ctx: ReportContext) -> list[str]:
     return [] if ctx.trials_df is None else _trial_summary(ctx.trials_df)
+
+
+def detection_tables(det_df: Optional[pd.DataFrame]) -> str:
+    """The paper's detection Tables 5–8 under the report's heading; '' when there are no rows.
+
+    The tables themselves (familiar-attack Table 5, cross-attack Tables 6–8) are laid out with
+    the detection stage in :mod:`grid.detection_report`.
+    """
+    text = detection_table_text(det_df)
+    return f"## Detection (Tables 5–8)\n\n{text}" if text else ""
 
 
 def detection_section(ctx: ReportContext) -> list[str]:
@@ -139,7 +151,7 @@ def embedding_section(ctx: ReportContext) -> list[str]:
             "under PGD at the paper's ε (right; ▼ = the attack changed the prediction).", "", *links]
 
 
-def figures_section(ctx: "ReportContext") -> list[str]:
+def figures_section(ctx: ReportContext) -> list[str]:
     df = ctx.df
     out = ["## Figures 3/4: PGD (ℓ∞) accuracy vs ε", "",
            "Rows ε, columns methods: the lines that `grid.figures.write_figures` plots.", ""]
@@ -151,10 +163,10 @@ def figures_section(ctx: "ReportContext") -> list[str]:
     for dataset in dict.fromkeys(curves["dataset"]):
         title = dataset if dataset_name(dataset) == dataset else f"{dataset} ({dataset_name(dataset)})"
         out += [f"### {title}", "", "Figure 3, all methods:", "",
-                _frame_markdown(figure_table(curves, dataset)), ""]
+                frame_markdown(figure_table(curves, dataset)), ""]
         panel = figure_table(curves, dataset, FIGURE4_METHODS)
         if not panel.empty:
-            out += [f"Figure 4, {figure4}:", "", _frame_markdown(panel), ""]
+            out += [f"Figure 4, {figure4}:", "", frame_markdown(panel), ""]
     return out
 
 
@@ -164,7 +176,7 @@ def _attack_section(df: pd.DataFrame, acc: pd.DataFrame, attack: str, title: str
     table = attack_table(df, attack, acc)
     if table is None:
         return out + [f"_no {attack} rows_", ""]
-    return out + [_frame_markdown(table), "", details_caption, "",
+    return out + [frame_markdown(table), "", details_caption, "",
                   _attack_details(df, acc, attack, with_worst_case_column, extra), ""]
 
 
@@ -185,31 +197,31 @@ def _attack_details(df: pd.DataFrame, acc: pd.DataFrame, attack: str, with_worst
         queries = df[df["attack"] == attack].groupby(keys, dropna=False)["queries"].mean()
         mine = mine.merge(queries.rename("mean_queries").reset_index(), on=keys, how="left")
         header.append("mean queries")
-    mine = mine.assign(row_label=_labels(mine))
+    mine = mine.assign(row_label=config_labels(mine))
     rows = []
     for row in mine.sort_values(["dataset", "row_label", "eps"]).itertuples():
-        cells = [row.dataset, row.row_label, _num(row.eps), _mean_std(row, "clean"), _mean_std(row)]
+        cells = [row.dataset, row.row_label, num(row.eps), mean_std(row, "clean"), mean_std(row)]
         if with_worst_case_column:
-            cells.append(_fmt_acc(row.wc_accuracy, row.wc_std, row.wc_runs, row.wc_n, row.wc_planned))
+            cells.append(fmt_acc(row.wc_accuracy, row.wc_std, row.wc_runs, row.wc_n, row.wc_planned))
         if extra == "queries":
             q = row.mean_queries
-            cells.append(f"{q:.0f}" if _present(q) and q >= 0 else "–")
+            cells.append(f"{q:.0f}" if present(q) and q >= 0 else "–")
         rows.append(cells)
-    return _markdown_table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _cw_section(df: pd.DataFrame, bound: float) -> list[str]:
-    out = [f"## Table 2: C&W (ℓ2) accuracy at RMS ℓ2 ≤ {_num(bound)}, %", ""]
+    out = [f"## Table 2: C&W (ℓ2) accuracy at RMS ℓ2 ≤ {num(bound)}, %", ""]
     table = cw_table(df, bound)
     if table is None:
         return out + [f"_no {CW_ATTACK} rows_", ""]
     acc = robust_accuracy(cw_bounded(df, bound), by=["dataset", "method", "attack"], worst_case=False)
-    acc = acc.assign(row_label=_labels(acc))
-    header = ["dataset", "method", "clean", f"C&W, RMS ℓ2 ≤ {_num(bound)}"]
-    rows = [[r.dataset, r.row_label, _mean_std(r, "clean"), _mean_std(r)]
+    acc = acc.assign(row_label=config_labels(acc))
+    header = ["dataset", "method", "clean", f"C&W, RMS ℓ2 ≤ {num(bound)}"]
+    rows = [[r.dataset, r.row_label, mean_std(r, "clean"), mean_std(r)]
             for r in acc.sort_values(["dataset", "row_label"]).itertuples()]
-    return out + [_frame_markdown(table), "", "Per configuration, with clean accuracy:", "",
-                  _markdown_table(header, rows), ""]
+    return out + [frame_markdown(table), "", "Per configuration, with clean accuracy:", "",
+                  markdown_table(header, rows), ""]
 
 
 def _worst_case_section(df: pd.DataFrame, acc: pd.DataFrame) -> list[str]:
@@ -219,7 +231,7 @@ def _worst_case_section(df: pd.DataFrame, acc: pd.DataFrame) -> list[str]:
         return out + ["_no ε with two or more attacks_", ""]
     over = worst_case_attacks(df)
     notes = [f"- {column}: over {', '.join(over[column])}" for column in table.columns if column in over]
-    return out + [_frame_markdown(table), "", *notes, ""]
+    return out + [frame_markdown(table), "", *notes, ""]
 
 
 def _trial_summary(trials_df: pd.DataFrame) -> list[str]:
@@ -231,33 +243,23 @@ def _trial_summary(trials_df: pd.DataFrame) -> list[str]:
         robust_accuracy=("clean_accuracy", "mean"), robust_std=("clean_accuracy", "std"),
         runs=("trial_id", "nunique"), wall=("wall_seconds", "mean"),
     ).reset_index()
-    agg = agg.assign(row_label=_labels(agg))
+    agg = agg.assign(row_label=config_labels(agg))
     header = ["dataset", "method", "clean accuracy", "mean wall time (min)"]
-    rows = [[r.dataset, r.row_label, _mean_std(r), f"{r.wall / 60:.1f}"]
+    rows = [[r.dataset, r.row_label, mean_std(r), f"{r.wall / 60:.1f}"]
             for r in agg.sort_values(["dataset", "row_label"]).itertuples()]
-    return out + [_markdown_table(header, rows), ""]
+    return out + [markdown_table(header, rows), ""]
 
 
-def _settings_section(ctx: ReportContext) -> list[str]:
-    from grid.report_settings import settings_section
-
-    return settings_section(ctx)
-
-
-# The report, in order. Insert new builders before _settings_section, which closes the report.
 def sanity_checks_section(ctx: ReportContext) -> list[str]:
-    from grid.sanity import sanity_section
-
     return sanity_section(ctx.flags)
 
 
 def paper_section(ctx: ReportContext) -> list[str]:
-    from grid.paper_values import paper_comparison_section
-
     return paper_comparison_section(ctx.acc)
 
 
-SECTIONS: list = [
-    sanity_checks_section, paper_section, figures_section, embedding_section, table1_section, table2_section, table3_section, worst_case_section,
-    row_settings_section, trials_section, detection_section, _settings_section,
+# The report, in order. Insert new builders before settings_section, which closes the report.
+SECTIONS: list[Section] = [
+    sanity_checks_section, paper_section, figures_section, embedding_section, table1_section, table2_section,
+    table3_section, worst_case_section, row_settings_section, trials_section, detection_section, settings_section,
 ]

@@ -9,11 +9,10 @@ value is listed, with how many rows carry it).
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
-from grid.report import _markdown_table, _num, _present, dataset_name, method_name
+from grid.report_format import json_or_text, markdown_table, num, present
+from grid.report_names import dataset_name, method_name
 
 
 def settings_section(ctx) -> list[str]:
@@ -43,11 +42,11 @@ def attack_settings(df: pd.DataFrame) -> str:
     rows = []
     for (dataset, attack, subset), group in df.groupby(["dataset", "attack", "eval_subset"], sort=True, dropna=False):
         configs = group["attack_config"].dropna().unique()
-        eps = ", ".join(_num(e) for e in sorted(group["eps"].unique()))
+        eps = ", ".join(num(e) for e in sorted(group["eps"].unique()))
         options = "; ".join(_options(c) for c in configs) or "–"
         rows.append([dataset_name(dataset), attack, eps, options, str(subset or "–"),
                      str(group["trial_id"].nunique()), str(len(group))])
-    return _markdown_table(["dataset", "attack", "ε", "configuration", "evaluation subset", "trials", "rows"], rows)
+    return markdown_table(["dataset", "attack", "ε", "configuration", "evaluation subset", "trials", "rows"], rows)
 
 
 def training_settings(df: pd.DataFrame) -> str:
@@ -57,19 +56,16 @@ def training_settings(df: pd.DataFrame) -> str:
     for key, group in df.groupby(keys, sort=True, dropna=False):
         dataset, method, train_eps, lam = key
         rows.append([dataset_name(dataset), method_name(method),
-                     _num(train_eps) if _present(train_eps) else "–", _num(lam) if _present(lam) else "–",
+                     num(train_eps) if present(train_eps) else "–", num(lam) if present(lam) else "–",
                      ", ".join(str(int(e)) for e in sorted(group["epochs"].unique())),
                      ", ".join(str(int(s)) for s in sorted(group["seed"].unique())),
                      str(group["trial_id"].nunique())])
-    return _markdown_table(["dataset", "method", "train ε", "λ", "epochs", "seeds", "trials"], rows)
+    return markdown_table(["dataset", "method", "train ε", "λ", "epochs", "seeds", "trials"], rows)
 
 
 def _options(config_json: str) -> str:
     """An attack's stored config as ``key=value`` pairs, without the ε (shown in its own column)."""
-    try:
-        config = json.loads(config_json)
-    except (TypeError, ValueError):
-        return str(config_json)
+    config = json_or_text(config_json)
     if not isinstance(config, dict):
         return str(config)
     return ", ".join(f"{k}={v}" for k, v in sorted(config.items()) if k not in ("eps", "attack"))
@@ -82,8 +78,5 @@ def _counts(df: pd.DataFrame, column: str) -> list[tuple]:
 
 
 def _libraries(value: str) -> str:
-    try:
-        versions = json.loads(value)
-    except (TypeError, ValueError):
-        return str(value)
+    versions = json_or_text(value)
     return ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if isinstance(versions, dict) else str(versions)

@@ -16,10 +16,10 @@ of their tables (:func:`headline_rows`) and list them in the "Sanity checks" sec
 from __future__ import annotations
 
 import json
-import math
 from typing import Iterable
 
 from er_core.sanity import COLLAPSED, FLAG_NAMES, AttackOutcome, Flag, trial_flags
+from grid.report_format import markdown_table, present
 
 SANITY_DIR = "sanity"
 
@@ -97,7 +97,7 @@ def _trial_records(df, trials_df) -> dict[str, dict]:
 
 
 def _none_if_nan(value):
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    return float(value) if present(value) else None
 
 
 def sanity_schema():
@@ -223,10 +223,9 @@ def sanity_section(flags_df) -> list[str]:
            "`er_core/sanity.py`). Trials flagged `collapsed` are left out of every table below.", ""]
     if flags_df.empty:
         return out + ["No trial flagged.", ""]
-    rows = []
-    for r in flags_df.sort_values(["dataset", "method", "trial_id", "flag"]).itertuples(index=False):
-        rows.append(f"| {r.dataset} | {r.method} | {r.trial_id} | `{r.flag}` | {r.evidence.replace('|', '/')} |")
-    return out + ["| dataset | method | trial | flag | evidence |", "| --- | --- | --- | --- | --- |", *rows, ""]
+    rows = [[r.dataset, r.method, r.trial_id, f"`{r.flag}`", r.evidence.replace("|", "/")]
+            for r in flags_df.sort_values(["dataset", "method", "trial_id", "flag"]).itertuples(index=False)]
+    return out + [markdown_table(["dataset", "method", "trial", "flag", "evidence"], rows), ""]
 
 
 def headline_rows(df, flags_df):
@@ -236,7 +235,7 @@ def headline_rows(df, flags_df):
 
 
 def add_flags_column(table, df, flags_df):
-    """``table`` (rows of ``grid.report.robust_accuracy`` over ``df``) plus ``flags``: the union of
+    """``table`` (rows of ``grid.report_metrics.robust_accuracy`` over ``df``) plus ``flags``: the union of
     the flags of the trials behind each row ('' when none)."""
     names = flag_names(flags_df)
     keys = [c for c in ("experiment", "dataset", "method", "train_eps", "lam", "seed", "epochs")

@@ -234,3 +234,19 @@ def test_cells_carry_n_and_mark_fewer_examples_than_planned():
     assert table.loc["ER-Classifier"].tolist() == ["50.0 ± 0.0 [2; n=6 of 8: incomplete]"]
     complete = attack_table(frame(attack_rows("pgd", [1, 1, 0, 0], eval_subset="n=4,seed=0")), "pgd")
     assert complete.loc["ER-Classifier"].tolist() == ["50.0 [1; n=4]"]
+
+
+def test_display_names_and_order_follow_the_registries():
+    from grid.report_names import dataset_name, dataset_rank, method_name, method_rank
+
+    # Datasets: the paper's four in its order, then the digits demo set, then unknown names A–Z.
+    datasets = ["zeta", "digits", "tiny_imagenet", "alpha", "stl10", "cifar10", "mnist"]
+    assert sorted(datasets, key=dataset_rank) == ["mnist", "cifar10", "stl10", "tiny_imagenet", "digits",
+                                                  "alpha", "zeta"]
+    assert [dataset_name(d) for d in ("tiny_imagenet", "cifar10", "digits", "zeta")] == [
+        "Tiny ImageNet", "CIFAR10", "digits", "zeta"]
+    # Methods: the paper's table rows, then unknown names A–Z, each under the paper's name.
+    methods = ["vae_cla", "mystery", "er_minus", "none", "e_cla", "trades", "er", "rse", "madry", "er_trades", "abc"]
+    assert [method_name(m) for m in sorted(methods, key=method_rank)] == [
+        "No Defense", "Madry's Adv", "Trades", "RSE", "ER-Classifier", "ER-Classifier−", "ER-Trades", "E-CLA",
+        "VAE-CLA", "abc", "mystery"]
