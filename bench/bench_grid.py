@@ -43,6 +43,7 @@ def plain_loop(spec, storage: Path) -> float:
 
     import er_core.methods
     from grid import trainable as T
+    from grid.checkpoints import TrainState, save_state, weights_hash
     from grid.store import ResultStore
 
     store = ResultStore(str(storage / spec.experiment / "results"))
@@ -57,10 +58,10 @@ def plain_loop(spec, storage: Path) -> float:
         def save(epoch_done, metrics, state, method=method, checkpoints=checkpoints):
             directory = checkpoints / f"checkpoint_{epoch_done - 1:06d}"
             directory.mkdir()
-            T.save_state(method, state, directory)
+            save_state(method, state, directory)
 
-        state = T.train(method, data, trial, T.TrainState(), save)
-        digest = T.weights_hash(method.model)
+        state = T.train(method, data, trial, TrainState(), save)
+        digest = weights_hash(method.model)
         t0 = time.perf_counter()
         T.evaluate(method.model, data, trial, store, digest, lambda done, total: None)
         T.write_trial_row(store, trial, state, digest, T.subset_accuracy(method.model, data, trial), "cpu",

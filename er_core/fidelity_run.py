@@ -125,7 +125,6 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     """Train and evaluate one trial; returns its summary with ``examples`` (per-example records)."""
     from . import data as er_data
     from . import evaluate, methods, sanity, train
-    from .torch_utils import predict
 
     torch.set_num_threads(max(1, threads))
     root = None if trial["data_root"] is None else Path(trial["data_root"]) / trial["dataset"]
@@ -143,7 +142,9 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     indices = er_data.eval_indices(trial["dataset"], trial["eval_n"], trial["eval_seed"])
     x_all = data.x_test[indices.to(data.x_test.device)].to(device)
     y_all = data.y_test[indices.to(data.y_test.device)].to(device)
-    clean = float((predict(model, x_all) == y_all).float().mean())
+    # Judged like the rows' correct_clean (every pass of a randomised model), so the summary's
+    # clean accuracy and the examples' can never disagree.
+    clean = float((evaluate.judge(model, x_all, y_all, evaluate.passes_for(model)) == y_all).float().mean())
     examples, accuracy = [], {}
     started = time.perf_counter()
     for item in trial["eval_plan"]:
