@@ -15,6 +15,7 @@ import pytest
 from er_core import data as er_data
 from er_core import methods, train
 from grid import detection, report
+from grid.detection_plan import trial_detection_plan, validate_detection_spec
 from grid.detection_report import detection_tables
 from grid.spec import GridSpec
 from grid.store import ResultStore
@@ -41,16 +42,16 @@ DETECTION = {
 
 
 def _validated(raw=DETECTION, spec=SPEC):
-    return detection.validate_detection_spec(raw, spec["datasets"], spec["methods"], spec.get("hyperparams"))
+    return validate_detection_spec(raw, spec["datasets"], spec["methods"], spec.get("hyperparams"))
 
 
 def test_validation_fills_defaults_and_names_bad_fields():
     plan = _validated()["digits"]
-    assert plan["split_seed"] == 0 and plan["fit_fraction"] == 0.2 and plan["overbound"] == "project"
-    assert plan["methods"]["kd"] == ["none"] and "er_minus" in plan["methods"]["er1"]
+    assert plan.split_seed == 0 and plan.fit_fraction == 0.2 and plan.overbound == "project"
+    assert plan.methods["kd"] == ("none",) and "er_minus" in plan.methods["er1"]
     # Attacks default to the paper's settings (digits: MNIST's ε 0.3 and C&W bound 0.007).
-    paper = _validated({"digits": {"detectors": ["er1"]}})["digits"]["attacks"]
-    assert {(a["attack"], a["eps"]) for a in paper} == {("fgsm", 0.3), ("pgd", 0.3), ("cw_l2", 0.007)}
+    paper = _validated({"digits": {"detectors": ["er1"]}})["digits"].attacks
+    assert {(a.attack, a.eps) for a in paper} == {("fgsm", 0.3), ("pgd", 0.3), ("cw_l2", 0.007)}
     bad = [
         ({"digits": {"detectors": ["kd", "nope"]}}, SPEC, "spec.detection.digits.detectors: unknown detector 'nope'"),
         ({"mnist": {"detectors": ["kd"]}}, SPEC, "dataset 'mnist' is not in spec.datasets"),
@@ -67,10 +68,10 @@ def test_validation_fills_defaults_and_names_bad_fields():
 
 def test_trial_plan_picks_the_detectors_of_the_trials_method():
     validated = _validated()
-    assert detection.trial_detection_plan(validated, "digits", "none")["detectors"] == ["kd", "lid"]
-    assert detection.trial_detection_plan(validated, "digits", "er_minus")["detectors"] == ["er1", "er2"]
-    assert detection.trial_detection_plan(validated, "digits", "madry") is None
-    assert detection.trial_detection_plan(None, "digits", "none") is None
+    assert trial_detection_plan(validated, "digits", "none").detectors == ("kd", "lid")
+    assert trial_detection_plan(validated, "digits", "er_minus").detectors == ("er1", "er2")
+    assert trial_detection_plan(validated, "digits", "madry") is None
+    assert trial_detection_plan(None, "digits", "none") is None
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_stage_writes_rows_through_the_store_and_a_rerun_adds_none(tmp_path, tra
     validated = _validated()
     written = 0
     for trial, model in trials:
-        plan = detection.trial_detection_plan(validated, trial.dataset, trial.method)
+        plan = trial_detection_plan(validated, trial.dataset, trial.method)
         written += detection.run_detection_stage(store, trial, model, data, plan, checkpoint_hash="abc")
     # Two detectors per trial × (2 fit attacks × 2 test attacks).
     assert written == 2 * 2 * 4
@@ -109,7 +110,7 @@ def test_stage_writes_rows_through_the_store_and_a_rerun_adds_none(tmp_path, tra
 
     # Rerun (as after a kill or a resume): nothing is recomputed, no duplicates appear.
     again = sum(
-        detection.run_detection_stage(store, t, m, data, detection.trial_detection_plan(validated, t.dataset, t.method), "abc")
+        detection.run_detection_stage(store, t, m, data, trial_detection_plan(validated, t.dataset, t.method), "abc")
         for t, m in trials
     )
     assert again == 0
