@@ -189,7 +189,9 @@ class GridSpec:
     """A validated grid: see the module docstring for fields and defaults.
 
     Construction normalises (lists → tuples, ε/λ → float, ranges → explicit ε lists,
-    per-dataset defaults filled) and validates; an invalid spec never exists.
+    per-dataset defaults filled) and validates; an invalid spec never exists. Once built,
+    ``eval_plan`` maps dataset → tuple of AttackSpecs and ``detection`` dataset →
+    :class:`grid.detection_plan.DetectionPlan`.
     """
 
     experiment: str
