@@ -11,16 +11,12 @@ written atomically through :meth:`grid.store.ResultStore.write_atomic`, one row 
 skipped (file name only, no read). The t-SNE figure is drawn from these rows by
 :mod:`grid.embedding_figure`.
 
-Spec field ``codes`` (see :func:`validate_codes_spec`): ``false`` (off, the default), ``true``
-(on: PGD at the dataset's paper ε with 40 steps, Madry et al.'s evaluation setting), or a
-mapping ``{steps: 40, eps: {mnist: 0.3}}`` overriding either. The paper does not give PGD's
-steps for its Figures 5/6; 40 is the standard ℓ∞ evaluation setting it uses elsewhere.
-Adding the stage to a finished trial does not retrain it (not part of ``trial_id``).
+The spec field ``codes`` and the PGD setting of one trial's stage are :mod:`grid.codes_plan`
+(validated without the store). Adding the stage to a finished trial does not retrain it (not
+part of ``trial_id``).
 """
 
 from __future__ import annotations
-
-from typing import Optional
 
 import pyarrow as pa
 import torch
@@ -31,7 +27,6 @@ from grid.store import ResultStore, column, rows_to_table, without_partitions, U
 
 CODES_DIR = "codes"
 NATURAL, ADVERSARIAL = "natural", "adversarial"
-DEFAULT_STEPS = 40
 
 #: One row per (trial, example, natural | adversarial).
 CODES_SCHEMA = pa.schema([
@@ -52,53 +47,6 @@ CODES_SCHEMA = pa.schema([
     column("code_version", pa.string()),
     column("created_at", UTC_TIMESTAMP),
 ])
-
-
-# --------------------------------------------------------------------------- spec
-
-
-def paper_eps(dataset: str) -> float:
-    """The dataset's ℓ∞ ε of the paper's evaluation (MNIST 0.3, CIFAR10 0.031, ...; digits 0.1)."""
-    from er_core.dataset_info import info
-
-    # The dataset's default training ε is the scale of the paper's figures of the code z.
-    return float(info(dataset).train_eps)
-
-
-def validate_codes_spec(raw, datasets) -> Optional[dict]:
-    """The spec's ``codes`` field normalised to ``{"steps": int, "eps": {dataset: ε}}`` or None."""
-    if raw is None or raw is False:
-        return None
-    if raw is True:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"spec.codes: expected true, false or {{steps, eps}}, got {raw!r}")
-    unknown = [k for k in raw if k not in ("steps", "eps")]
-    if unknown:
-        raise ValueError(f"spec.codes.{unknown[0]}: unknown field; valid: steps, eps")
-    steps = raw.get("steps", DEFAULT_STEPS)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"spec.codes.steps: expected an integer ≥ 1, got {steps!r}")
-    given = raw.get("eps") or {}
-    if not isinstance(given, dict):
-        raise ValueError(f"spec.codes.eps: expected a dict dataset → ε, got {given!r}")
-    eps = {}
-    for dataset in datasets:
-        value = given.get(dataset, paper_eps(dataset))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-            raise ValueError(f"spec.codes.eps.{dataset}: expected a number in (0, 1], got {value!r}")
-        eps[dataset] = float(value)
-    extra = [d for d in given if d not in datasets]
-    if extra:
-        raise ValueError(f"spec.codes.eps: dataset {extra[0]!r} is not in spec.datasets")
-    return {"steps": steps, "eps": eps}
-
-
-def trial_codes_plan(codes: Optional[dict], dataset: str) -> Optional[dict]:
-    """One trial's plan ``{"attack": "pgd", "eps": ε, "options": {"steps": k}}`` or None."""
-    if codes is None:
-        return None
-    return {"attack": "pgd", "eps": codes["eps"][dataset], "options": {"steps": codes["steps"]}}
 
 
 # --------------------------------------------------------------------------- stage

@@ -1,15 +1,15 @@
 """What a grid will cost before it runs: GPU time, wall time on G GPUs, and storage.
 
-Per-epoch costs are measurements, not guesses: on one NVIDIA H200, batch 128, data on the
-GPU, a clean training epoch took 1.1 s on MNIST (small CNN) and 3.0 s on CIFAR10 (VGG19-style
+Per-epoch costs (``epoch_seconds`` of each ``er_core.dataset_info`` record) are measurements,
+not guesses: on one NVIDIA H200, batch 128, data on the GPU, a clean training epoch took 1.1 s on MNIST (small CNN) and 3.0 s on CIFAR10 (VGG19-style
 net); a PGD-40 epoch on MNIST ≈ 28 s and a PGD-7 epoch on CIFAR10 ≈ 15 s. Both adversarial
 figures fit ``clean × (1 + PGD_STEP_COST × steps)`` with ``PGD_STEP_COST`` = 0.6 (one attack
 step is a forward and backward pass without the optimiser, ~0.6 of a training step):
 1.1 × (1 + 0.6 × 40) = 27.5 s, 3.0 × (1 + 0.6 × 7) = 15.6 s. STL10 and Tiny ImageNet use the
 CIFAR10 net, scaled by images × pixels per epoch (5,000 × 9 and 100,000 × 4 CIFAR-sized
 images); digits is scaled from MNIST. An evaluation pass over one example costs the same
-attack step. Good to a factor of ~2 on other hardware: :func:`calibrate` rescales the table
-from a finished experiment's trial rows (the seconds of every trained epoch are recorded).
+attack step. Good to a factor of ~2 on other hardware: :func:`calibrate` rescales them from a
+finished experiment's trial rows (the seconds of every trained epoch are recorded).
 
 Storage: each kept checkpoint holds the model's weights and Adam's two moment buffers
 (3 × 4 bytes per parameter, plus 10 % for the critic and RNG state, which are small next to
@@ -25,15 +25,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Optional
 
+from er_core.dataset_info import INFO, info
+
 if TYPE_CHECKING:
     from grid.spec import TrialConfig
 
 ASSUMED_GPU = "NVIDIA H200 (141 GB), batch 128, data on the GPU"
-# Seconds per clean training epoch on ASSUMED_GPU (see the module docstring).
-# digits: a dozen batches of 8×8 images, where kernel-launch overhead dominates: ~0.05 s.
-EPOCH_SECONDS = {"digits": 0.05, "mnist": 1.1, "cifar10": 3.0,
-                 "stl10": 3.0 * 5000 * 9 / 50000, "tiny_imagenet": 3.0 * 100000 * 4 / 50000}
-TRAIN_SIZE = {"digits": 1437, "mnist": 60000, "cifar10": 50000, "stl10": 5000, "tiny_imagenet": 100000}
 PGD_STEP_COST = 0.6
 # Attack passes (forward + backward) per evaluated example. PGD/FGSM: their steps; C&W: 9
 # binary-search steps × ~100 iterations; AutoAttack (standard): APGD-CE, APGD-T, FAB-T, Square
@@ -73,12 +70,12 @@ def training_steps(trial: "TrialConfig") -> int:
 
 def trial_cost(trial: "TrialConfig", epoch_seconds: Optional[dict] = None,
                keep_checkpoints: Optional[int] = None) -> TrialCost:
-    """Estimate for one trial; ``epoch_seconds``: clean-epoch table (default :data:`EPOCH_SECONDS`,
+    """Estimate for one trial; ``epoch_seconds``: clean-epoch table (default :func:`epoch_table`,
     or :func:`calibrate`'s); ``keep_checkpoints``: checkpoints kept (None: one per epoch)."""
-    table = epoch_seconds or EPOCH_SECONDS
-    epoch = table.get(trial.dataset, EPOCH_SECONDS.get(trial.dataset, EPOCH_SECONDS["cifar10"]))
+    dataset = info(trial.dataset)
+    epoch = (epoch_seconds or {}).get(dataset.name, dataset.epoch_seconds)
     train = trial.epochs * epoch * (1.0 + PGD_STEP_COST * training_steps(trial))
-    per_pass = PGD_STEP_COST * epoch / TRAIN_SIZE.get(trial.dataset, 50000)
+    per_pass = PGD_STEP_COST * epoch / dataset.train_size
     evaluation = 0.0
     for item in trial.eval_plan:
         if "steps" in item.options:
@@ -94,13 +91,8 @@ def trial_cost(trial: "TrialConfig", epoch_seconds: Optional[dict] = None,
     checkpoint = kept * model_parameters(trial.dataset) * 4 * 3 * CHECKPOINT_OVERHEAD
     rows = len(trial.eval_plan) * trial.eval_n * ROW_BYTES
     if trial.codes is not None:
-        rows += trial.eval_n * 2 * 4 * code_size(trial.dataset)
+        rows += trial.eval_n * 2 * 4 * dataset.code_dim
     return TrialCost(train, evaluation, checkpoint, rows)
-
-
-def trial_gpu_seconds(trial: "TrialConfig") -> float:
-    """Full-GPU-equivalent seconds for one trial: training plus its evaluation plan."""
-    return trial_cost(trial).gpu_seconds
 
 
 def gpu_hours_estimate(trials: Iterable["TrialConfig"], epoch_seconds: Optional[dict] = None) -> float:
@@ -133,10 +125,9 @@ def model_parameters(dataset: str) -> int:
     return sum(p.numel() for p in build_model(dataset).parameters())
 
 
-def code_size(dataset: str) -> int:
-    from er_core.nets import DEFAULT_CODE_DIM
-
-    return DEFAULT_CODE_DIM.get(dataset, 128)
+def epoch_table() -> dict:
+    """Seconds per clean training epoch on :data:`ASSUMED_GPU`, ``{dataset: seconds}``."""
+    return {name: record.epoch_seconds for name, record in INFO.items()}
 
 
 def calibrate(trials_df, trials: Iterable["TrialConfig"] = ()) -> dict:
@@ -146,7 +137,7 @@ def calibrate(trials_df, trials: Iterable["TrialConfig"] = ()) -> dict:
     ``losses_json`` holds the seconds of every trained epoch. An adversarially trained trial's
     epoch is converted back to a clean epoch through ``1 + PGD_STEP_COST × steps`` (its steps
     from ``trials``, the experiment's TrialConfigs, when given; else the method's default).
-    Datasets without rows keep :data:`EPOCH_SECONDS`. The device of the rows is the GPU then
+    Datasets without rows keep :func:`epoch_table`'s. The device of the rows is the GPU then
     assumed; mixing devices averages them.
     """
     configs = {t.trial_id: t for t in trials}
@@ -159,7 +150,7 @@ def calibrate(trials_df, trials: Iterable["TrialConfig"] = ()) -> dict:
         steps = _steps_of(row, configs.get(row.trial_id))
         clean = sum(seconds) / len(seconds) / (1.0 + PGD_STEP_COST * steps)
         measured.setdefault(row.dataset, []).append(clean)
-    table = dict(EPOCH_SECONDS)
+    table = epoch_table()
     table.update({d: sum(v) / len(v) for d, v in measured.items()})
     return table
 

@@ -53,23 +53,6 @@ def short_hash(value, length: int = 10) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:length]
 
 
-def file_hash(path, length: int = 16, filesystem=None) -> str:
-    """sha256 (first ``length`` hex digits) of a file's bytes, e.g. a checkpoint.
-
-    ``filesystem``: a ``pyarrow.fs.FileSystem`` for object-store paths; local path otherwise.
-    """
-    digest = hashlib.sha256()
-    if filesystem is None:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    else:
-        with filesystem.open_input_stream(str(path)) as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:length]
-
-
 def eval_subset_tag(n: int, seed: int) -> str:
     """The evaluation subset as stored in result rows: ``"n=1000,seed=0"``."""
     return f"n={int(n)},seed={int(seed)}"

@@ -12,7 +12,7 @@ on each (familiar Table 5, cross Tables 6–8). ``er-grid report`` prints the ta
 ``smoke``: ``digits`` on CPUs in a few minutes: ``none`` and ``er_minus``, 2 epochs, detection
 on 100 test examples with light FGSM/PGD/C&W settings.
 
-Needs the spec's ``detection`` field (grid/spec.py → grid.detection.validate_detection_spec).
+Needs the spec's ``detection`` field (grid/detection_plan.py).
 This file is specs plus one call.
 """
 

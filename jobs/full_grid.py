@@ -23,9 +23,10 @@ import os
 import sys
 
 from er_core.data import DATA_ROOT_ENV
+from er_core.dataset_info import info
 from grid.job_cli import job_main
 
-PAPER_EPS = {"mnist": 0.3, "cifar10": 0.03, "stl10": 0.03, "tiny_imagenet": 0.01}
+PAPER_DATASETS = ["mnist", "cifar10", "stl10", "tiny_imagenet"]
 PGD_SWEEP = {
     "mnist": {"start": 0.0, "stop": 0.4, "step": 0.025},
     "cifar10": {"start": 0.0, "stop": 0.06, "step": 0.005},
@@ -35,7 +36,7 @@ PGD_SWEEP = {
 
 
 def paper_plan(dataset: str) -> list:
-    eps = PAPER_EPS[dataset]
+    eps = info(dataset).paper_eps
     plan = [
         {"attack": "pgd", "eps": PGD_SWEEP[dataset], "options": {"steps": 40, "restarts": 1}},
         {"attack": "fgsm", "eps": [eps]},
@@ -51,7 +52,7 @@ def paper_plan(dataset: str) -> list:
 
 PAPER = {
     "experiment": "paper",
-    "datasets": list(PAPER_EPS),
+    "datasets": list(PAPER_DATASETS),
     "methods": ["none", "madry", "trades", "rse", "er", "er_minus", "er_trades", "e_cla", "vae_cla"],
     "train_eps": {"mnist": [0.3], "cifar10": [0.031], "stl10": [0.03], "tiny_imagenet": [0.01]},
     # λ in the joint regulariser form (er_core/methods/er.py): on digits λ 5 was best and
@@ -61,7 +62,7 @@ PAPER = {
     "seeds": [0],
     "epochs": 30,
     "batch_size": 128,
-    "eval_plan": {d: paper_plan(d) for d in PAPER_EPS},
+    "eval_plan": {d: paper_plan(d) for d in PAPER_DATASETS},
     "eval_n": 1000,
     "eval_seed": 0,
     "eval_batch_size": 250,

@@ -54,7 +54,7 @@ def test_calibration_rescales_from_recorded_epoch_seconds():
         "losses_json": json.dumps([{"seconds": 2.0 * (1 + cost.PGD_STEP_COST * cost.training_steps(t))}] * 3),
     } for t in trials])
     table = cost.calibrate(rows, trials)
-    assert table["digits"] == pytest.approx(2.0) and table["mnist"] == cost.EPOCH_SECONDS["mnist"]
+    assert table["digits"] == pytest.approx(2.0) and table["mnist"] == cost.epoch_table()["mnist"]
     calibrated = cost.gpu_hours_estimate(trials, table)
     assert calibrated > cost.gpu_hours_estimate(trials)  # 2.0 s per digits epoch vs the table's 0.05 s
 
@@ -105,3 +105,17 @@ def test_dry_run_calibrates_from_a_stores_trial_rows(tmp_path, capsys):
 
     # 4 s per measured clean epoch instead of the table's 0.05 s: training costs 80× more.
     assert total(calibrated) > 10 * total(plain)
+
+
+def test_a_rays_query_budget_sets_its_evaluation_cost():
+    """RayS's ``max_queries`` (forward-only, ~3 per forward+backward pass) drives its estimate:
+    10× the budget costs 10× the evaluation; without the option the table's 3,300 passes hold."""
+    def eval_seconds(item):
+        spec = dict(SMOKE, eval_plan={"digits": [item]})
+        return cost.trial_cost(GridSpec.from_dict(spec).expand()[0]).eval_seconds
+
+    small = eval_seconds({"attack": "rays", "eps": [0.2], "options": {"max_queries": 300}})
+    large = eval_seconds({"attack": "rays", "eps": [0.2], "options": {"max_queries": 3000}})
+    default = eval_seconds({"attack": "rays", "eps": [0.2]})
+    assert large == pytest.approx(10 * small)
+    assert default == pytest.approx(small * cost.ATTACK_PASSES["rays"] / 100)  # 300 queries = 100 passes

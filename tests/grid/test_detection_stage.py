@@ -1,9 +1,9 @@
 """The grid's detection stage: spec-field validation, rows through the store, resume, Tables 5–8.
 
 The stage function is called directly on trials expanded from a real GridSpec (≈ 10 s on 2
-CPU threads: two 3-epoch digits models, FGSM + 5-step PGD on 100 test examples), and once
-end to end through Ray (``ray job submit`` of jobs/detection.py --preset smoke, submitted
-twice; ≈ 70 s on a loaded 2-core machine, marked ``ray``).
+CPU threads: two 3-epoch digits models, FGSM + 5-step PGD on 100 test examples), and end to
+end through Ray on one experiment: killed inside the stage by ``er-grid run``, then resumed by
+``ray job submit`` of jobs/detection.py --preset smoke, submitted twice (marked ``ray``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from er_core import data as er_data
 from er_core import methods, train
 from grid import detection, report
+from grid.detection_plan import trial_detection_plan, validate_detection_spec
 from grid.detection_report import detection_tables
 from grid.spec import GridSpec
 from grid.store import ResultStore
@@ -41,16 +42,16 @@ DETECTION = {
 
 
 def _validated(raw=DETECTION, spec=SPEC):
-    return detection.validate_detection_spec(raw, spec["datasets"], spec["methods"], spec.get("hyperparams"))
+    return validate_detection_spec(raw, spec["datasets"], spec["methods"], spec.get("hyperparams"))
 
 
 def test_validation_fills_defaults_and_names_bad_fields():
     plan = _validated()["digits"]
-    assert plan["split_seed"] == 0 and plan["fit_fraction"] == 0.2 and plan["overbound"] == "project"
-    assert plan["methods"]["kd"] == ["none"] and "er_minus" in plan["methods"]["er1"]
+    assert plan.split_seed == 0 and plan.fit_fraction == 0.2 and plan.overbound == "project"
+    assert plan.methods["kd"] == ("none",) and "er_minus" in plan.methods["er1"]
     # Attacks default to the paper's settings (digits: MNIST's ε 0.3 and C&W bound 0.007).
-    paper = _validated({"digits": {"detectors": ["er1"]}})["digits"]["attacks"]
-    assert {(a["attack"], a["eps"]) for a in paper} == {("fgsm", 0.3), ("pgd", 0.3), ("cw_l2", 0.007)}
+    paper = _validated({"digits": {"detectors": ["er1"]}})["digits"].attacks
+    assert {(a.attack, a.eps) for a in paper} == {("fgsm", 0.3), ("pgd", 0.3), ("cw_l2", 0.007)}
     bad = [
         ({"digits": {"detectors": ["kd", "nope"]}}, SPEC, "spec.detection.digits.detectors: unknown detector 'nope'"),
         ({"mnist": {"detectors": ["kd"]}}, SPEC, "dataset 'mnist' is not in spec.datasets"),
@@ -67,10 +68,10 @@ def test_validation_fills_defaults_and_names_bad_fields():
 
 def test_trial_plan_picks_the_detectors_of_the_trials_method():
     validated = _validated()
-    assert detection.trial_detection_plan(validated, "digits", "none")["detectors"] == ["kd", "lid"]
-    assert detection.trial_detection_plan(validated, "digits", "er_minus")["detectors"] == ["er1", "er2"]
-    assert detection.trial_detection_plan(validated, "digits", "madry") is None
-    assert detection.trial_detection_plan(None, "digits", "none") is None
+    assert trial_detection_plan(validated, "digits", "none").detectors == ("kd", "lid")
+    assert trial_detection_plan(validated, "digits", "er_minus").detectors == ("er1", "er2")
+    assert trial_detection_plan(validated, "digits", "madry") is None
+    assert trial_detection_plan(None, "digits", "none") is None
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_stage_writes_rows_through_the_store_and_a_rerun_adds_none(tmp_path, tra
     validated = _validated()
     written = 0
     for trial, model in trials:
-        plan = detection.trial_detection_plan(validated, trial.dataset, trial.method)
+        plan = trial_detection_plan(validated, trial.dataset, trial.method)
         written += detection.run_detection_stage(store, trial, model, data, plan, checkpoint_hash="abc")
     # Two detectors per trial × (2 fit attacks × 2 test attacks).
     assert written == 2 * 2 * 4
@@ -109,7 +110,7 @@ def test_stage_writes_rows_through_the_store_and_a_rerun_adds_none(tmp_path, tra
 
     # Rerun (as after a kill or a resume): nothing is recomputed, no duplicates appear.
     again = sum(
-        detection.run_detection_stage(store, t, m, data, detection.trial_detection_plan(validated, t.dataset, t.method), "abc")
+        detection.run_detection_stage(store, t, m, data, trial_detection_plan(validated, t.dataset, t.method), "abc")
         for t, m in trials
     )
     assert again == 0
@@ -145,12 +146,18 @@ def test_detection_tables_average_seeds_and_split_configurations():
 
 
 @pytest.mark.ray
-def test_ray_job_submit_detection_smoke_preset(ray_head, tmp_path):
-    """``ray job submit`` of jobs/detection.py --preset smoke on the shared local head: every
-    trial's detection rows land in the store (trials × their detectors × attack pairs), with no
-    duplicates; submitting the same job again resumes the finished experiment and adds nothing."""
+def test_kill_during_detection_then_the_job_resumes_and_adds_each_row_once(ray_head, tmp_path):
+    """Trials SIGKILLed inside the detection stage (adversarial examples crafted, rows not yet
+    written) leave no detection rows. ``ray job submit`` of jobs/detection.py --preset smoke on
+    the same storage then resumes that experiment: every trial's detection rows land in the store
+    exactly once (trials × their detectors × attack pairs) and the evaluation batches stored
+    before the kill are not recomputed; submitting the same job again resumes the finished
+    experiment and adds nothing; ``er-grid report`` reads it. One experiment serves the kill and
+    the job, so the file starts three Ray runs, not four (the suite is near its time limit)."""
     import subprocess
     import sys
+
+    import yaml
 
     from ray_helpers import BIN, REPO, run_cli
 
@@ -158,60 +165,36 @@ def test_ray_job_submit_detection_smoke_preset(ray_head, tmp_path):
     from detection import SMOKE  # the job file's spec, so the counts follow it
 
     storage = tmp_path / "storage"
+    # max_failures 0: the kill fails the run instead of being retried. Not part of any trial's
+    # config, so the job's preset (max_failures 1) recognises the experiment as its own.
+    spec = {**SMOKE, "max_failures": 0}
+    spec.pop("storage_path")
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    experiment = storage / SMOKE["experiment"]
+    results = experiment / "results"
+
+    killed = run_cli(ray_head, "run", str(spec_file), "--storage", str(storage), ER_GRID_TEST_KILL_IN_DETECTION="1")
+    assert killed.returncode == 1, killed.stdout[-3000:] + killed.stderr[-3000:]
+    assert len(detection.load_detection(results)) == 0
+    store = ResultStore(str(results))
+    before = {p: Path(p).stat().st_mtime_ns for p in store.files()}
+    trials = GridSpec.from_dict(SMOKE).expand()
+    assert len(before) == sum(t.num_eval_batches * len(t.eval_plan) for t in trials)
+
     command = [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
                "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
                "python", "jobs/detection.py", "--preset", "smoke", "--storage", str(storage)]
-    results = storage / SMOKE["experiment"] / "results"
     counts = []
-    for _ in range(2):
+    for _ in range(2):  # resumes the killed experiment, then the finished one
         submit = subprocess.run(command, cwd=REPO, env=ray_head.env(), capture_output=True, text=True, timeout=600)
         assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-4000:]
         df = detection.load_detection(results)
         assert not df.duplicated(["trial_id", "detector", "fit_attack", "test_attack"]).any()
         counts.append(len(df))
-    plan = SMOKE["detection"]["digits"]
-    pairs = len(plan["attacks"]) ** 2
-    trials = GridSpec.from_dict(SMOKE).expand()
+        assert {p: Path(p).stat().st_mtime_ns for p in store.files()} == before  # evaluation not redone
+    pairs = len(SMOKE["detection"]["digits"]["attacks"]) ** 2
     assert counts == [2 * 2 * pairs] * 2  # none: kd, lid; er_minus: er1, er2
     assert set(df["trial_id"]) == {t.trial_id for t in trials}
-    report = run_cli(ray_head, "report", str(storage / SMOKE["experiment"]))
+    report = run_cli(ray_head, "report", str(experiment))
     assert report.returncode == 0, report.stderr[-3000:]
-
-
-@pytest.mark.ray
-def test_kill_during_detection_then_resume_adds_each_row_once(ray_head, tmp_path):
-    """Trials SIGKILLed inside the detection stage (adversarial examples crafted, rows not yet
-    written) leave no detection rows; ``er-grid resume`` writes every row exactly once and does
-    not recompute the evaluation batches stored before the kill."""
-    import sys
-
-    import yaml
-
-    from ray_helpers import REPO, run_cli
-
-    sys.path.insert(0, str(REPO / "jobs"))
-    from detection import SMOKE
-
-    spec = {**SMOKE, "experiment": "detection-kill", "max_failures": 0}
-    spec.pop("storage_path")
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(spec))
-    experiment = tmp_path / "storage" / spec["experiment"]
-    results = experiment / "results"
-
-    killed = run_cli(ray_head, "run", str(spec_file), "--storage", str(tmp_path / "storage"),
-                     ER_GRID_TEST_KILL_IN_DETECTION="1")
-    assert killed.returncode == 1, killed.stdout[-3000:] + killed.stderr[-3000:]
-    assert len(detection.load_detection(results)) == 0
-    store = ResultStore(str(results))
-    before = {p: Path(p).stat().st_mtime_ns for p in store.files()}
-    trials = GridSpec.from_dict(spec).expand()
-    assert len(before) == sum(t.num_eval_batches * len(t.eval_plan) for t in trials)
-
-    resumed = run_cli(ray_head, "resume", str(experiment))
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    df = detection.load_detection(results)
-    pairs = len(spec["detection"]["digits"]["attacks"]) ** 2
-    assert len(df) == 2 * 2 * pairs  # none: kd, lid; er_minus: er1, er2
-    assert not df.duplicated(["trial_id", "detector", "fit_attack", "test_attack"]).any()
-    assert {p: Path(p).stat().st_mtime_ns for p in store.files()} == before  # evaluation not redone

@@ -62,7 +62,7 @@ def test_expansion_counts_follow_the_axes_each_method_uses():
 
 def test_eps_range_is_inclusive_and_exact():
     spec = GridSpec.from_dict(base_spec())
-    pgd = [item["eps"] for item in spec.eval_plan["digits"] if item["attack"] == "pgd"]
+    pgd = [item.eps for item in spec.eval_plan["digits"] if item.attack == "pgd"]
     assert len(pgd) == 17 and pgd[0] == 0.0 and pgd[-1] == 0.4
     assert 0.075 in pgd  # not 0.07500000000000001
     trial = spec.expand()[0]
