@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from er_core import download as download_sources
-from er_core.dataset_info import INFO, DatasetInfo, info  # noqa: F401  (the loaders' public names)
+from er_core.dataset_info import INFO, info
 
 
 @dataclass(frozen=True)

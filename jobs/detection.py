@@ -32,7 +32,7 @@ PAPER = {
     "experiment": "detection",
     "datasets": list(DATASETS),
     "methods": ["none", "er"],
-    "train_eps": {"mnist": [0.3], "cifar10": [0.031]},
+    "train_eps": {d: [info(d).train_eps] for d in DATASETS},  # each dataset's default training ε
     "lams": [5.0],  # the er default (er_core/methods/er.py); λ 10 slowed MNIST training badly
     "seeds": [0],
     "epochs": 30,

@@ -54,7 +54,7 @@ PAPER = {
     "experiment": "paper",
     "datasets": list(PAPER_DATASETS),
     "methods": ["none", "madry", "trades", "rse", "er", "er_minus", "er_trades", "e_cla", "vae_cla"],
-    "train_eps": {"mnist": [0.3], "cifar10": [0.031], "stl10": [0.03], "tiny_imagenet": [0.01]},
+    "train_eps": {d: [info(d).train_eps] for d in PAPER_DATASETS},  # each dataset's default training ε
     # λ in the joint regulariser form (er_core/methods/er.py): on digits λ 5 was best and
     # λ ≥ 30 collapsed the code, so the sweep brackets the default rather than the
     # literal-Algorithm-1 scale.

@@ -1,6 +1,6 @@
-"""Every registry entry is complete: datasets, methods and attacks.
+"""Every registry entry is complete: datasets, methods, attacks and detectors.
 
-Adding a dataset, method or attack means adding one record or one registry line; these tests
+Adding a dataset, method, attack or detector means adding one record or one registry line; these tests
 fail when that entry leaves a field unset, out of range or inconsistent with the others.
 """
 
@@ -123,3 +123,27 @@ def test_every_attack_builds_with_its_defaults_and_is_documented(name):
         assert config["norm"] in ("Linf", "L2")
     with pytest.raises(ValueError, match="eps"):
         make_attack(name, eps=1.5)
+
+
+# ---------------------------------------------------------------- detectors
+
+
+@pytest.mark.parametrize("name", ["kd", "lid", "er1", "er2"])
+def test_every_detector_entry_is_complete(name):
+    from er_core import detect
+
+    assert set(detect.DETECTORS) == {"kd", "lid", "er1", "er2"}
+    cls = detect.DETECTORS[name]
+    assert cls.name == name
+    assert (cls.__doc__ or "").strip(), f"{name}: the detector class says what it computes"
+    assert dataclasses.is_dataclass(cls.config_cls), f"{name}: its settings are one config dataclass"
+    # Published defaults build for every dataset, and per-dataset defaults (KD's bandwidth) follow
+    # the dataset's record.
+    for dataset in INFO:
+        config = detect.default_config(name, dataset)
+        assert isinstance(config, cls.config_cls)
+        assert isinstance(detect.make(name, dataset=dataset), cls)
+    if name == "kd":
+        for dataset, record in INFO.items():
+            if record.kd_bandwidth is not None:
+                assert detect.default_config(name, dataset).bandwidth == record.kd_bandwidth
