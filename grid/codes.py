@@ -21,7 +21,7 @@ from __future__ import annotations
 import pyarrow as pa
 import torch
 
-from er_core.torch_utils import eval_mode
+from er_core.torch_utils import eval_mode, model_device
 from grid.fingerprint import canonical_json
 from grid.store import ResultStore, column, rows_to_table, without_partitions, UTC_TIMESTAMP
 
@@ -64,21 +64,20 @@ def codes_done(store: ResultStore, trial) -> bool:
     return store.fs.get_file_info(codes_path(store, trial)).type == pafs.FileType.File
 
 
-def run_codes_stage(store: ResultStore, trial, model, data, plan: dict, checkpoint_hash: str) -> int:
+def run_codes_stage(store: ResultStore, trial, model, data, plan, checkpoint_hash: str) -> int:
     """Store z of the trial's evaluation subset, natural and under ``plan``'s PGD; returns rows written.
 
-    ``trial``: a ``grid.spec.TrialConfig``; ``model``: the trained inference model;
+    ``trial``: a ``grid.spec.TrialConfig``; ``plan``: its codes ``AttackSpec``; ``model``: the trained inference model;
     ``data``: the trial's ``er_core.data.Data``. 0 when the file already exists.
     """
-    import er_core.attacks
     import er_core.data
     from grid.trainable import batch_seed
 
     if codes_done(store, trial):
         return 0
-    attack = er_core.attacks.make(plan["attack"], plan["eps"], **plan["options"])
+    attack = plan.build()
     config = canonical_json(attack.config())
-    device = next(model.parameters()).device
+    device = model_device(model)
     indices = er_core.data.eval_indices(trial.dataset, trial.eval_n, trial.eval_seed)
     common = {"experiment": trial.experiment, "trial_id": trial.trial_id, "dataset": trial.dataset,
               "method": trial.method, "train_eps": trial.train_eps, "lam": trial.lam, "seed": trial.seed,
@@ -88,7 +87,7 @@ def run_codes_stage(store: ResultStore, trial, model, data, plan: dict, checkpoi
         x = data.x_test[idx.to(data.x_test.device)].to(device)
         y = data.y_test[idx.to(data.y_test.device)].to(device)
         # Seeded from the config like an evaluation batch, so a redone stage draws the same starts.
-        torch.manual_seed(batch_seed(trial, f"codes_{plan['attack']}", plan["eps"], b))
+        torch.manual_seed(batch_seed(trial, f"codes_{plan.attack}", plan.eps, b))
         x_adv = attack(model, x, y).x_adv
         for kind, images in ((NATURAL, x), (ADVERSARIAL, x_adv)):
             codes, preds = embed(model, images)

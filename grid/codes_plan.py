@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from er_core.attack_spec import AttackSpec
+
 from .spec_fields import check_keys, positive_int
 
 DEFAULT_STEPS = 40
@@ -50,8 +52,8 @@ def validate_codes_spec(raw, datasets) -> Optional[dict]:
     return {"steps": steps, "eps": eps}
 
 
-def trial_codes_plan(codes: Optional[dict], dataset: str) -> Optional[dict]:
-    """One trial's plan ``{"attack": "pgd", "eps": ε, "options": {"steps": k}}`` or None."""
+def trial_codes_plan(codes: Optional[dict], dataset: str) -> Optional[AttackSpec]:
+    """One trial's codes attack, PGD at the dataset's ε with ``steps`` steps, or None."""
     if codes is None:
         return None
-    return {"attack": "pgd", "eps": codes["eps"][dataset], "options": {"steps": codes["steps"]}}
+    return AttackSpec("pgd", codes["eps"][dataset], {"steps": codes["steps"]})

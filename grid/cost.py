@@ -86,7 +86,7 @@ def trial_cost(trial: "TrialConfig", epoch_seconds: Optional[dict] = None,
             passes = float(ATTACK_PASSES.get(item.attack, DEFAULT_ATTACK_PASSES))
         evaluation += trial.eval_n * passes * per_pass
     if trial.codes is not None:  # one PGD run over the subset for the t-SNE figures
-        evaluation += trial.eval_n * float(trial.codes["options"]["steps"]) * per_pass
+        evaluation += trial.eval_n * float(trial.codes.options["steps"]) * per_pass
     kept = trial.epochs if keep_checkpoints is None else min(keep_checkpoints, trial.epochs)
     checkpoint = kept * model_parameters(trial.dataset) * 4 * 3 * CHECKPOINT_OVERHEAD
     rows = len(trial.eval_plan) * trial.eval_n * ROW_BYTES

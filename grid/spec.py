@@ -97,8 +97,8 @@ class TrialConfig:
     # trial, and its rows carry their own fingerprint, so it is not part of trial_id.
     detection: Optional[DetectionPlan] = None
     # The codes stage for the t-SNE figures (grid.codes), likewise run on the trained model:
-    # {"attack": "pgd", "eps": ε, "options": {"steps": k}} (grid.codes_plan).
-    codes: Optional[dict] = None
+    # PGD at the dataset's ε (grid.codes_plan).
+    codes: Optional[AttackSpec] = None
 
     # Fields that say where a trial runs or what is run after training, not what training
     # and the evaluation plan compute: left out of trial_id.
@@ -112,6 +112,8 @@ class TrialConfig:
         d["eval_plan"] = [item.to_dict() for item in self.eval_plan]
         if self.detection is not None:
             d["detection"] = self.detection.to_dict()
+        if self.codes is not None:
+            d["codes"] = self.codes.to_dict()
         return d
 
     @classmethod
@@ -124,6 +126,8 @@ class TrialConfig:
         values["eval_plan"] = tuple(_attack_spec(item) for item in d["eval_plan"])
         if isinstance(d.get("detection"), dict):
             values["detection"] = DetectionPlan.from_dict(d["detection"])
+        if isinstance(d.get("codes"), dict):
+            values["codes"] = AttackSpec.from_dict(d["codes"])
         values["hyperparams"] = dict(d["hyperparams"])
         values["resources"] = dict(d["resources"])
         return cls(**values)

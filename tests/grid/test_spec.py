@@ -167,6 +167,21 @@ def test_trial_config_round_trips_through_plain_json():
         assert back == trial and back.trial_id == trial.trial_id and back.name == trial.name
 
 
+def test_trial_attacks_are_attack_specs_through_plain_json():
+    """The evaluation plan and the codes stage are declared as one type, AttackSpec, and stay
+    one after Tune's plain-JSON round trip; the codes stage does not change trial_id."""
+    from er_core.attack_spec import AttackSpec
+
+    spec = GridSpec.from_dict(dict(base_spec(), codes={"steps": 7}))
+    for trial in spec.expand()[:4]:
+        back = TrialConfig.from_dict(json.loads(json.dumps(trial.to_dict())))
+        assert all(isinstance(item, AttackSpec) for item in back.eval_plan)
+        assert back.codes == AttackSpec("pgd", spec.codes["eps"][trial.dataset], {"steps": 7}) == trial.codes
+        assert back.trial_id == trial.trial_id
+    without = GridSpec.from_dict(base_spec()).expand()[0]
+    assert without.codes is None and without.trial_id == spec.expand()[0].trial_id
+
+
 def test_yaml_and_dict_give_the_same_spec(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(base_spec()))
