@@ -32,11 +32,6 @@ if TYPE_CHECKING:
 
 ASSUMED_GPU = "NVIDIA H200 (141 GB), batch 128, data on the GPU"
 PGD_STEP_COST = 0.6
-# Attack passes (forward + backward) per evaluated example. PGD/FGSM: their steps; C&W: 9
-# binary-search steps × ~100 iterations; AutoAttack (standard): APGD-CE, APGD-T, FAB-T, Square
-# ≈ 2,000 gradient-equivalents; RayS: 10k forward-only queries ≈ 3,300 forward+backward passes.
-ATTACK_PASSES = {"fgsm": 1, "pgd": 40, "cw_l2": 900, "autoattack": 2000, "rays": 3300}
-DEFAULT_ATTACK_PASSES = 100
 DEFAULT_PGD_STEPS = 10  # adversarial training inner steps when the method does not say
 CHECKPOINT_OVERHEAD = 1.1
 ROW_BYTES = 60  # parquet bytes per example row, measured on the smoke grid's store (dictionary-encoded strings)
@@ -77,16 +72,11 @@ def trial_cost(trial: "TrialConfig", epoch_seconds: Optional[dict] = None,
     train = trial.epochs * epoch * (1.0 + PGD_STEP_COST * training_steps(trial))
     per_pass = PGD_STEP_COST * epoch / dataset.train_size
     evaluation = 0.0
+    # Each attack states its own passes per example from its settings (Attack.gradient_passes).
     for item in trial.eval_plan:
-        if "steps" in item.options:
-            passes = float(item.options["steps"]) * float(item.options.get("restarts", 1))
-        elif "max_queries" in item.options:
-            passes = float(item.options["max_queries"]) / 3  # forward-only queries
-        else:
-            passes = float(ATTACK_PASSES.get(item.attack, DEFAULT_ATTACK_PASSES))
-        evaluation += trial.eval_n * passes * per_pass
+        evaluation += trial.eval_n * item.build().gradient_passes() * per_pass
     if trial.codes is not None:  # one PGD run over the subset for the t-SNE figures
-        evaluation += trial.eval_n * float(trial.codes.options["steps"]) * per_pass
+        evaluation += trial.eval_n * trial.codes.build().gradient_passes() * per_pass
     kept = trial.epochs if keep_checkpoints is None else min(keep_checkpoints, trial.epochs)
     checkpoint = kept * model_parameters(trial.dataset) * 4 * 3 * CHECKPOINT_OVERHEAD
     rows = len(trial.eval_plan) * trial.eval_n * ROW_BYTES

@@ -59,6 +59,12 @@ class AutoAttackLinf(Attack):
             return self.version
         return "rand" if getattr(model, "randomized", False) else "standard"
 
+    def gradient_passes(self) -> float:
+        # The standard suite (APGD-CE, APGD-T, FAB-T, Square; each later attack only on the
+        # examples still standing) costs about 2,000 forward + backward passes per example on a
+        # robust model; pyautoattack publishes no exact count, so this is an estimate.
+        return 2000.0
+
     def perturb(self, model, x, y) -> AttackResult:
         with torch.no_grad():
             num_classes = model(x[:1]).shape[1]

@@ -90,6 +90,11 @@ class Attack:
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
         raise NotImplementedError
 
+    def gradient_passes(self) -> float:
+        """At most how many forward + backward passes this attack spends per example, with its
+        settings: the unit of the grid's cost model (a forward-only query counts as 1/3)."""
+        raise NotImplementedError
+
 
 def check_setting(attack_name: str, option: str, value, declared) -> None:
     """``value`` has the declared type of an attack field (int, float, bool, str, Optional)."""

@@ -68,6 +68,10 @@ class CWL2(Attack):
                 f"max_const={self.max_const}"
             )
 
+    def gradient_passes(self) -> float:
+        # Every binary-search round runs up to ``steps`` Adam steps (abort_early may stop sooner).
+        return float(self.steps * self.search_steps)
+
     def perturb(self, model, x, y) -> AttackResult:
         n = len(x)
         device = x.device

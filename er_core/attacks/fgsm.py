@@ -19,6 +19,9 @@ from .base import Attack, AttackResult, bad_gradient, project_linf
 class FGSM(Attack):
     name: ClassVar[str] = "fgsm"
 
+    def gradient_passes(self) -> float:
+        return 1.0
+
     def perturb(self, model, x, y) -> AttackResult:
         x_req = x.clone().requires_grad_(True)
         loss = F.cross_entropy(model(x_req), y)

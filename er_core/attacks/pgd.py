@@ -38,6 +38,9 @@ class PGD(Attack):
             return float(self.step_size)
         return max(self.eps / 4, 2.5 * self.eps / self.steps)
 
+    def gradient_passes(self) -> float:
+        return float(self.steps * self.restarts)
+
     def perturb(self, model, x, y) -> AttackResult:
         generator = torch.Generator(device=x.device).manual_seed(self.seed)
         best, failed = self._one_run(model, x, y, generator)

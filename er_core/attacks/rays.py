@@ -75,6 +75,10 @@ class RayS(Attack):
                 f"rays: rel_tolerance must be in (0, 1) (a fraction of the radius), got {self.rel_tolerance}"
             )
 
+    def gradient_passes(self) -> float:
+        # Hard-label queries are forward passes only, about a third of a forward + backward pass.
+        return self.max_queries / 3
+
     def perturb(self, model, x, y) -> AttackResult:
         n, d = len(x), x[0].numel()
         flat_x = x.flatten(1)

@@ -121,6 +121,9 @@ def test_every_attack_builds_with_its_defaults_and_is_documented(name):
         config = attack.config()
         assert config["attack"] == name and config["eps"] == dataset.paper_eps
         assert config["norm"] in ("Linf", "L2")
+        # The cost model prices every attack by what it states it spends per example.
+        passes = attack.gradient_passes()
+        assert _is_positive_number(passes), f"{name}: gradient_passes() must be a positive number"
     with pytest.raises(ValueError, match="eps"):
         make_attack(name, eps=1.5)
 

@@ -109,7 +109,7 @@ def test_dry_run_calibrates_from_a_stores_trial_rows(tmp_path, capsys):
 
 def test_a_rays_query_budget_sets_its_evaluation_cost():
     """RayS's ``max_queries`` (forward-only, ~3 per forward+backward pass) drives its estimate:
-    10× the budget costs 10× the evaluation; without the option the table's 3,300 passes hold."""
+    10× the budget costs 10× the evaluation, and without the option RayS's default budget holds."""
     def eval_seconds(item):
         spec = dict(SMOKE, eval_plan={"digits": [item]})
         return cost.trial_cost(GridSpec.from_dict(spec).expand()[0]).eval_seconds
@@ -118,4 +118,16 @@ def test_a_rays_query_budget_sets_its_evaluation_cost():
     large = eval_seconds({"attack": "rays", "eps": [0.2], "options": {"max_queries": 3000}})
     default = eval_seconds({"attack": "rays", "eps": [0.2]})
     assert large == pytest.approx(10 * small)
-    assert default == pytest.approx(small * cost.ATTACK_PASSES["rays"] / 100)  # 300 queries = 100 passes
+    assert default == pytest.approx(small * 10_000 / 300)  # RayS's default budget is 10,000 queries
+
+
+def test_cw_costs_every_binary_search_round():
+    """C&W runs up to ``steps`` Adam steps in each of its ``search_steps`` rounds: 9 rounds of
+    1,000 steps cost 9× one round, and the paper grid's C&W is priced at steps × rounds."""
+    def eval_seconds(options):
+        spec = dict(SMOKE, eval_plan={"digits": [{"attack": "cw_l2", "eps": [0.0], "options": options}]})
+        return cost.trial_cost(GridSpec.from_dict(spec).expand()[0]).eval_seconds
+
+    one_round = eval_seconds({"steps": 1000, "search_steps": 1})
+    assert eval_seconds({"steps": 1000, "search_steps": 9}) == pytest.approx(9 * one_round)
+    assert eval_seconds({"steps": 100, "search_steps": 9}) == pytest.approx(0.9 * one_round)
