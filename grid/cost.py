@@ -81,7 +81,8 @@ def trial_cost(trial: "TrialConfig", epoch_seconds: Optional[dict] = None,
     checkpoint = kept * model_parameters(trial.dataset) * 4 * 3 * CHECKPOINT_OVERHEAD
     rows = len(trial.eval_plan) * trial.eval_n * ROW_BYTES
     if trial.codes is not None:
-        rows += trial.eval_n * 2 * 4 * dataset.code_dim
+        code_dim = trial.hyperparams.get("code_dim") or dataset.code_dim  # the trial's own k if it sets one
+        rows += trial.eval_n * 2 * 4 * int(code_dim)
     return TrialCost(train, evaluation, checkpoint, rows)
 
 

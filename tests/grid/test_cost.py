@@ -131,3 +131,16 @@ def test_cw_costs_every_binary_search_round():
     one_round = eval_seconds({"steps": 1000, "search_steps": 1})
     assert eval_seconds({"steps": 1000, "search_steps": 9}) == pytest.approx(9 * one_round)
     assert eval_seconds({"steps": 100, "search_steps": 9}) == pytest.approx(0.9 * one_round)
+
+
+def test_codes_storage_follows_the_trials_code_size():
+    """The codes stage stores k float32 values per image, natural and adversarial: a trial that
+    sets its own code_dim pays for its own k."""
+    from er_core.dataset_info import info
+
+    spec = dict(SMOKE, codes=True)
+    default = cost.trial_cost(GridSpec.from_dict(spec).expand()[0])
+    wider_spec = dict(spec, hyperparams={m: {"code_dim": 64} for m in spec["methods"]})
+    wider = cost.trial_cost(GridSpec.from_dict(wider_spec).expand()[0])
+    k = info("digits").code_dim
+    assert wider.results_bytes - default.results_bytes == pytest.approx(spec["eval_n"] * 2 * 4 * (64 - k))
