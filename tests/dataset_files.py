@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import http.server
+import os
 import pickle
 import shutil
 import struct
@@ -21,7 +22,31 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+
+from er_core import data
+
+# ---------------------------------------------------------------- the real MNIST
+
+
+def real_mnist_folder() -> Path:
+    """The folder of the real MNIST files for the tests that check the real data itself.
+
+    The real files are 11 MB of data that no repository carries and this suite never downloads
+    (it must run offline), so where no data root holds them these tests skip, saying so. Where a
+    data root is set explicitly (``$ER_GRID_DATA_ROOT``, as CI sets it to its copy) the data is
+    promised, and missing files are a failure, not a skip.
+    """
+    folder = data.default_root("mnist")
+    missing = [f for f in data.MNIST_FILES if not (folder / f).is_file()]
+    if missing and os.environ.get(data.DATA_ROOT_ENV):
+        pytest.fail(f"{data.DATA_ROOT_ENV} is set but {folder} lacks {', '.join(missing)}")
+    if missing:
+        pytest.skip(f"data, not a feature: the real MNIST files are not on this machine ({folder}); "
+                    f"set {data.DATA_ROOT_ENV} to a copy or run `er-grid data fetch mnist` to run this test")
+    return folder
+
 
 # ---------------------------------------------------------------- writers
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dataset_files import TINY_VAL, TINY_WNIDS, write_cifar, write_idx, write_mnist, write_stl, write_tiny_imagenet
+from dataset_files import TINY_VAL, TINY_WNIDS, real_mnist_folder, write_cifar, write_idx, write_mnist, write_stl, write_tiny_imagenet
 from PIL import Image
 
 from er_core import data
@@ -38,9 +38,7 @@ def u8(x: torch.Tensor) -> np.ndarray:
 @pytest.fixture(scope="module")
 def mnist() -> data.Data:
     """The real MNIST from the data root (CI points ER_GRID_DATA_ROOT at its copy)."""
-    folder = data.default_root("mnist")
-    if not all((folder / f).is_file() for f in data.MNIST_FILES):
-        pytest.skip(f"real MNIST not in {folder}: run `er-grid data fetch mnist` or set {data.DATA_ROOT_ENV}")
+    real_mnist_folder()
     return data.load("mnist")  # no root: found through the data root
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from dataset_files import Mirror, local_source, publish
+from dataset_files import Mirror, local_source, publish, real_mnist_folder
 
 from er_core import data, download
 from er_core.download import DownloadError
@@ -142,10 +142,7 @@ def test_every_source_pins_a_checksum_and_prefers_https():
 
 
 def test_real_mnist_matches_the_pinned_checksums():
-    folder = data.default_root("mnist")
-    if not all((folder / f).is_file() for f in data.MNIST_FILES):
-        pytest.skip(f"real MNIST not in {folder}: run `er-grid data fetch mnist` or set {data.DATA_ROOT_ENV}")
-    assert download.check("mnist", folder) == []
+    assert download.check("mnist", real_mnist_folder()) == []
 
 
 def test_load_with_download_fetches_into_the_dataset_folder(serve, tmp_path):
