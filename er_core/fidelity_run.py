@@ -26,6 +26,7 @@ random starts may differ from the grid's rows by their randomness, not by their 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -229,12 +230,11 @@ def write_outputs(summaries: list[dict], out: Path, wall_seconds: float) -> None
     plain = [{k: v for k, v in s.items() if k != "examples"} for s in summaries]
     _write_atomic(out / SUMMARY_JSON, json.dumps({"wall_seconds": wall_seconds, "trials": plain}, indent=1))
     header, rows = table_rows(plain)
-    tmp = out / f".{SUMMARY_CSV}.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, out / SUMMARY_CSV)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(header)
+    writer.writerows(rows)
+    _write_atomic(out / SUMMARY_CSV, table.getvalue())
     lines = [json.dumps({"trial": s["label"], **r}) for s in summaries for r in s.get("examples", [])]
     _write_atomic(out / EXAMPLES_JSONL, "\n".join(lines) + "\n")
 
