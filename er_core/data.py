@@ -37,6 +37,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -351,6 +352,16 @@ def load(name: str, root: str | os.PathLike | None = None, download: bool = Fals
     if download and name in download_sources.SOURCES:  # digits is bundled: nothing to fetch
         download_sources.fetch(name, path)
     return LOADERS[name].load(path)
+
+
+def for_training(data: Data, device: str | torch.device) -> Data:
+    """``data`` with all four tensors on ``device`` when its dataset is small enough to sit there
+    whole (``DatasetInfo.on_device``) and ``device`` is not the CPU: training then slices batches
+    on the device instead of copying each one over. Otherwise ``data`` itself."""
+    if str(device) == "cpu" or not info(data.name).on_device:
+        return data
+    return dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device),
+                               x_test=data.x_test.to(device), y_test=data.y_test.to(device))
 
 
 def eval_indices(name: str, n: int = 1000, seed: int = 0) -> torch.Tensor:

@@ -176,17 +176,36 @@ def _md5_problem(path: Path, want: str, gunzip: bool) -> str | None:
     return None if got == want else f"{path}: md5 {got}, want {want}"
 
 
-def _tree_problems(src: Source, folder: Path) -> list[str]:
-    """Problems with the files a loader reads (not the archive they came from)."""
-    problems = []
+def _file_problems(src: Source, folder: Path) -> dict[str, str]:
+    """Path in the folder → problem, for each of ``src.files`` that is missing or fails its md5."""
+    problems = {}
     for rel, want in src.files.items():
         path = folder / rel
         if not path.is_file():
-            problems.append(f"{path}: missing")
+            problems[rel] = f"{path}: missing"
         elif want is not None and (p := _md5_problem(path, want, src.gunzip_md5)):
-            problems.append(p)
+            problems[rel] = p
+    return problems
+
+
+def _tree_problems(src: Source, files: dict[str, str], folder: Path) -> list[str]:
+    """Problems with the files a loader reads (not the archive they came from), given
+    ``_file_problems``: those, or when there are none, the layout check's."""
+    problems = list(files.values())
     if not problems and src.layout is not None:
         problems += src.layout(folder)
+    return problems
+
+
+def _kept_archive_problems(src: Source, folder: Path) -> dict[str, str]:
+    """Remote filename → problem, for each downloaded file kept beside what a loader reads
+    (an archive) that fails its md5. An archive that is not there is no problem."""
+    problems = {}
+    for remote in src.remotes:
+        path = folder / remote.filename
+        if remote.filename not in src.files and path.is_file():
+            if p := _md5_problem(path, remote.md5, remote.gunzip):
+                problems[remote.filename] = p
     return problems
 
 
@@ -196,13 +215,8 @@ def check(name: str, folder: str | os.PathLike) -> list[str]:
     Checks every file in the source's ``files`` (present; md5 where pinned), the source's
     layout check, and a kept archive against its md5."""
     src, folder = source(name), Path(folder)
-    problems = _tree_problems(src, folder)
-    for remote in src.remotes:
-        path = folder / remote.filename
-        if remote.filename not in src.files and path.is_file():
-            if p := _md5_problem(path, remote.md5, remote.gunzip):
-                problems.append(p)
-    return problems
+    tree = _tree_problems(src, _file_problems(src, folder), folder)
+    return tree + list(_kept_archive_problems(src, folder).values())
 
 
 # ---------------------------------------------------------------- downloading
@@ -297,16 +311,20 @@ def fetch(name: str, folder: str | os.PathLike, progress: bool | None = None) ->
     Nothing is downloaded when ``check`` finds it complete. Raises :class:`DownloadError`
     when every mirror of a file fails or the result does not pass ``check``."""
     src, folder = source(name), Path(folder).expanduser()
-    if not check(name, folder):
+    # Every checksum is computed once up front (what check does) and decides both what to
+    # download and whether to unpack: archives and trees run to gigabytes. Downloads write
+    # only their own file, so the tree's problems still hold after them. A remote that is one
+    # of ``files`` (mnist's gzips) is judged by its entry there, which pins the same md5.
+    files, archives = _file_problems(src, folder), _kept_archive_problems(src, folder)
+    tree = _tree_problems(src, files, folder)
+    if not tree and not archives:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     for remote in src.remotes:
-        path = folder / remote.filename
-        if not path.is_file() or _md5_problem(path, remote.md5, remote.gunzip):
+        if remote.filename in files or remote.filename in archives or not (folder / remote.filename).is_file():
             download_file(remote, folder, progress)
-    if src.unpack is not None and src.unpacked is not None:
-        if _tree_problems(src, folder):
-            _unpack(folder / src.unpack, folder, src.unpacked)
+    if src.unpack is not None and src.unpacked is not None and tree:
+        _unpack(folder / src.unpack, folder, src.unpacked)
     problems = check(name, folder)
     if problems:
         raise DownloadError(f"{name}: downloaded, but the files do not check out: " + "; ".join(problems))

@@ -26,7 +26,7 @@ random starts may differ from the grid's rows by their randomness, not by their 
 from __future__ import annotations
 
 import csv
-import dataclasses
+import io
 import json
 import math
 import os
@@ -128,11 +128,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
 
     torch.set_num_threads(max(1, threads))
     root = None if trial["data_root"] is None else Path(trial["data_root"]) / trial["dataset"]
-    data = er_data.load(trial["dataset"], root=root)
-    if device != "cpu" and er_data.info(trial["dataset"]).on_device:
-        # Small datasets live on the GPU whole, as in the grid's trainable: no copy per batch.
-        data = dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device),
-                                   x_test=data.x_test.to(device), y_test=data.y_test.to(device))
+    data = er_data.for_training(er_data.load(trial["dataset"], root=root), device)
     method = methods.make(trial["method"], trial["dataset"], device=device, **trial["hyperparams"])
     started = time.perf_counter()
     history = train.fit(method, data, epochs=trial["epochs"], batch_size=trial["batch_size"], seed=trial["seed"])
@@ -234,12 +230,11 @@ def write_outputs(summaries: list[dict], out: Path, wall_seconds: float) -> None
     plain = [{k: v for k, v in s.items() if k != "examples"} for s in summaries]
     _write_atomic(out / SUMMARY_JSON, json.dumps({"wall_seconds": wall_seconds, "trials": plain}, indent=1))
     header, rows = table_rows(plain)
-    tmp = out / f".{SUMMARY_CSV}.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, out / SUMMARY_CSV)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(header)
+    writer.writerows(rows)
+    _write_atomic(out / SUMMARY_CSV, table.getvalue())
     lines = [json.dumps({"trial": s["label"], **r}) for s in summaries for r in s.get("examples", [])]
     _write_atomic(out / EXAMPLES_JSONL, "\n".join(lines) + "\n")
 

@@ -24,11 +24,16 @@ ATTACKS: dict[str, type[Attack]] = {
 }
 
 
-def make(name: str, eps: float, **options) -> Attack:
-    """Build attack ``name`` at budget ``eps``; unknown names or options raise ValueError."""
+def attack_class(name: str) -> type[Attack]:
+    """The class of attack ``name``; an unknown name is a ValueError listing the valid ones."""
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; valid attacks: {', '.join(sorted(ATTACKS))}")
-    cls = ATTACKS[name]
+    return ATTACKS[name]
+
+
+def make(name: str, eps: float, **options) -> Attack:
+    """Build attack ``name`` at budget ``eps``; unknown names or options raise ValueError."""
+    cls = attack_class(name)
     valid = {f.name for f in dataclasses.fields(cls)} - {"eps"}
     unknown = set(options) - valid
     if unknown:
@@ -38,4 +43,4 @@ def make(name: str, eps: float, **options) -> Attack:
     return cls(eps=eps, **options)
 
 
-__all__ = ["ATTACKS", "Attack", "AttackResult", "make"]
+__all__ = ["ATTACKS", "Attack", "AttackResult", "attack_class", "make"]

@@ -292,3 +292,14 @@ def test_default_data_root_is_home_er_grid_data(monkeypatch, tmp_path):
         data.load("mnist")
     monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path / "elsewhere"))
     assert data.default_root("mnist") == tmp_path / "elsewhere" / "mnist"
+
+
+def test_for_training_moves_only_small_datasets_off_the_cpu(digits):
+    assert data.for_training(digits, "cpu") is digits
+    # The meta device stands in for a GPU: the tensors move without any memory behind them.
+    moved = data.for_training(digits, "meta")
+    assert all(t.device.type == "meta" for t in (moved.x_train, moved.y_train, moved.x_test, moved.y_test))
+    assert moved.x_train.shape == digits.x_train.shape and moved.num_classes == digits.num_classes
+    large = data.Data("stl10", digits.x_train, digits.y_train, digits.x_test, digits.y_test, 10)
+    assert not data.info("stl10").on_device
+    assert data.for_training(large, "meta") is large

@@ -7,16 +7,14 @@ MNIST's, so this is the digits analogue of MNIST at 0.3), 20 epochs of batch 32.
 import math
 
 import pytest
-import torch
 
 from er_core.methods import make
+from er_core.torch_utils import predict
 from er_core.train import fit
 
 
 def _clean_accuracy(model, data):
-    model.eval()
-    with torch.no_grad():
-        return (model(data.x_test).argmax(1) == data.y_test).float().mean().item()
+    return (predict(model, data.x_test) == data.y_test).float().mean().item()
 
 
 def _trained_accuracy(name: str, digits, seed: int) -> float:
