@@ -186,7 +186,7 @@ def _attacks(where: str, dataset: str, raw, detect) -> tuple:
             settings = detect.paper_attacks(dataset)
         except ValueError as err:
             raise ValueError(f"spec.{where}.attacks: missing and {err}") from err
-        return tuple(AttackSpec(s.attack, s.eps, s.options) for s in settings.values())
+        return tuple(settings.values())  # already AttackSpecs (frozen)
     if not isinstance(raw, (list, tuple)) or not raw:
         raise ValueError(f"spec.{where}.attacks: expected a non-empty list of {{attack, eps, options}}")
     out, seen = [], set()

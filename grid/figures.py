@@ -20,12 +20,12 @@ right"), so it never covers a line however many configurations there are. Number
 :func:`grid.report_tables.pgd_curves` (robust = correct clean and under PGD, mean over seeds, in %);
 with several seeds a line carries ± one standard deviation error bars. Figures are drawn on
 matplotlib's Agg canvas (no display, no pyplot global state) and written atomically (a
-temporary name in the same folder, then ``os.replace``).
+temporary name in the same folder, then ``os.replace``: :mod:`grid.files`).
 """
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -34,6 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from grid.files import write_bytes_atomic
 from grid.report_format import present
 from grid.report_names import dataset_name, method_name, method_rank
 from grid.report_tables import FIGURE4_METHODS, pgd_curves
@@ -160,11 +161,8 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
 
 
 def _save(fig: Figure, path: Path, fmt: str) -> Path:
-    # A reader (or a second report run) never sees a half-written file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format=fmt, dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    # Rendered in memory, then written whole: a reader (or a second report run) never sees a
+    # half-written file.
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=DPI)
+    return write_bytes_atomic(path, buffer.getvalue())

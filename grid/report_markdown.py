@@ -20,11 +20,11 @@ import pandas as pd
 from grid.detection_report import detection_tables as detection_table_text
 from grid.paper_values import AUTOATTACK, CW_ATTACK, CW_RMS_BOUND, PGD_ATTACK, RAYS, paper_comparison_section
 from grid.report_format import fmt_acc, frame_markdown, markdown_table, mean_std, num, present
-from grid.report_metrics import ACC_BY, CONFIG_COLUMNS, WORST_CASE, cw_bounded, robust_accuracy
+from grid.report_metrics import ACC_BY, CONFIG_COLUMNS, WORST_CASE, robust_accuracy
 from grid.report_names import dataset_name, method_name
 from grid.report_settings import settings_section
 from grid.report_tables import (
-    FIGURE4_METHODS, attack_table, config_labels, cw_table, figure_table, pgd_curves, settings_table,
+    FIGURE4_METHODS, attack_table, config_labels, cw_accuracy, cw_table, figure_table, pgd_curves, settings_table,
     worst_case_attacks, worst_case_table,
 )
 from grid.sanity import flags_from_frames, headline_rows, sanity_section
@@ -212,10 +212,10 @@ def _attack_details(df: pd.DataFrame, acc: pd.DataFrame, attack: str, with_worst
 
 def _cw_section(df: pd.DataFrame, bound: float) -> list[str]:
     out = [f"## Table 2: C&W (ℓ2) accuracy at RMS ℓ2 ≤ {num(bound)}, %", ""]
-    table = cw_table(df, bound)
-    if table is None:
+    if df.empty or not (df["attack"] == CW_ATTACK).any():
         return out + [f"_no {CW_ATTACK} rows_", ""]
-    acc = robust_accuracy(cw_bounded(df, bound), by=["dataset", "method", "attack"], worst_case=False)
+    acc = cw_accuracy(df, bound)  # once, for the paper-layout table and the per-configuration rows
+    table = cw_table(df, bound, acc)
     acc = acc.assign(row_label=config_labels(acc))
     header = ["dataset", "method", "clean", f"C&W, RMS ℓ2 ≤ {num(bound)}"]
     rows = [[r.dataset, r.row_label, mean_std(r, "clean"), mean_std(r)]

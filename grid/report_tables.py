@@ -120,15 +120,22 @@ def attack_table(df: pd.DataFrame, attack: str, acc: Optional[pd.DataFrame] = No
     return paper_table(acc[acc["attack"] == attack], RowLabels.of(df))
 
 
-def cw_table(df: pd.DataFrame, bound: float = CW_RMS_BOUND) -> Optional[pd.DataFrame]:
+def cw_table(df: pd.DataFrame, bound: float = CW_RMS_BOUND, acc: Optional[pd.DataFrame] = None) -> Optional[pd.DataFrame]:
     """Table 2: accuracy under C&W-ℓ2 at RMS ℓ2 ≤ ``bound`` (see :func:`cw_bounded`), one column per dataset.
 
-    None when ``df`` has no ``cw_l2`` rows.
+    acc: :func:`cw_accuracy` of ``df`` at ``bound`` if already computed (it is reused, not
+    recomputed). None when ``df`` has no ``cw_l2`` rows.
     """
     if df.empty or not (df["attack"] == CW_ATTACK).any():
         return None
-    acc = robust_accuracy(cw_bounded(df, bound), by=["dataset", "method", "attack"], worst_case=False)
+    if acc is None:
+        acc = cw_accuracy(df, bound)
     return paper_table(acc, RowLabels.of(df), column=_dataset_column)
+
+
+def cw_accuracy(df: pd.DataFrame, bound: float = CW_RMS_BOUND) -> pd.DataFrame:
+    """Accuracy under C&W-ℓ2 at RMS ℓ2 ≤ ``bound`` per (dataset, configuration): Table 2's numbers."""
+    return robust_accuracy(cw_bounded(df, bound), by=["dataset", "method", "attack"], worst_case=False)
 
 
 def worst_case_table(df: pd.DataFrame, acc: Optional[pd.DataFrame] = None) -> Optional[pd.DataFrame]:

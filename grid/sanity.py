@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
+from er_core.dataset_info import info
 from er_core.sanity import COLLAPSED, FLAG_NAMES, AttackOutcome, Flag, trial_flags
 from grid.report_format import markdown_table, present
 
@@ -41,14 +42,6 @@ def outcomes_from_frame(df) -> dict[str, list[AttackOutcome]]:
     return out
 
 
-def num_classes(dataset: str) -> int:
-    from er_core.data import INFO
-
-    if dataset not in INFO:
-        raise ValueError(f"dataset {dataset!r}: unknown; valid: {', '.join(sorted(INFO))}")
-    return INFO[dataset].num_classes
-
-
 # --------------------------------------------------------------------------- frames and store
 
 
@@ -67,7 +60,7 @@ def compute_flags(df, trials_df=None) -> tuple[list[Flag], dict[str, dict]]:
     trials = _trial_records(df, trials_df)
     flags = []
     for trial_id, trial in trials.items():
-        flags += trial_flags(trial, outcomes.get(trial_id, []), num_classes(trial["dataset"]))
+        flags += trial_flags(trial, outcomes.get(trial_id, []), info(trial["dataset"]).num_classes)
     return flags, trials
 
 
