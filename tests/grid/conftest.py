@@ -58,13 +58,9 @@ def smoke_experiment(ray_head, tmp_path_factory):
     """
     import subprocess
 
-    from ray_helpers import BIN, REPO
+    from ray_helpers import REPO
 
     storage = tmp_path_factory.mktemp("smoke_storage")
-    submit = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
-         "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
-         "python", "jobs/full_grid.py", "--preset", "smoke", "--storage", str(storage)],
-        cwd=REPO, env=ray_head.env(), capture_output=True, text=True, timeout=400,
-    )
+    submit = subprocess.run(ray_head.job_command("jobs/full_grid.py", "smoke", storage), cwd=REPO,
+                            env=ray_head.env(), capture_output=True, text=True, timeout=400)
     return storage / "smoke", submit
