@@ -181,12 +181,14 @@ def _load_rows(results: str, filters: dict, skip_damaged: bool = False):
     from grid.store import DamagedStore, load
 
     root = results_root(results)
-    if skip_damaged:
-        try:
-            load(root, **filters)
-        except DamagedStore as err:
-            print(f"er-grid: warning: {err}; leaving them out", file=sys.stderr)
-    df = load(root, damaged="skip" if skip_damaged else "raise", **filters)
+    try:
+        df = load(root, **filters)
+    except DamagedStore as err:
+        if not skip_damaged:
+            raise
+        # Read again without the damaged files: the first read named them for the warning.
+        print(f"er-grid: warning: {err}; leaving them out", file=sys.stderr)
+        df = load(root, damaged="skip", **filters)
     if df.empty:
         raise UsageError(f"no result rows match {filters or 'anything'} in {results}")
     return df

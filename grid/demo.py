@@ -104,6 +104,13 @@ class LocalHead:
     def env(self, **extra: str) -> dict:
         return client_env(self.home, {"RAY_ADDRESS": self.address, **extra})
 
+    def job_command(self, job_file: str, preset: str, storage) -> list[str]:
+        """``ray job submit`` of ``job_file`` (a path under ``jobs/``) with ``--preset`` to this
+        head, uploading the repo as ``jobs/runtime_env.yaml`` says; run it with ``cwd=REPO``."""
+        return [str(BIN / "ray"), "job", "submit", "--address", self.dashboard,
+                "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
+                "python", job_file, "--preset", preset, "--storage", str(storage)]
+
     @classmethod
     def start(cls, tmp: Path, num_cpus: int = 2, timeout: float = 90.0, attempts: int = 3,
               port_source: Callable[[], int] = free_port) -> "LocalHead":
@@ -229,12 +236,7 @@ def main() -> int:
     head = LocalHead.start(tmp)
     try:
         print(f"dashboard (local only): {head.dashboard}\nsubmitting jobs/full_grid.py --preset smoke ...", flush=True)
-        submit = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", head.dashboard,
-             "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
-             "python", "jobs/full_grid.py", "--preset", "smoke", "--storage", str(storage)],
-            cwd=REPO, env=head.env(),
-        )
+        submit = subprocess.run(head.job_command("jobs/full_grid.py", "smoke", storage), cwd=REPO, env=head.env())
         if submit.returncode != 0:
             print(f"the job failed (exit code {submit.returncode}); Ray's logs: {head.temp_dir}/session_latest/logs",
                   file=sys.stderr)

@@ -7,7 +7,6 @@ from a finished experiment), ``--storage PATH|URI``. A job file holds specs and 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from grid.cli import EXIT_OK, UsageError, _guarded, _print_summary, spec_with_storage
@@ -42,10 +41,9 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None,
                 from grid.cost import calibrate
                 from grid.store import load_trials
 
-                # Only trial rows are needed: an experiment folder or any store root with trials/.
-                local = Path(args.calibrate) if "://" not in args.calibrate else None
-                root = str(local / "results") if local is not None and (local / "results").is_dir() else args.calibrate
-                measured = load_trials(root)
+                # Only trial rows are needed: an experiment folder or its results folder, by the
+                # readers' one path convention (grid.store.open_results).
+                measured = load_trials(args.calibrate)
                 if measured.empty:
                     raise UsageError(f"--calibrate: no trial rows in {args.calibrate}")
                 epoch_seconds = calibrate(measured)

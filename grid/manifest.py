@@ -68,7 +68,9 @@ class Commit:
     ranges: dict
 
     def to_json(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "path"}
+        # Shallow (json.dumps only reads it): the manifest is encoded whole at every commit, and a
+        # deep copy of every entry (dataclasses.asdict) would cost more than the rest of a commit.
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
 
     @classmethod
     def from_json(cls, path: str, d: dict) -> "Commit":

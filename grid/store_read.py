@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from . import manifest
+from . import manifest, store_rows
+from .store_rows import PARTITION_COLUMNS
 
 # Parallel GETs: on an object store each committed file is one request of tens of ms.
 READ_THREADS = 16
-PARTITION_COLUMNS = ("experiment", "dataset", "method")
 
 
 class NoResults(ValueError):
@@ -64,7 +63,7 @@ def read_committed(store, table: str, schema: pa.Schema, filters: dict, damaged:
     if damaged not in ("raise", "skip"):
         raise ValueError(f"damaged: expected 'raise' or 'skip', got {damaged!r}")
     expression = filter_expression(schema, filters)
-    file_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
+    file_schema = store_rows.file_schema(schema)
     commits = store.commits(table, damaged=damaged, **filters)
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         checked = list(pool.map(lambda c: manifest.verify(store.fs, store.base, c, file_schema), commits))

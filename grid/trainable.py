@@ -286,7 +286,7 @@ def evaluate(model, data, trial: TrialConfig, store: ResultStore, checkpoint_has
             if (item.attack, float(item.eps), b) not in done]
     total = len(trial.eval_plan) * len(batches)
     finished = total - len(todo)
-    device = next(model.parameters()).device
+    device = model_device(model)
     trial_columns = {"train_eps": trial.train_eps, "lam": trial.lam, "seed": trial.seed, "epochs": trial.epochs}
     for computed, (item, b) in enumerate(todo, start=1):
         idx = batches[b]

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from grid.demo import free_port
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +30,7 @@ def s3_endpoint():
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -64,13 +58,9 @@ def smoke_experiment(ray_head, tmp_path_factory):
     """
     import subprocess
 
-    from ray_helpers import BIN, REPO
+    from ray_helpers import REPO
 
     storage = tmp_path_factory.mktemp("smoke_storage")
-    submit = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
-         "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
-         "python", "jobs/full_grid.py", "--preset", "smoke", "--storage", str(storage)],
-        cwd=REPO, env=ray_head.env(), capture_output=True, text=True, timeout=400,
-    )
+    submit = subprocess.run(ray_head.job_command("jobs/full_grid.py", "smoke", storage), cwd=REPO,
+                            env=ray_head.env(), capture_output=True, text=True, timeout=400)
     return storage / "smoke", submit

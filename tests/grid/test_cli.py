@@ -68,6 +68,24 @@ def test_query_gives_each_attack_and_the_worst_case(results, capsys, tmp_path):
     assert "worst_case" not in text and "pgd" in text and "0.500" in text
 
 
+def test_skip_damaged_warns_once_and_leaves_the_damaged_file_out(results, capsys):
+    # A second trial whose one batch is then damaged: left out, t1's table stays as it was.
+    ResultStore(str(results)).write_batch([row(i, False, "pgd") for i in range(4)], experiment="e",
+                                          dataset="digits", method="none", trial_id="t2", attack="pgd",
+                                          eps=0.1, batch=0)
+    damaged = next(results.rglob("t2__pgd__*.parquet"))
+    damaged.write_bytes(damaged.read_bytes()[:-10])  # truncated: no longer what was committed
+    assert main(["query", str(results), "--format", "csv"]) == 2
+    assert damaged.name in capsys.readouterr().err
+
+    assert main(["query", str(results), "--format", "csv", "--skip-damaged"]) == 0
+    captured = capsys.readouterr()
+    warnings = captured.err.splitlines()
+    assert len(warnings) == 1 and "warning" in warnings[0] and damaged.name in warnings[0]
+    table = pd.read_csv(io.StringIO(captured.out)).set_index("attack")
+    assert table.loc["pgd", "robust_accuracy"] == 0.5 and table.loc["worst_case", "robust_accuracy"] == 0.25
+
+
 def test_report_prints_markdown_tables(results, capsys):
     assert main(["report", str(results)]) == 0
     text = capsys.readouterr().out
