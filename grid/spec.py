@@ -118,10 +118,7 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
-        names = [f.name for f in dataclasses.fields(cls)]
-        optional = ("data_root", "detection", "codes")
-        check_keys("trial_config", d, required=[n for n in names if n not in optional],
-                   optional=optional)
+        _check_fields("trial_config", cls, d)
         values = dict(d)
         values["eval_plan"] = tuple(_attack_spec(item) for item in d["eval_plan"])
         if isinstance(d.get("detection"), dict):
@@ -169,6 +166,14 @@ class TrialConfig:
         return [
             (item.attack, item.eps, b) for item in self.eval_plan for b in range(self.num_eval_batches)
         ]
+
+
+def _check_fields(where: str, cls, d: dict) -> None:
+    """Unknown or missing fields of dataclass ``cls`` in ``d`` → ValueError naming ``<where>.<key>``.
+    Required fields are those without a default; the defaults live on the dataclass only."""
+    fields = dataclasses.fields(cls)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING]
+    check_keys(where, d, required=required, optional=[f.name for f in fields if f.name not in required])
 
 
 def _attack_spec(item) -> AttackSpec:
@@ -233,10 +238,7 @@ class GridSpec:
         """Build from a plain dict (e.g. parsed YAML); unknown or missing fields raise ValueError."""
         if not isinstance(d, dict):
             raise ValueError(f"spec: expected a mapping of fields, got {type(d).__name__}")
-        # Required fields are those without a default; the defaults live on the dataclass only.
-        fields = dataclasses.fields(cls)
-        required = [f.name for f in fields if f.default is dataclasses.MISSING]
-        check_keys("spec", d, required=required, optional=[f.name for f in fields if f.name not in required])
+        _check_fields("spec", cls, d)
         return cls(**d)
 
     @classmethod
