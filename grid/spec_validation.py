@@ -95,6 +95,12 @@ def validate_spec(spec) -> None:
         raise ValueError(f"spec.data_root: expected a path string or null, got {spec.data_root!r}")
 
 
+def _in_datasets(name: str, dataset, spec) -> None:
+    """A per-dataset key of field ``name`` must be one of the spec's datasets."""
+    if dataset not in spec.datasets:
+        raise ValueError(f"spec.{name}: dataset {dataset!r} is not in spec.datasets; valid: {', '.join(spec.datasets)}")
+
+
 def _train_eps(spec, adv_methods: list) -> dict:
     raw = spec.train_eps
     if raw is None:
@@ -105,10 +111,7 @@ def _train_eps(spec, adv_methods: list) -> dict:
         raise ValueError(f"spec.train_eps: expected a dict dataset → list of ε (or one list), got {raw!r}")
     out = {}
     for dataset, values in raw.items():
-        if dataset not in spec.datasets:
-            raise ValueError(
-                f"spec.train_eps: dataset {dataset!r} is not in spec.datasets; valid: {', '.join(spec.datasets)}"
-            )
+        _in_datasets("train_eps", dataset, spec)
         out[dataset] = eps_list(f"train_eps.{dataset}", values)
     if adv_methods:
         missing = [d for d in spec.datasets if d not in out]
@@ -164,10 +167,7 @@ def _eval_n(spec) -> Any:
     raw = spec.eval_n
     per = raw if isinstance(raw, dict) else {d: raw for d in spec.datasets}
     for dataset in per:
-        if dataset not in spec.datasets:
-            raise ValueError(
-                f"spec.eval_n: dataset {dataset!r} is not in spec.datasets; valid: {', '.join(spec.datasets)}"
-            )
+        _in_datasets("eval_n", dataset, spec)
     out = {}
     for dataset in spec.datasets:
         if dataset not in per:
@@ -189,10 +189,7 @@ def _eval_plan(spec) -> dict:
         raise ValueError("spec.eval_plan: expected a dict dataset → list of {attack, eps, options}")
     out = {}
     for dataset, items in raw.items():
-        if dataset not in spec.datasets:
-            raise ValueError(
-                f"spec.eval_plan: dataset {dataset!r} is not in spec.datasets; valid: {', '.join(spec.datasets)}"
-            )
+        _in_datasets("eval_plan", dataset, spec)
         items = non_empty_list(f"eval_plan.{dataset}", items)
         plan, seen = [], set()
         for i, item in enumerate(items):
