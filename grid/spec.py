@@ -12,7 +12,8 @@ where λ multiplies only methods with ``er_core.methods.uses_lambda(m)`` and tra
 methods with ``uses_train_eps(m)`` (the others get ``None``), so no two trials are the same.
 ``TrialConfig.trial_id`` is the first 10 hex digits of sha256 over the canonical JSON of the
 config without ``resources`` and ``data_root`` (they say where a trial runs, not what it
-computes), so it is stable across runs, machines and Python versions.
+computes) and the post-training ``detection`` and ``codes`` stages, so it is stable across
+runs, machines and Python versions.
 
 YAML fields (defaults in brackets)::
 
@@ -74,8 +75,8 @@ class TrialConfig:
     ``train_eps``/``lam`` are ``None`` for methods that do not use them. ``eval_plan`` is the
     ordered tuple of :class:`er_core.attack_spec.AttackSpec` for this trial's dataset; the subset is
     ``er_core.data.eval_indices(dataset, eval_n, eval_seed)`` cut into ``eval_batch_size``
-    batches numbered from 0. ``resources`` ({cpu, gpu}) and ``data_root`` are not part of
-    ``trial_id``.
+    batches numbered from 0. ``resources`` ({cpu, gpu}), ``data_root``, ``detection`` and
+    ``codes`` are not part of ``trial_id``.
     """
 
     experiment: str
@@ -131,7 +132,7 @@ class TrialConfig:
 
     @functools.cached_property
     def trial_id(self) -> str:
-        """10 hex digits of sha256 over the canonical JSON of the config (no resources/data_root)."""
+        """10 hex digits of sha256 over the canonical JSON of the config without ``_NOT_HASHED``."""
         payload = {k: v for k, v in self.to_dict().items() if k not in self._NOT_HASHED}
         return short_hash(payload, 10)
 
