@@ -56,10 +56,15 @@ def training_steps(trial: "TrialConfig") -> int:
     if trial.train_eps is None:
         return 0
     steps = trial.hyperparams.get("pgd_steps")
-    if steps is None:
-        from er_core.methods import defaults
+    return default_training_steps(trial.method, trial.dataset) if steps is None else int(steps)
 
-        steps = defaults(trial.method, trial.dataset).get("pgd_steps")
+
+def default_training_steps(method: str, dataset: str) -> int:
+    """The method's own PGD steps per training batch on ``dataset`` (:data:`DEFAULT_PGD_STEPS`
+    when it declares none)."""
+    from er_core.methods import defaults
+
+    steps = defaults(method, dataset).get("pgd_steps")
     return DEFAULT_PGD_STEPS if steps is None else int(steps)
 
 
@@ -151,10 +156,7 @@ def _steps_of(row, config) -> int:
         return training_steps(config)
     if row.train_eps is None or (isinstance(row.train_eps, float) and math.isnan(row.train_eps)):
         return 0
-    from er_core.methods import defaults
-
-    steps = defaults(row.method, row.dataset).get("pgd_steps")
-    return DEFAULT_PGD_STEPS if steps is None else int(steps)
+    return default_training_steps(row.method, row.dataset)
 
 
 def human_bytes(n: float) -> str:

@@ -12,7 +12,8 @@ where λ multiplies only methods with ``er_core.methods.uses_lambda(m)`` and tra
 methods with ``uses_train_eps(m)`` (the others get ``None``), so no two trials are the same.
 ``TrialConfig.trial_id`` is the first 10 hex digits of sha256 over the canonical JSON of the
 config without ``resources`` and ``data_root`` (they say where a trial runs, not what it
-computes), so it is stable across runs, machines and Python versions.
+computes) and the post-training ``detection`` and ``codes`` stages, so it is stable across
+runs, machines and Python versions.
 
 YAML fields (defaults in brackets)::
 
@@ -74,8 +75,8 @@ class TrialConfig:
     ``train_eps``/``lam`` are ``None`` for methods that do not use them. ``eval_plan`` is the
     ordered tuple of :class:`er_core.attack_spec.AttackSpec` for this trial's dataset; the subset is
     ``er_core.data.eval_indices(dataset, eval_n, eval_seed)`` cut into ``eval_batch_size``
-    batches numbered from 0. ``resources`` ({cpu, gpu}) and ``data_root`` are not part of
-    ``trial_id``.
+    batches numbered from 0. ``resources`` ({cpu, gpu}), ``data_root``, ``detection`` and
+    ``codes`` are not part of ``trial_id``.
     """
 
     experiment: str
@@ -118,10 +119,7 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
-        names = [f.name for f in dataclasses.fields(cls)]
-        optional = ("data_root", "detection", "codes")
-        check_keys("trial_config", d, required=[n for n in names if n not in optional],
-                   optional=optional)
+        _check_fields("trial_config", cls, d)
         values = dict(d)
         values["eval_plan"] = tuple(_attack_spec(item) for item in d["eval_plan"])
         if isinstance(d.get("detection"), dict):
@@ -134,7 +132,7 @@ class TrialConfig:
 
     @functools.cached_property
     def trial_id(self) -> str:
-        """10 hex digits of sha256 over the canonical JSON of the config (no resources/data_root)."""
+        """10 hex digits of sha256 over the canonical JSON of the config without ``_NOT_HASHED``."""
         payload = {k: v for k, v in self.to_dict().items() if k not in self._NOT_HASHED}
         return short_hash(payload, 10)
 
@@ -169,6 +167,14 @@ class TrialConfig:
         return [
             (item.attack, item.eps, b) for item in self.eval_plan for b in range(self.num_eval_batches)
         ]
+
+
+def _check_fields(where: str, cls, d: dict) -> None:
+    """Unknown or missing fields of dataclass ``cls`` in ``d`` → ValueError naming ``<where>.<key>``.
+    Required fields are those without a default; the defaults live on the dataclass only."""
+    fields = dataclasses.fields(cls)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING]
+    check_keys(where, d, required=required, optional=[f.name for f in fields if f.name not in required])
 
 
 def _attack_spec(item) -> AttackSpec:
@@ -233,10 +239,7 @@ class GridSpec:
         """Build from a plain dict (e.g. parsed YAML); unknown or missing fields raise ValueError."""
         if not isinstance(d, dict):
             raise ValueError(f"spec: expected a mapping of fields, got {type(d).__name__}")
-        # Required fields are those without a default; the defaults live on the dataclass only.
-        fields = dataclasses.fields(cls)
-        required = [f.name for f in fields if f.default is dataclasses.MISSING]
-        check_keys("spec", d, required=required, optional=[f.name for f in fields if f.name not in required])
+        _check_fields("spec", cls, d)
         return cls(**d)
 
     @classmethod

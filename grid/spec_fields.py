@@ -64,6 +64,12 @@ def name_list(name: str, value, registry, kind: str) -> tuple:
     return values
 
 
+def in_datasets(name: str, dataset, datasets) -> None:
+    """A per-dataset key of field ``name`` must be one of the spec's ``datasets``."""
+    if dataset not in datasets:
+        raise ValueError(f"spec.{name}: dataset {dataset!r} is not in spec.datasets; valid: {', '.join(datasets)}")
+
+
 def int_at_least(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"spec.{name}: expected an integer ≥ {minimum}, got {value!r}")

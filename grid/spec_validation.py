@@ -19,8 +19,8 @@ from .detection_plan import validate_detection_spec
 from .fingerprint import canonical_json
 from .spec_checks import check_hyperparam_values
 from .spec_fields import (DEFAULT_RESOURCES, RESOURCE_KEYS, attack_item, attack_spec, eps_list, eps_values,
-                          finite_float, int_at_least, name_list, no_duplicates, non_empty_list, positive_int,
-                          resources)
+                          finite_float, in_datasets, int_at_least, name_list, no_duplicates, non_empty_list,
+                          positive_int, resources)
 
 # Starts with a letter: a Hive directory "experiment=2024" would be read back as an integer.
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
@@ -105,10 +105,7 @@ def _train_eps(spec, adv_methods: list) -> dict:
         raise ValueError(f"spec.train_eps: expected a dict dataset → list of ε (or one list), got {raw!r}")
     out = {}
     for dataset, values in raw.items():
-        if dataset not in spec.datasets:
-            raise ValueError(
-                f"spec.train_eps: dataset {dataset!r} is not in spec.datasets; valid: {', '.join(spec.datasets)}"
-            )
+        in_datasets("train_eps", dataset, spec.datasets)
         out[dataset] = eps_list(f"train_eps.{dataset}", values)
     if adv_methods:
         missing = [d for d in spec.datasets if d not in out]
@@ -164,10 +161,7 @@ def _eval_n(spec) -> Any:
     raw = spec.eval_n
     per = raw if isinstance(raw, dict) else {d: raw for d in spec.datasets}
     for dataset in per:
-        if dataset not in spec.datasets:
-            raise ValueError(
-                f"spec.eval_n: dataset {dataset!r} is not in spec.datasets; valid: {', '.join(spec.datasets)}"
-            )
+        in_datasets("eval_n", dataset, spec.datasets)
     out = {}
     for dataset in spec.datasets:
         if dataset not in per:
@@ -189,10 +183,7 @@ def _eval_plan(spec) -> dict:
         raise ValueError("spec.eval_plan: expected a dict dataset → list of {attack, eps, options}")
     out = {}
     for dataset, items in raw.items():
-        if dataset not in spec.datasets:
-            raise ValueError(
-                f"spec.eval_plan: dataset {dataset!r} is not in spec.datasets; valid: {', '.join(spec.datasets)}"
-            )
+        in_datasets("eval_plan", dataset, spec.datasets)
         items = non_empty_list(f"eval_plan.{dataset}", items)
         plan, seen = [], set()
         for i, item in enumerate(items):

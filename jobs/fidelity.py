@@ -34,6 +34,8 @@ import argparse
 import os
 import sys
 
+from er_core.data import DATA_ROOT_ENV
+
 METHODS = ["none", "madry", "trades", "er", "er_minus", "e_cla"]
 STORAGE = os.path.expanduser("~/er-grid-results")
 
@@ -55,7 +57,7 @@ PAPER = {
     "eval_batch_size": 500,
     "resources": {"cpu": 2, "gpu": 0.125},
     "storage_path": STORAGE,
-    "data_root": os.environ.get("ER_GRID_DATA_ROOT"),
+    "data_root": os.environ.get(DATA_ROOT_ENV),
     "max_failures": 1,
 }
 
