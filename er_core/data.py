@@ -59,6 +59,13 @@ class Data:
     y_test: torch.Tensor
     num_classes: int
 
+    def test_examples(self, indices: torch.Tensor, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test images and labels at ``indices`` (a tensor on any device), moved to ``device``
+        (None: where the data lives)."""
+        x = self.x_test[indices.to(self.x_test.device)]
+        y = self.y_test[indices.to(self.y_test.device)]
+        return (x, y) if device is None else (x.to(device), y.to(device))
+
 
 DATA_ROOT_ENV = "ER_GRID_DATA_ROOT"
 DEFAULT_DATA_ROOT = "~/er-grid-data"

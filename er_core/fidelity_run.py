@@ -136,8 +136,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
 
     model = method.model.eval()
     indices = er_data.eval_indices(trial["dataset"], trial["eval_n"], trial["eval_seed"])
-    x_all = data.x_test[indices.to(data.x_test.device)].to(device)
-    y_all = data.y_test[indices.to(data.y_test.device)].to(device)
+    x_all, y_all = data.test_examples(indices, device)
     # Judged like the rows' correct_clean (every pass of a randomised model), so the summary's
     # clean accuracy and the examples' can never disagree.
     clean = float((evaluate.judge(model, x_all, y_all, evaluate.passes_for(model)) == y_all).float().mean())

@@ -121,7 +121,9 @@ def cmd_query(args) -> int:
     table = query_table(df, by=args.by, worst_case=not args.no_worst_case)
     from grid.sanity import add_flags_column, flags_for_trials
 
-    table = add_flags_column(table, df, flags_for_trials(results_root(args.results), df["trial_id"].unique()))
+    flags = flags_for_trials(results_root(args.results), df["trial_id"].unique(),
+                             damaged="skip" if args.skip_damaged else "raise")
+    table = add_flags_column(table, df, flags)
     if args.attack and by_attack:
         table = table[table["attack"].isin(args.attack)]
         if table.empty:

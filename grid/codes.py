@@ -58,10 +58,9 @@ def codes_path(store: ResultStore, trial) -> str:
 
 
 def codes_done(store: ResultStore, trial) -> bool:
-    """True when this trial's codes are stored (file name only, no read)."""
-    import pyarrow.fs as pafs
-
-    return store.fs.get_file_info(codes_path(store, trial)).type == pafs.FileType.File
+    """True when this trial's codes are committed and intact. A file without its commit (a kill
+    between the write and the commit) or a damaged one is redone, as the other stages do."""
+    return store.is_committed_intact(codes_path(store, trial))
 
 
 def run_codes_stage(store: ResultStore, trial, model, data, plan, checkpoint_hash: str) -> int:
@@ -84,8 +83,7 @@ def run_codes_stage(store: ResultStore, trial, model, data, plan, checkpoint_has
               "attack_config": config, "checkpoint_hash": checkpoint_hash}
     rows = []
     for b, idx in enumerate(torch.split(indices, trial.eval_batch_size)):
-        x = data.x_test[idx.to(data.x_test.device)].to(device)
-        y = data.y_test[idx.to(data.y_test.device)].to(device)
+        x, y = data.test_examples(idx, device)
         # Seeded from the config like an evaluation batch, so a redone stage draws the same starts.
         torch.manual_seed(batch_seed(trial, f"codes_{plan.attack}", plan.eps, b))
         x_adv = attack(model, x, y).x_adv

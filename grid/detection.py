@@ -104,7 +104,7 @@ def run_detection_stage(store: ResultStore, trial, model, data, plan: DetectionP
     x_test, y_test = data.x_test, data.y_test
     if plan.n is not None:
         idx = er_data.eval_indices(trial.dataset, plan.n, plan.split_seed)
-        x_test, y_test = x_test[idx.to(x_test.device)], y_test[idx.to(y_test.device)]
+        x_test, y_test = data.test_examples(idx)
     settings = {a.attack: a for a in plan.attacks}  # AttackSpecs, checked when the spec was
     material = detect.prepare_material(
         model, data.x_train, data.y_train, x_test, y_test, settings, split_seed=plan.split_seed,

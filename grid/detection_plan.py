@@ -37,7 +37,7 @@ from typing import Iterable, Optional
 from er_core.attack_spec import AttackSpec
 
 from .fingerprint import canonical_json
-from .spec_fields import (attack_item, attack_spec, check_keys, finite_float, int_at_least, name_list, one_of,
+from .spec_fields import (attack_item, attack_spec, check_keys, finite_float, in_datasets, int_at_least, name_list, one_of,
                           positive_int)
 
 # The paper's pairing (Section 4.5.1): KD and LID on an undefended net, ER1/ER2 on ER-Classifier.
@@ -123,8 +123,7 @@ def validate_detection_spec(raw, datasets: Iterable[str], methods: Iterable[str]
         raise ValueError("spec.detection: expected a dict dataset → {detectors, attacks, ...}")
     out = {}
     for dataset, plan in raw.items():
-        if dataset not in datasets:
-            raise ValueError(f"spec.detection: dataset {dataset!r} is not in spec.datasets; valid: {', '.join(datasets)}")
+        in_datasets("detection", dataset, datasets)
         out[dataset] = _validated_plan(f"detection.{dataset}", dataset, plan, methods, hyperparams)
     return out
 

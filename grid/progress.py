@@ -46,8 +46,7 @@ def holdout_accuracy(model: torch.nn.Module, data, indices: torch.Tensor) -> flo
     from er_core.torch_utils import model_device, predict
 
     device = model_device(model)
-    x = data.x_test[indices.to(data.x_test.device)].to(device)
-    y = data.y_test[indices.to(data.y_test.device)].to(device)
+    x, y = data.test_examples(indices, device)
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         return float((predict(model, x) == y).float().mean())

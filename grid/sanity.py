@@ -154,12 +154,13 @@ def check_trial(store, trial) -> list[Flag]:
     return flags
 
 
-def load_flags(root, **filters):
-    """Stored flag rows under ``root`` (path, URI or ResultStore); filters as in ``grid.store.load``."""
+def load_flags(root, damaged: str = "raise", **filters):
+    """Stored flag rows under ``root`` (path, URI or ResultStore); ``damaged`` and filters as in
+    ``grid.store.load``."""
     from grid.store import ResultStore
 
     store = root if isinstance(root, ResultStore) else ResultStore(root)
-    return store.load_table(SANITY_DIR, sanity_schema(), filters)
+    return store.load_table(SANITY_DIR, sanity_schema(), filters, damaged=damaged)
 
 
 def checked_trials(store) -> set[str]:
@@ -167,19 +168,21 @@ def checked_trials(store) -> set[str]:
     return {path.rsplit("/", 1)[-1][: -len(".parquet")] for path in store.files(SANITY_DIR)}
 
 
-def flags_for_trials(root, trial_ids: Iterable[str]):
-    """Flags of ``trial_ids``: stored where checked, else recomputed from the store's rows."""
+def flags_for_trials(root, trial_ids: Iterable[str], damaged: str = "raise"):
+    """Flags of ``trial_ids``: stored where checked, else recomputed from the store's rows.
+    ``damaged="skip"`` leaves damaged files out of both, like the rows they annotate."""
     from grid.store import ResultStore
 
     store = root if isinstance(root, ResultStore) else ResultStore(root)
     wanted = sorted(set(trial_ids))
     if not wanted:
         return flags_frame([], {})
-    stored = load_flags(store, trial_id=wanted)[list(FLAG_COLUMNS)]
+    stored = load_flags(store, damaged=damaged, trial_id=wanted)[list(FLAG_COLUMNS)]
     missing = [t for t in wanted if t not in checked_trials(store)]
     if not missing:
         return stored.reset_index(drop=True)
-    fresh = flags_from_frames(store.load(trial_id=missing), store.load_trials(trial_id=missing))
+    fresh = flags_from_frames(store.load(damaged=damaged, trial_id=missing),
+                              store.load_trials(damaged=damaged, trial_id=missing))
     import pandas as pd
 
     parts = [f for f in (stored, fresh) if not f.empty]

@@ -49,7 +49,6 @@ runs) SIGKILL the trial process after a given epoch or evaluation batch.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 import time
@@ -165,14 +164,7 @@ def load_trial_data(trial: TrialConfig, device: str) -> er_core.data.Data:
     ``grid.data_staging``); None means er_core's default. Nothing is downloaded here.
     """
     root = None if trial.data_root is None else local_dataset_dir(trial.data_root, trial.dataset)
-    data = er_core.data.load(trial.dataset, root=root)
-    if er_core.data.info(trial.dataset).on_device and device != "cpu":
-        data = dataclasses.replace(
-            data,
-            x_train=data.x_train.to(device), y_train=data.y_train.to(device),
-            x_test=data.x_test.to(device), y_test=data.y_test.to(device),
-        )
-    return data
+    return er_core.data.for_training(er_core.data.load(trial.dataset, root=root), device)
 
 
 def train(method, data, trial: TrialConfig, state: TrainState,
@@ -291,8 +283,7 @@ def evaluate(model, data, trial: TrialConfig, store: ResultStore, checkpoint_has
     for computed, (item, b) in enumerate(todo, start=1):
         idx = batches[b]
         torch.manual_seed(batch_seed(trial, item.attack, item.eps, b))
-        x = data.x_test[idx.to(data.x_test.device)].to(device)
-        y = data.y_test[idx.to(data.y_test.device)].to(device)
+        x, y = data.test_examples(idx, device)
         rows = attack_with_oom_retry(model, item.attack, x, y, float(item.eps), idx.tolist(), dict(item.options))
         extra = {**trial_columns, **fingerprints[(item.attack, float(item.eps))]}
         store.write_batch(
@@ -313,8 +304,7 @@ def subset_accuracy(model: torch.nn.Module, data, trial: TrialConfig) -> float:
     passes = er_core.evaluate.passes_for(model)
     correct = 0
     for idx in evaluation_batches(trial):
-        x = data.x_test[idx.to(data.x_test.device)].to(device)
-        y = data.y_test[idx.to(data.y_test.device)].to(device)
+        x, y = data.test_examples(idx, device)
         correct += int((er_core.evaluate.judge(model, x, y, passes) == y).sum())
     return correct / trial.eval_n
 

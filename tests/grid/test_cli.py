@@ -86,6 +86,23 @@ def test_skip_damaged_warns_once_and_leaves_the_damaged_file_out(results, capsys
     assert table.loc["pgd", "robust_accuracy"] == 0.5 and table.loc["worst_case", "robust_accuracy"] == 0.25
 
 
+def test_skip_damaged_also_leaves_damaged_files_out_of_the_recomputed_flags(results, capsys):
+    # t2 keeps an intact fgsm batch, so its flags are recomputed (it has no stored flags file)
+    # from rows that must leave its damaged pgd batch out, as the table does.
+    store = ResultStore(str(results))
+    for attack in ("fgsm", "pgd"):
+        store.write_batch([row(i, False, attack) for i in range(4)], experiment="e", dataset="digits",
+                          method="none", trial_id="t2", attack=attack, eps=0.1, batch=0)
+    damaged = next(results.rglob("t2__pgd__*.parquet"))
+    damaged.write_bytes(damaged.read_bytes()[:-10])
+    assert main(["query", str(results), "--format", "csv", "--skip-damaged"]) == 0
+    captured = capsys.readouterr()
+    assert damaged.name in captured.err
+    table = pd.read_csv(io.StringIO(captured.out)).set_index("attack")
+    assert table.loc["fgsm", "robust_accuracy"] == 0.25  # the mean of t1 (2/4) and t2 (0/4)
+    assert table.loc["fgsm", "runs"] == 2 and table.loc["pgd", "runs"] == 1
+
+
 def test_report_prints_markdown_tables(results, capsys):
     assert main(["report", str(results)]) == 0
     text = capsys.readouterr().out

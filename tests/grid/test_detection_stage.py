@@ -159,7 +159,7 @@ def test_kill_during_detection_then_the_job_resumes_and_adds_each_row_once(ray_h
 
     import yaml
 
-    from ray_helpers import BIN, REPO, run_cli
+    from ray_helpers import REPO, run_cli
 
     sys.path.insert(0, str(REPO / "jobs"))
     from detection import SMOKE  # the job file's spec, so the counts follow it
@@ -182,9 +182,7 @@ def test_kill_during_detection_then_the_job_resumes_and_adds_each_row_once(ray_h
     trials = GridSpec.from_dict(SMOKE).expand()
     assert len(before) == sum(t.num_eval_batches * len(t.eval_plan) for t in trials)
 
-    command = [str(BIN / "ray"), "job", "submit", "--address", ray_head.dashboard,
-               "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
-               "python", "jobs/detection.py", "--preset", "smoke", "--storage", str(storage)]
+    command = ray_head.job_command("jobs/detection.py", "smoke", storage)
     counts = []
     for _ in range(2):  # resumes the killed experiment, then the finished one
         submit = subprocess.run(command, cwd=REPO, env=ray_head.env(), capture_output=True, text=True, timeout=600)
