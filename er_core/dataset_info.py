@@ -35,7 +35,7 @@ class DatasetInfo:
     eps_warmup_epochs: int  # W of the ε warm-up (methods.schedule)
     # The ε of the paper's evaluation tables (L∞, [0, 1] image space).
     paper_eps: float
-    # Seconds per clean training epoch on grid.cost.ASSUMED_GPU (the cost model's base unit).
+    # Seconds per clean training epoch on grid.run.cost.ASSUMED_GPU (the cost model's base unit).
     epoch_seconds: float
     # Small enough to sit on a training device as whole tensors: the trials move it there once
     # instead of batch by batch.

@@ -17,10 +17,9 @@ gets ``cpu_count / workers`` intra-op threads. Processes are spawned (a forked C
 unusable).
 
 Same trial set-up as the grid: the trial's seed also seeds the weight initialisation
-(``init_seed``), λ and training ε go only to methods that use them. Evaluation batches are
-seeded from (seed, attack, ε, batch) through :func:`er_core.train.derive_seed`, so a rerun
-draws the same random starts (the grid seeds its batches by its own rule, so attacks with
-random starts may differ from the grid's rows by their randomness, not by their settings).
+(``init_seed``), λ and training ε go only to methods that use them. The evaluation subset, its
+batches and their seeds are the grid's (:mod:`er_core.eval_subset`), so a trial run here draws
+the same random starts as the same trial in the grid.
 """
 
 from __future__ import annotations
@@ -125,6 +124,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     """Train and evaluate one trial; returns its summary with ``examples`` (per-example records)."""
     from . import data as er_data
     from . import evaluate, methods, sanity, train
+    from .eval_subset import batch_seed, eval_batches
 
     torch.set_num_threads(max(1, threads))
     root = None if trial["data_root"] is None else Path(trial["data_root"]) / trial["dataset"]
@@ -135,8 +135,8 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     train_seconds = time.perf_counter() - started
 
     model = method.model.eval()
-    indices = er_data.eval_indices(trial["dataset"], trial["eval_n"], trial["eval_seed"])
-    x_all, y_all = data.test_examples(indices, device)
+    batches = eval_batches(trial["dataset"], trial["eval_n"], trial["eval_seed"], trial["eval_batch_size"])
+    x_all, y_all = data.test_examples(torch.cat(batches), device)
     # Judged like the rows' correct_clean (every pass of a randomised model), so the summary's
     # clean accuracy and the examples' can never disagree.
     clean = float((evaluate.judge(model, x_all, y_all, evaluate.passes_for(model)) == y_all).float().mean())
@@ -144,10 +144,13 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     started = time.perf_counter()
     for item in trial["eval_plan"]:
         rows = []
-        for b, idx in enumerate(torch.split(torch.arange(len(indices)), trial["eval_batch_size"])):
-            torch.manual_seed(train.derive_seed(trial["seed"], b, f"eval:{item['attack']}:{item['eps']!r}"))
-            rows += evaluate.attack_batch(model, item["attack"], x_all[idx], y_all[idx], item["eps"],
-                                          sample_idx=indices[idx].tolist(), **item["options"])
+        start = 0
+        for b, idx in enumerate(batches):
+            torch.manual_seed(batch_seed(trial["seed"], trial["eval_seed"], item["attack"], item["eps"], b))
+            here = slice(start, start + len(idx))
+            start += len(idx)
+            rows += evaluate.attack_batch(model, item["attack"], x_all[here], y_all[here], item["eps"],
+                                          sample_idx=idx.tolist(), **item["options"])
         norm = _norm(item)
         rows = [{**r, "attack": item["attack"], "eps": item["eps"], "norm": norm} for r in rows]
         accuracy[column_name(item["attack"], item["eps"])] = (

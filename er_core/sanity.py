@@ -1,7 +1,7 @@
 """Sanity flags of one trial: signs that a result should not be read as robustness.
 
 Pure Python on plain records (no pandas, no Ray), so the grid and the Ray-free fidelity runner
-apply the same rules; the grid stores and reports them (``grid.sanity``). The checklist is
+apply the same rules; the grid stores and reports them (``grid.stages.sanity``). The checklist is
 Carlini et al. 2019, "On Evaluating Adversarial Robustness" (arXiv:1902.06705): a model that
 learned nothing, gradients that are zero, a black-box attack beating the white-box ones, a weak
 attack beaten by a stronger one, accuracy that does not fall at large ε.

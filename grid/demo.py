@@ -218,8 +218,9 @@ def forget_outdated_demo(experiment: Path) -> None:
     sys.path.insert(0, str(REPO / "jobs"))
     from full_grid import SMOKE
 
-    from grid.run import GridError, check_recorded_spec
-    from grid.spec import GridSpec
+    from grid.common.errors import GridError
+    from grid.experiment.spec_record import check_recorded_spec
+    from grid.spec.grid_spec import GridSpec
 
     try:
         check_recorded_spec(GridSpec.from_dict(dict(SMOKE, storage_path=str(experiment.parent))), str(experiment))

@@ -1,0 +1,55 @@
+"""What every command line of er-grid shares: exit codes, the one-line user error, the guard
+that turns user errors into that line, and the summary of a run."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Optional
+
+EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """Bad input from the command line: printed as one line, exit code 2."""
+
+
+def print_summary(summary) -> int:
+    print(f"experiment: {summary.experiment_path}")
+    print(f"trials: {summary.trials} — finished {summary.terminated}, errored {summary.errored}")
+    for line in summary.errors:
+        print(f"  error: {line}")
+    if summary.errored:
+        print(f"resume with: er-grid resume {summary.experiment_path}")
+        return EXIT_TRIAL_ERRORS
+    return EXIT_OK
+
+
+def spec_with_storage(spec: dict, storage: Optional[str]):
+    """A validated GridSpec from ``spec`` with ``storage`` (if given) as its storage_path, so
+    that the spec's checks (e.g. shared storage when num_nodes > 1) see the real location."""
+    from grid.spec import GridSpec
+
+    return GridSpec.from_dict(dict(spec, storage_path=storage) if storage else spec)
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Run ``command``; user errors, damaged files and OS errors become one line on stderr
+    naming what is wrong (and the path), and exit code 2. Never a traceback for those."""
+    import yaml
+
+    try:
+        return command()
+    except OSError as err:
+        # Permission denied, is/not a directory, disk full, missing file, object-store errors.
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        message = f"{err.strerror or err}{where}" if err.strerror else f"{err}{where}"
+    except (ValueError, yaml.YAMLError) as err:
+        # Usage errors (UsageError, grid.common.errors.GridError), spec validation, store filters,
+        # damaged results (DamagedStore) and damaged JSON records: ValueErrors naming the field
+        # or the file. OSError comes first: a few errors are both (io.UnsupportedOperation).
+        message = str(err)
+    print(f"er-grid: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+__all__ = ["EXIT_OK", "EXIT_TRIAL_ERRORS", "EXIT_USAGE", "UsageError", "guarded", "print_summary", "spec_with_storage"]

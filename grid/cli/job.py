@@ -1,0 +1,92 @@
+"""The command line of the job files in ``jobs/``: ``--preset NAME``, ``--dry-run`` (trial table,
+GPU-hours, wall time on ``--gpus`` GPUs, storage; ``--calibrate`` rescales the per-epoch costs
+from a finished experiment), ``--storage PATH|URI``. A job file holds specs and one call to
+:func:`job_main`; errors print one line and exit 2, as in ``er-grid``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Optional, Sequence
+
+from .common import EXIT_OK, UsageError, guarded, print_summary, spec_with_storage
+
+
+def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None,
+             after_run: Optional[Callable] = None) -> int:
+    """Command line of a job file: ``--preset NAME``, ``--dry-run``, ``--storage PATH|URI``.
+
+    ``presets``: name → spec dict (see grid/spec.py). ``--dry-run`` prints the trial table and
+    the GPU-hours estimate and runs nothing. ``after_run(spec, summary)``, if given, runs after
+    the grid (e.g. to print the job's own table).
+    """
+    parser = argparse.ArgumentParser(description="Run an ER-Grid job (a grid spec) on the current Ray cluster.")
+    parser.add_argument("--preset", choices=sorted(presets), default=default)
+    parser.add_argument("--dry-run", action="store_true", help="print the trials and a GPU-hours estimate only")
+    parser.add_argument("--storage", help="storage path or URI (default: the spec's storage_path)")
+    parser.add_argument("--gpus", type=int, default=1, help="--dry-run: GPUs to estimate the wall time for")
+    parser.add_argument("--calibrate", metavar="RESULTS",
+                        help="--dry-run: rescale the per-epoch costs from a finished experiment's trial rows")
+    args = parser.parse_args(argv)
+
+    def command() -> int:
+        from grid.run.tuner import run
+
+        spec = spec_with_storage(presets[args.preset], args.storage)
+        if args.dry_run:
+            if args.gpus < 1:
+                raise UsageError(f"--gpus: expected an integer ≥ 1, got {args.gpus}")
+            epoch_seconds, note = None, None
+            if args.calibrate:
+                from grid.run.cost import calibrate
+                from grid.store.readers import load_trials
+
+                # Only trial rows are needed: an experiment folder or its results folder, by the
+                # readers' one path convention (grid.store.open_results).
+                measured = load_trials(args.calibrate)
+                if measured.empty:
+                    raise UsageError(f"--calibrate: no trial rows in {args.calibrate}")
+                epoch_seconds = calibrate(measured)
+                note = (f"calibrated for {', '.join(sorted(set(measured['dataset'])))} from {len(measured)} trial "
+                        f"row(s) on {', '.join(sorted(set(measured['device'])))}")
+            print(dry_run_table(spec, gpus=args.gpus, epoch_seconds=epoch_seconds, calibration=note))
+            return EXIT_OK
+        summary = run(spec)
+        code = print_summary(summary)
+        if after_run is not None:
+            after_run(spec, summary)
+        return code
+
+    return guarded(command)
+
+
+def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None, calibration: Optional[str] = None) -> str:
+    """The trials of ``spec`` with evaluation size and GPU-hour estimates, then the totals: the
+    GPU assumed, GPU-hours, wall time on ``gpus`` GPUs, and storage (see :mod:`grid.run.cost`)."""
+    from grid.run.cost import ASSUMED_GPU, human_bytes, storage_bytes, trial_cost, wall_hours
+
+    trials = spec.expand()
+    header = f"{'trial':<48} {'epochs':>6} {'eval (attack, ε)':>17} {'examples':>9} {'GPU-h':>8}"
+    lines = [header, "-" * len(header)]
+    total = 0.0
+    for t in trials:
+        seconds = trial_cost(t, epoch_seconds).gpu_seconds
+        total += seconds
+        lines.append(f"{t.name:<48} {t.epochs:>6} {len(t.eval_plan):>17} {t.eval_n:>9} {seconds / 3600:>8.2f}")
+    by_dataset: dict[str, int] = {}
+    for t in trials:
+        by_dataset[t.dataset] = by_dataset.get(t.dataset, 0) + 1
+    checkpoints, results = storage_bytes(trials, spec.keep_checkpoints)
+    kept = "every epoch's" if spec.keep_checkpoints is None else f"{spec.keep_checkpoints} per trial"
+    lines += [
+        "-" * len(header),
+        f"{len(trials)} trials ({', '.join(f'{d}: {n}' for d, n in by_dataset.items())}); "
+        f"evaluation rows: {sum(len(t.eval_plan) * t.eval_n for t in trials):,}",
+        f"assumed GPU: {ASSUMED_GPU}" + (f"; per-epoch costs {calibration}" if calibration else ""),
+        f"estimated total: {total / 3600:,.1f} GPU-hours (full-GPU equivalent, ±2×)",
+        f"wall time on {gpus} GPU(s): {wall_hours(trials, gpus, epoch_seconds):,.1f} h (work spread evenly, "
+        "never less than the longest trial)",
+        f"storage: {human_bytes(checkpoints + results)} ({human_bytes(checkpoints)} checkpoints, {kept}; "
+        f"{human_bytes(results)} results)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""``er-grid status`` from the project's own records only: no Ray, no unpickling.
+
+Read, all plain JSON or parquet written by er-grid itself:
+
+- ``<experiment>/grid_spec.json``: the planned trials (``grid.experiment.spec_record``);
+- ``<experiment>/<trial name>/checkpoint_*/epoch.json``: the epochs each trial finished (the
+  sidecar the trainable writes beside every checkpoint);
+- ``<experiment>/results``: the commit record and every committed file, verified
+  (``grid.store.check``).
+
+Ray Tune's ``experiment_state-*.json`` is never read: it embeds cloudpickled objects, and
+unpickling runs code chosen by whoever could write the folder (a shared bucket, a copied
+results folder). So the state shown is what is stored, not what Tune believes: a trial
+stopped half-way reads TRAINING or EVALUATING until it is resumed.
+
+States: DONE (every file of every stage the trial wants, ``grid.stages.STAGES``: evaluation
+batches, detection, codes, trial row, sanity flags, committed and intact),
+DAMAGED (a committed file is missing or changed: ``er-grid resume`` recomputes it),
+EVALUATING (trained, a stage's files incomplete), TRAINING (some epochs), PENDING (nothing yet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from grid.common.locations import filesystem, join, results_location
+from grid.spec import TrialConfig
+from grid.stages import STAGES
+from grid.store import EXAMPLES_DIR, ResultStore, check_store
+
+from .files import checkpoint_epochs
+from .spec_record import experiment_folder, planned_trials
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialStatus:
+    name: str
+    trial_id: str
+    state: str  # DONE | DAMAGED | EVALUATING | TRAINING | PENDING
+    epochs_done: int
+    epochs: int
+    batches_done: int  # planned (attack, ε, batch) committed and intact
+    batches_total: int
+    damaged: tuple = ()  # "relative path: reason" per committed file that is missing or changed
+    elapsed_s: float = 0.0  # training seconds so far, from the newest checkpoint's sidecar
+    config: Optional[TrialConfig] = None  # for the time-remaining estimate (grid.trial.progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentStatus:
+    experiment_path: str
+    results_path: str
+    trials: tuple
+    not_part_of_store: tuple  # files under results/ that no reader reads
+    moved_aside: tuple        # files a repair replaced, kept as evidence
+    damaged_records: tuple    # "(manifest path, reason)" of unreadable commit records
+
+    @property
+    def damaged(self) -> list:
+        return [t for t in self.trials if t.damaged]
+
+
+def epochs_done(experiment: str, trial: TrialConfig) -> tuple[int, float]:
+    """(newest epoch with a complete checkpoint sidecar in the trial's folder, its training
+    seconds so far); (0, 0.0) if none."""
+    fs, folder = filesystem(join(experiment, trial.name))
+    return max(((epoch, seconds) for epoch, seconds, _path in checkpoint_epochs(fs, folder)), default=(0, 0.0))
+
+
+def status(path: str, progress=None) -> ExperimentStatus:
+    """Per trial: state, epochs checkpointed, evaluation batches committed of planned, damage;
+    plus the files under the results folder that are not part of the store.
+
+    ``path``: the experiment folder or its results folder (local or URI). ``progress``:
+    optional wrapper for the trial iterable (e.g. ``tqdm``).
+    """
+    experiment = experiment_folder(path)
+    trials = planned_trials(experiment)
+    results = ResultStore(results_location(experiment))
+    check = check_store(results)
+    out = []
+    for trial in (progress(trials) if progress else trials):
+        committed = {(c.key["attack"], float(c.key["eps"]), int(c.key["batch"]))
+                     for c in check.intact_commits(trial.trial_id, EXAMPLES_DIR)}
+        planned = set(trial.eval_batches())
+        damaged = tuple(f"{c.path}: {reason}" for c, reason in check.damaged.get(trial.trial_id, ()))
+        epochs, seconds = epochs_done(experiment, trial)
+        intact = {f"{results.base}/{c.path}" for c in check.intact.get(trial.trial_id, ())}
+        # DONE means every stage the trial wants has committed every file it makes, intact.
+        complete = all(path in intact for stage in STAGES if stage.wants(trial)
+                       for path in stage.files(results, trial))
+        out.append(TrialStatus(
+            name=trial.name, trial_id=trial.trial_id, state=_state(bool(damaged), bool(complete), epochs, trial.epochs),
+            epochs_done=epochs, epochs=trial.epochs, batches_done=len(planned & committed),
+            batches_total=len(planned), damaged=damaged, elapsed_s=seconds, config=trial,
+        ))
+    return ExperimentStatus(
+        experiment_path=experiment, results_path=results.root, trials=tuple(out),
+        not_part_of_store=check.not_part_of_store, moved_aside=check.moved_aside,
+        damaged_records=check.damaged_records,
+    )
+
+
+def _state(damaged: bool, complete: bool, epochs: int, planned: int) -> str:
+    if damaged:
+        return "DAMAGED"
+    if complete:
+        return "DONE"
+    if epochs >= planned:
+        return "EVALUATING"
+    return "TRAINING" if epochs else "PENDING"
+
+
+def trials_to_repair(report: ExperimentStatus) -> list[str]:
+    """trial_ids that are fully trained but whose stored results are damaged or incomplete:
+    what ``er-grid resume`` recomputes outside Tune when Tune considers the trial finished."""
+    return [t.trial_id for t in report.trials if t.epochs_done >= t.epochs and t.state != "DONE"]
+
+
+__all__ = ["ExperimentStatus", "TrialStatus", "epochs_done", "status", "trials_to_repair"]

@@ -1,0 +1,65 @@
+"""Text helpers shared by every part of the report: missing values, numbers, accuracy cells and
+markdown tables.
+
+Used by the main report (:mod:`grid.report.tables`, :mod:`grid.report.markdown`,
+:mod:`grid.report.settings`), the detection tables (:mod:`grid.report.detection_tables`), the paper
+comparison (:mod:`grid.report.paper_values`), the sanity section (:mod:`grid.report.sanity`) and the figures,
+so a number or a table is written the same way everywhere. Imports nothing heavy (no pandas).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from grid.store.rows import present  # the one missing-value test, re-exported for the report
+
+
+def num(value) -> str:
+    """A number as the report writes ε, λ and bounds: shortest form (``0.3``, ``10``, ``0.005``)."""
+    return f"{float(value):g}"
+
+
+def json_or_text(value):
+    """A stored JSON column value (attack configuration, library versions) decoded; the value
+    itself where it is not JSON."""
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def fmt_acc(mean, std, runs, n=None, planned=None) -> str:
+    """``mean ± std [runs; n=…]`` in %; a cell with fewer examples than planned says so."""
+    if not present(mean):
+        return "–"
+    runs = int(runs)
+    count = ""
+    if present(n):
+        count = f"; n={int(n)}"
+        if present(planned) and int(n) < int(planned):
+            count += f" of {int(planned)}: incomplete"
+    if runs > 1 and present(std):
+        return f"{100 * mean:.1f} ± {100 * std:.1f} [{runs}{count}]"
+    return f"{100 * mean:.1f} [{runs}{count}]"
+
+
+def mean_std(row, prefix: str = "robust") -> str:
+    """``row``'s ``<prefix>_accuracy`` ± ``<prefix>_std`` [runs; n] in % (:func:`fmt_acc`)."""
+    return fmt_acc(getattr(row, f"{prefix}_accuracy"), getattr(row, f"{prefix}_std", float("nan")),
+                   getattr(row, "runs", 1), getattr(row, "n", None), getattr(row, "n_planned", None))
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence], rule: str = " --- ") -> str:
+    """A markdown table; ``rule`` is the text of each cell of the line under the header
+    (the detection tables use the compact ``---``)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def frame_markdown(table) -> str:
+    """A frame of formatted cells as a markdown table, its index as the first column."""
+    header = [table.index.name or "", *[str(c) for c in table.columns]]
+    rows = [[str(index), *[str(v) for v in values]] for index, values in zip(table.index, table.to_numpy())]
+    return markdown_table(header, rows)

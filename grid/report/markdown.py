@@ -1,0 +1,267 @@
+"""The markdown report: the paper's tables and figures, then the settings behind every number.
+
+:func:`report_markdown` runs the builders of :data:`SECTIONS` in order; each takes the shared
+:class:`ReportContext` (rows, trial rows, detection rows, the accuracy table computed once,
+links to the figure files, the sanity flags) and returns markdown lines. To add a section,
+write ``def my_section(ctx) -> list[str]`` and insert it into :data:`SECTIONS` before
+:func:`grid.report.settings.settings_section`, which closes the report. Cells are accuracy in % as ``mean ± std [runs; n=examples]``; a cell computed from
+fewer examples than the evaluation plan asked for says ``n=… of …: incomplete``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import pandas as pd
+
+from .detection_tables import detection_tables as detection_table_text
+from .paper_values import AUTOATTACK, CW_ATTACK, CW_RMS_BOUND, PGD_ATTACK, RAYS, paper_comparison_section
+from .formatting import fmt_acc, frame_markdown, markdown_table, mean_std, num
+from grid.store.rows import present
+from .metrics import ACC_BY, CONFIG_COLUMNS, WORST_CASE, robust_accuracy
+from .names import dataset_name, method_name
+from .settings import settings_section
+from .tables import (
+    FIGURE4_METHODS, attack_table, config_labels, cw_accuracy, cw_table, figure_table, pgd_curves, settings_table,
+    worst_case_attacks, worst_case_table,
+)
+from grid.store.flags import flags_from_frames
+from .sanity import headline_rows, sanity_section
+
+
+@dataclass
+class ReportContext:
+    """What every section builder may use. ``figures``: paths of written figure files (any
+    format; PNG are linked), ``links_from``: the folder the markdown file is written to (links
+    are relative to it), ``None`` for links as given."""
+
+    df: pd.DataFrame
+    trials_df: Optional[pd.DataFrame] = None
+    det_df: Optional[pd.DataFrame] = None
+    cw_bound: float = CW_RMS_BOUND
+    figures: list = field(default_factory=list)
+    links_from: Optional[Path] = None
+    acc: Optional[pd.DataFrame] = None
+    flags: Optional[pd.DataFrame] = None  # sanity flags per trial (grid.stages.sanity)
+
+
+Section = Callable[[ReportContext], list]  # a section builder: context → markdown lines
+
+
+def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, det_df: Optional[pd.DataFrame] = None,
+                    cw_bound: float = CW_RMS_BOUND, figures: Optional[list] = None,
+                    links_from: Optional[Path] = None, sections: Optional[list[Section]] = None,
+                    flags: Optional[pd.DataFrame] = None) -> str:
+    """The paper's results as markdown: Figures 3–6, Tables 1–3, worst case, trials, detection, settings.
+
+    df: example rows; trials_df: trial rows (``grid.store.load_trials``) or None; det_df:
+    detection rows for Tables 5–8 or None; figures: figure files to link (``grid.report.figures``);
+    sections: builders to run instead of :data:`SECTIONS`. Tables 1–3 and the worst case are in
+    the paper's layout (methods down, datasets across), each followed by the same numbers per
+    configuration with clean accuracy; an attack with no rows gives a note, not a table.
+    """
+    # Sanity flags first; collapsed trials are kept out of every table below (grid.stages.sanity).
+    # ``flags``: already computed by the caller (grid.report.export shares them with the figures).
+    if flags is None:
+        flags = flags_from_frames(df, trials_df)
+    df, trials_df = headline_rows(df, flags), (None if trials_df is None else headline_rows(trials_df, flags))
+    # The accuracy table (with the worst case) is computed once and shared: on a full grid
+    # this is the slow step.
+    ctx = ReportContext(df, trials_df, det_df, cw_bound, list(figures or []), links_from,
+                        acc=robust_accuracy(df, by=ACC_BY), flags=flags)
+    parts = ["# ER-Grid results", "",
+             "Accuracy in %, `mean ± std [runs; n=examples]` over seeds; robust = correct clean and under "
+             "attack. `worst case` = robust under every attack run at that ε (per example). A cell with "
+             "fewer examples than planned is marked `incomplete`.", ""]
+    for section in (SECTIONS if sections is None else sections):
+        parts += section(ctx)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _figure_links(ctx: ReportContext, prefix: str) -> list[str]:
+    """Markdown image links to the PNG figures whose names start with ``prefix`` (PDF beside them)."""
+    pngs = [Path(p) for p in ctx.figures if Path(p).suffix == ".png" and Path(p).stem.startswith(prefix)]
+    links = []
+    for png in pngs:
+        pdf = png.with_suffix(".pdf")
+        also = f" ([PDF]({_link(ctx, pdf)}))" if any(Path(p) == pdf for p in ctx.figures) else ""
+        links += [f"![{png.stem}]({_link(ctx, png)}){also}", ""]
+    return links
+
+
+def _link(ctx: ReportContext, path: Path) -> str:
+    if ctx.links_from is None:
+        return path.as_posix()
+    return Path(os.path.relpath(Path(path).resolve(), Path(ctx.links_from).resolve())).as_posix()
+
+
+def table1_section(ctx: ReportContext) -> list[str]:
+    return _attack_section(ctx.df, ctx.acc, AUTOATTACK, "Table 1: AutoAttack (ℓ∞) accuracy, %",
+                           "Per configuration, with clean accuracy and the per-example worst case over attacks:",
+                           with_worst_case_column=True)
+
+
+def table2_section(ctx: ReportContext) -> list[str]:
+    return _cw_section(ctx.df, ctx.cw_bound)
+
+
+def table3_section(ctx: ReportContext) -> list[str]:
+    return _attack_section(ctx.df, ctx.acc, RAYS, "Table 3: RayS black-box (ℓ∞) accuracy, %",
+                           "Per configuration, with clean accuracy and mean queries:", extra="queries")
+
+
+def worst_case_section(ctx: ReportContext) -> list[str]:
+    return _worst_case_section(ctx.df, ctx.acc)
+
+
+def row_settings_section(ctx: ReportContext) -> list[str]:
+    settings = settings_table(ctx.df)
+    if settings is None:
+        return []
+    return ["## Settings behind each row (λ, training ε)", "", frame_markdown(settings), ""]
+
+
+def trials_section(ctx: ReportContext) -> list[str]:
+    return [] if ctx.trials_df is None else _trial_summary(ctx.trials_df)
+
+
+def detection_tables(det_df: Optional[pd.DataFrame]) -> str:
+    """The paper's detection Tables 5–8 under the report's heading; '' when there are no rows.
+
+    The tables themselves (familiar-attack Table 5, cross-attack Tables 6–8) are laid out with
+    the detection stage in :mod:`grid.report.detection_tables`.
+    """
+    text = detection_table_text(det_df)
+    return f"## Detection (Tables 5–8)\n\n{text}" if text else ""
+
+
+def detection_section(ctx: ReportContext) -> list[str]:
+    text = detection_tables(ctx.det_df)
+    return [text, ""] if text else []
+
+
+def embedding_section(ctx: ReportContext) -> list[str]:
+    """Links to the t-SNE figures (Figures 5/6) when they were drawn."""
+    links = _figure_links(ctx, "embedding_")
+    if not links:
+        return []
+    return ["## Figures 5/6: t-SNE of the code z, natural and PGD images", "",
+            "Per dataset: the code z of the evaluation subset, natural (left of each pair) and "
+            "under PGD at the paper's ε (right; ▼ = the attack changed the prediction).", "", *links]
+
+
+def figures_section(ctx: ReportContext) -> list[str]:
+    df = ctx.df
+    out = ["## Figures 3/4: PGD (ℓ∞) accuracy vs ε", "",
+           "Rows ε, columns methods: the lines that `grid.report.figures.write_figures` plots.", ""]
+    curves = pgd_curves(df)
+    if curves.empty:
+        return out + [f"_no {PGD_ATTACK} rows_", ""]
+    out += _figure_links(ctx, "figure")
+    figure4 = ", ".join(method_name(m) for m in FIGURE4_METHODS if m in set(curves["method"]))
+    for dataset in dict.fromkeys(curves["dataset"]):
+        title = dataset if dataset_name(dataset) == dataset else f"{dataset} ({dataset_name(dataset)})"
+        out += [f"### {title}", "", "Figure 3, all methods:", "",
+                frame_markdown(figure_table(curves, dataset)), ""]
+        panel = figure_table(curves, dataset, FIGURE4_METHODS)
+        if not panel.empty:
+            out += [f"Figure 4, {figure4}:", "", frame_markdown(panel), ""]
+    return out
+
+
+def _attack_section(df: pd.DataFrame, acc: pd.DataFrame, attack: str, title: str, details_caption: str,
+                    with_worst_case_column: bool = False, extra: Optional[str] = None) -> list[str]:
+    out = [f"## {title}", ""]
+    table = attack_table(df, attack, acc)
+    if table is None:
+        return out + [f"_no {attack} rows_", ""]
+    return out + [frame_markdown(table), "", details_caption, "",
+                  _attack_details(df, acc, attack, with_worst_case_column, extra), ""]
+
+
+def _attack_details(df: pd.DataFrame, acc: pd.DataFrame, attack: str, with_worst_case_column: bool = False,
+                    extra: Optional[str] = None) -> str:
+    """One row per (dataset, configuration, ε) with clean accuracy (and worst case / queries)."""
+    keys = ["dataset", "method", "train_eps", "lam", "norm", "eps"]
+    mine = acc[acc["attack"] == attack]
+    header = ["dataset", "method", "ε", "clean", attack]
+    if with_worst_case_column:
+        # pandas merges NaN keys (λ/train ε of methods without them) as equal, as needed here.
+        worst = acc[acc["attack"] == WORST_CASE][keys + ["robust_accuracy", "robust_std", "runs", "n", "n_planned"]]
+        mine = mine.merge(worst.rename(columns={"robust_accuracy": "wc_accuracy", "robust_std": "wc_std",
+                                                "runs": "wc_runs", "n": "wc_n", "n_planned": "wc_planned"}),
+                          on=keys, how="left")
+        header.append("worst case")
+    if extra == "queries":
+        queries = df[df["attack"] == attack].groupby(keys, dropna=False)["queries"].mean()
+        mine = mine.merge(queries.rename("mean_queries").reset_index(), on=keys, how="left")
+        header.append("mean queries")
+    mine = mine.assign(row_label=config_labels(mine))
+    rows = []
+    for row in mine.sort_values(["dataset", "row_label", "eps"]).itertuples():
+        cells = [row.dataset, row.row_label, num(row.eps), mean_std(row, "clean"), mean_std(row)]
+        if with_worst_case_column:
+            cells.append(fmt_acc(row.wc_accuracy, row.wc_std, row.wc_runs, row.wc_n, row.wc_planned))
+        if extra == "queries":
+            q = row.mean_queries
+            cells.append(f"{q:.0f}" if present(q) and q >= 0 else "–")
+        rows.append(cells)
+    return markdown_table(header, rows)
+
+
+def _cw_section(df: pd.DataFrame, bound: float) -> list[str]:
+    out = [f"## Table 2: C&W (ℓ2) accuracy at RMS ℓ2 ≤ {num(bound)}, %", ""]
+    if df.empty or not (df["attack"] == CW_ATTACK).any():
+        return out + [f"_no {CW_ATTACK} rows_", ""]
+    acc = cw_accuracy(df, bound)  # once, for the paper-layout table and the per-configuration rows
+    table = cw_table(df, bound, acc)
+    acc = acc.assign(row_label=config_labels(acc))
+    header = ["dataset", "method", "clean", f"C&W, RMS ℓ2 ≤ {num(bound)}"]
+    rows = [[r.dataset, r.row_label, mean_std(r, "clean"), mean_std(r)]
+            for r in acc.sort_values(["dataset", "row_label"]).itertuples()]
+    return out + [frame_markdown(table), "", "Per configuration, with clean accuracy:", "",
+                  markdown_table(header, rows), ""]
+
+
+def _worst_case_section(df: pd.DataFrame, acc: pd.DataFrame) -> list[str]:
+    out = ["## Worst case over attacks, per example, %", ""]
+    table = worst_case_table(df, acc)
+    if table is None:
+        return out + ["_no ε with two or more attacks_", ""]
+    over = worst_case_attacks(df)
+    notes = [f"- {column}: over {', '.join(over[column])}" for column in table.columns if column in over]
+    return out + [frame_markdown(table), "", *notes, ""]
+
+
+def _trial_summary(trials_df: pd.DataFrame) -> list[str]:
+    out = ["## Trials: clean accuracy and wall time", ""]
+    if trials_df.empty:
+        return out + ["_no trial rows_", ""]
+    keys = ["dataset", "method", *CONFIG_COLUMNS]
+    agg = trials_df.groupby(keys, dropna=False, sort=True).agg(
+        robust_accuracy=("clean_accuracy", "mean"), robust_std=("clean_accuracy", "std"),
+        runs=("trial_id", "nunique"), wall=("wall_seconds", "mean"),
+    ).reset_index()
+    agg = agg.assign(row_label=config_labels(agg))
+    header = ["dataset", "method", "clean accuracy", "mean wall time (min)"]
+    rows = [[r.dataset, r.row_label, mean_std(r), f"{r.wall / 60:.1f}"]
+            for r in agg.sort_values(["dataset", "row_label"]).itertuples()]
+    return out + [markdown_table(header, rows), ""]
+
+
+def sanity_checks_section(ctx: ReportContext) -> list[str]:
+    return sanity_section(ctx.flags)
+
+
+def paper_section(ctx: ReportContext) -> list[str]:
+    return paper_comparison_section(ctx.acc)
+
+
+# The report, in order. Insert new builders before settings_section, which closes the report.
+SECTIONS: list[Section] = [
+    sanity_checks_section, paper_section, figures_section, embedding_section, table1_section, table2_section,
+    table3_section, worst_case_section, row_settings_section, trials_section, detection_section, settings_section,
+]

@@ -1,0 +1,159 @@
+"""Accuracies behind the report, from the per-example result rows (pandas only).
+
+Input is the frame :func:`grid.store.load` returns (one row per evaluated example; columns of
+``grid.store.ROW_SCHEMA``). Definitions:
+
+- An example is *robust* under an attack when it is classified correctly both clean and under
+  the attack (``correct_clean & correct_adv``), so robust accuracy ≤ clean accuracy, as in
+  AutoAttack and RobustBench.
+- ``worst_case`` is a pseudo-attack: for each trial, threat model (``norm``) and ε, an example
+  counts robust only if it is robust under *every* attack run at that ε (AutoAttack's ensemble
+  rule, here over whatever attacks the plan ran). It is computed on the examples that every one
+  of those attacks evaluated, and only where at least two attacks were run; it is reported next
+  to each attack alone.
+- C&W (``cw_l2``) is unbounded: an example counts robust at an RMS-ℓ2 bound when it is correct
+  clean and the attack failed or needed ``l2_rms`` above the bound (the paper's Table 2 uses
+  :data:`grid.report.paper_values.CW_RMS_BOUND` on MNIST).
+- Runs are seeds: trials that differ only in their seed are one configuration, reported as
+  mean ± std (ddof=1) over runs with the number of runs. ``train_eps`` and ``lam`` always
+  separate configurations, whatever ``by`` says.
+
+Every accuracy carries ``n`` (examples behind it) and ``n_planned`` (the evaluation plan's
+``eval_n`` per trial and (attack, ε), read from the rows' ``eval_subset`` fingerprint).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from .paper_values import CW_ATTACK, CW_RMS_BOUND
+
+WORST_CASE = "worst_case"
+DEFAULT_BY = ("dataset", "method", "attack", "eps")
+# Trial settings other than the seed that change what a trial computes: never averaged over.
+CONFIG_COLUMNS = ("train_eps", "lam")
+# Columns that are constant within a trial (copied onto worst-case rows).
+TRIAL_COLUMNS = ("experiment", "dataset", "method", "train_eps", "lam", "seed", "epochs")
+RESULT_COLUMNS = ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std", "runs", "n", "n_planned")
+# Grouping of the report's shared accuracy table: the threat model keeps an ℓ2 worst case apart
+# from an ℓ∞ one at the same ε value.
+ACC_BY = ("dataset", "method", "attack", "norm", "eps")
+
+
+def with_worst_case(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` plus ``attack == "worst_case"`` rows: one per (trial, norm, ε, example).
+
+    Their ``correct_adv`` is True only where the example is robust under every attack of that
+    trial, norm and ε; trial-level columns are copied, per-attack columns (l2, queries, ...)
+    are left empty.
+    """
+    if df.empty:
+        return df
+    key = ["trial_id", "norm", "eps"]
+    d = df[df["attack"] != WORST_CASE].assign(
+        _robust=df["correct_clean"].astype(bool) & df["correct_adv"].astype(bool)
+    )
+    attacks_at = d.groupby(key, dropna=False)["attack"].nunique().rename("_attacks_at")
+    per_example = d.groupby(key + ["sample_idx"], dropna=False).agg(
+        _robust=("_robust", "all"),
+        _attacks=("attack", "nunique"),
+        correct_clean=("correct_clean", "first"),
+        label=("label", "first"),
+        pred_clean=("pred_clean", "first"),
+        **({"eval_subset": ("eval_subset", "first")} if "eval_subset" in d.columns else {}),
+    ).join(attacks_at, on=key)
+    # Only examples every attack at this ε evaluated (a half-finished attack must not make
+    # the ensemble look stronger or weaker), and only where there is an ensemble at all.
+    keep = (per_example["_attacks"] == per_example["_attacks_at"]) & (per_example["_attacks_at"] >= 2)
+    per_example = per_example[keep].reset_index()
+    if per_example.empty:
+        return df
+    trial_cols = [c for c in TRIAL_COLUMNS if c in d.columns]
+    trials = d[["trial_id", *trial_cols]].drop_duplicates("trial_id")
+    worst = per_example.merge(trials, on="trial_id", how="left")
+    worst["attack"] = WORST_CASE
+    worst["correct_adv"] = worst["_robust"]
+    worst = worst.drop(columns=["_robust", "_attacks", "_attacks_at"])
+    return pd.concat([df, worst.reindex(columns=df.columns)], ignore_index=True)
+
+
+def per_trial_accuracy(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.DataFrame:
+    """One row per (trial, ``by`` group): robust and clean accuracy and example count ``n``."""
+    _require(df, ["trial_id", "correct_clean", "correct_adv", *by])
+    keys = ["trial_id", *_with_config(by, df)]
+    d = df.assign(_robust=df["correct_clean"].astype(bool) & df["correct_adv"].astype(bool),
+                  _clean=df["correct_clean"].astype(bool), _planned=planned_n(df),
+                  _pair=df["attack"].astype(str) + "|" + df["eps"].astype(str))
+    out = d.groupby(keys, dropna=False, sort=True).agg(
+        robust_accuracy=("_robust", "mean"), clean_accuracy=("_clean", "mean"), n=("_robust", "size"),
+        n_planned=("_planned", "max"), _pairs=("_pair", "nunique"),
+    )
+    # The plan asks for eval_n examples per (attack, ε); a group pooling several asks for more.
+    out["n_planned"] = out["n_planned"] * out.pop("_pairs")
+    return out.reset_index()
+
+
+def planned_n(df: pd.DataFrame) -> pd.Series:
+    """Per row, the evaluation plan's examples per (attack, ε): ``n`` of its ``eval_subset``
+    fingerprint ("n=1000,seed=0"); NaN where the rows carry no fingerprint."""
+    if "eval_subset" not in df.columns:
+        return pd.Series(float("nan"), index=df.index)
+    return pd.to_numeric(df["eval_subset"].astype(str).str.extract(r"n=(\d+)")[0], errors="coerce")
+
+
+def robust_accuracy(
+    df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, worst_case: bool = True
+) -> pd.DataFrame:
+    """Robust and clean accuracy per group, mean ± std over seeds.
+
+    df: example rows (``grid.store.load``). by: grouping columns (``train_eps`` and ``lam``
+    are added when absent, since they are different configurations, not runs).
+    worst_case: add the ``worst_case`` pseudo-attack (see the module docstring); only when
+    ``attack`` is in ``by``, since otherwise its rows would be averaged in with the attacks'.
+
+    Returns columns ``by + [train_eps, lam] + robust_accuracy, robust_std, clean_accuracy,
+    clean_std, runs, n, n_planned``: accuracies in [0, 1] averaged over runs (trials), std with
+    ddof=1 (NaN for one run), ``runs`` the number of trials, ``n`` the examples over all runs.
+    """
+    by = list(by)
+    if df.empty:
+        return pd.DataFrame(columns=[*_with_config(by, df), *RESULT_COLUMNS])
+    if worst_case and "attack" in by:
+        df = with_worst_case(df)
+    trials = per_trial_accuracy(df, by)
+    keys = _with_config(by, df)
+    out = trials.groupby(keys, dropna=False, sort=True).agg(
+        robust_accuracy=("robust_accuracy", "mean"), robust_std=("robust_accuracy", "std"),
+        clean_accuracy=("clean_accuracy", "mean"), clean_std=("clean_accuracy", "std"),
+        runs=("trial_id", "nunique"), n=("n", "sum"), n_planned=("n_planned", lambda s: s.sum(min_count=1)),
+    )
+    return out.reset_index()
+
+
+def cw_bounded(df: pd.DataFrame, bound: float = CW_RMS_BOUND, attack: str = CW_ATTACK) -> pd.DataFrame:
+    """The C&W rows of ``df`` with ``correct_adv`` judged at RMS-ℓ2 ≤ ``bound``.
+
+    An example is robust when it is correct clean and either the attack failed
+    (``correct_adv``) or its adversarial example needs ``l2_rms > bound``. Misclassified clean
+    examples stay not robust (their distortion is 0).
+    """
+    if not bound > 0:
+        raise ValueError(f"bound: expected an RMS ℓ2 bound > 0, got {bound!r}")
+    cw = df[df["attack"] == attack].copy()
+    cw["correct_adv"] = cw["correct_clean"].astype(bool) & (
+        cw["correct_adv"].astype(bool) | (cw["l2_rms"] > bound)
+    )
+    return cw
+
+
+def _with_config(by: Iterable[str], df: pd.DataFrame) -> list[str]:
+    by = list(by)
+    return by + [c for c in CONFIG_COLUMNS if c not in by and c in df.columns]
+
+
+def _require(df: pd.DataFrame, columns: Iterable[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"by/df: column(s) {missing} not in the frame; columns: {', '.join(df.columns)}")

@@ -1,0 +1,85 @@
+"""Build and run the Ray Tune experiment of a :class:`~grid.spec.GridSpec`.
+
+- :func:`build_tuner`: one Tune trial per ``TrialConfig`` (``param_space`` is a grid search
+  over ``TrialConfig.to_dict()``), resources per dataset through ``tune.with_resources``,
+  ``RunConfig(storage_path, name=experiment, FailureConfig(max_failures))``, the newest
+  ``spec.keep_checkpoints`` checkpoints kept, trial names like ``digits-madry-eps0.1-lamna-s0-1a2b3c``.
+- :func:`run`: ``Tuner.fit()``; a second run of the same spec into the same experiment resumes
+  it (``grid.run.resume``), a different spec is refused (``grid.experiment.spec_record``).
+
+Where things live, for local storage ``S`` and experiment ``E``: Tune's experiment folder
+``S/E`` (trial folders with ``checkpoint_00000k`` per epoch) and the results store
+``S/E/results`` (``grid.common.locations``). The trainable finds ``S/E/results`` from Tune's
+storage context at run time, so the folder ``S/E`` can be moved or copied elsewhere and resumed
+there. For an object-store ``S`` (``s3://…``) the results URI is passed to the trials
+explicitly (its query arguments such as ``endpoint_override`` are kept).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from grid.common.errors import GridError
+from grid.common.locations import experiment_path, results_location, storage_location
+from grid.experiment.spec_record import check_recorded_spec, record_spec
+from grid.spec import GridSpec, TrialConfig, check_data_root, is_shared_storage
+
+from .resume import resume
+from .session import connect, trainable
+from .summary import RunSummary, summarize
+
+def trial_name(trial) -> str:
+    """Tune trial name and folder name: the TrialConfig's readable name."""
+    return TrialConfig.from_dict(trial.config["trial"]).name
+
+
+def build_tuner(spec: GridSpec, storage: Optional[str] = None):
+    """A ``tune.Tuner`` for every trial of ``spec``; ``storage`` overrides ``spec.storage_path``."""
+    from ray import tune
+
+    storage = storage_location(storage or spec.storage_path)
+    if spec.num_nodes > 1 and not is_shared_storage(storage):
+        raise GridError(
+            f"storage {storage!r} is a local path but the spec asks for num_nodes={spec.num_nodes}; "
+            "multi-node runs need shared storage such as s3://bucket/prefix or gs://bucket/prefix"
+        )
+    trials = spec.expand()
+    results = results_location(experiment_path(storage, spec.experiment)) if "://" in storage else None
+    param_space = {"trial": tune.grid_search([t.to_dict() for t in trials]), "results": results}
+    run_config = tune.RunConfig(
+        name=spec.experiment,
+        storage_path=storage,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # The newest spec.keep_checkpoints per trial (None: all): what a resumed or
+        # re-evaluated trial starts from, with older ones as fallbacks.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.keep_checkpoints),
+    )
+    # reuse_actors: a finished trial's worker process runs the next trial with the same
+    # resources, so torch/er_core are imported once per worker rather than once per trial.
+    tune_config = tune.TuneConfig(trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                                  reuse_actors=True)
+    return tune.Tuner(trainable(), param_space=param_space, run_config=run_config, tune_config=tune_config)
+
+
+def run(spec: GridSpec, storage: Optional[str] = None) -> RunSummary:
+    """Run every trial of ``spec``.
+
+    If ``<storage>/<experiment>`` already holds a run of the same spec (same trial configs), it is
+    resumed instead: finished trials are kept, stored batches are not redone. If it holds a
+    different spec, :class:`GridError` names the difference and nothing runs: one experiment
+    folder never holds two grids (use a new experiment name).
+    """
+    from ray import tune
+
+    check_data_root(spec.data_root)
+    path = experiment_path(storage or spec.storage_path, spec.experiment)
+    # Checked before the Tuner exists: building one creates the experiment folder.
+    if check_recorded_spec(spec, path) and tune.Tuner.can_restore(path):
+        return resume(path)
+    tuner = build_tuner(spec, storage)
+    record_spec(spec, path)
+    connect()
+    return summarize(path, tuner.fit())
+
+
+__all__ = ["build_tuner", "run", "trial_name"]

@@ -1,0 +1,94 @@
+"""Spec checks that need more than a type test: duplicate YAML keys, the size of an ε range,
+method hyperparameters against their defaults' types and their er_core Params' bounds and
+choices. Used by ``grid.spec.grid_spec`` while a spec is validated, so each fails before any trial starts."""
+
+from __future__ import annotations
+
+import math
+
+import yaml
+
+# Most ε values one {start, stop, step} range may expand to (the paper's longest sweep has
+# 17); counted arithmetically before anything is expanded, so a tiny step fails at once.
+MAX_EPS_VALUES = 1000
+
+
+def eps_range_count(name: str, start: float, stop: float, step: float) -> int:
+    """How many values the inclusive range has; ValueError naming ``<name>.step`` when more
+    than :data:`MAX_EPS_VALUES` (or when (stop − start) / step overflows)."""
+    span = (stop - start) / step  # inf for a subnormal step
+    if not math.isfinite(span):
+        raise ValueError(f"{name}.step: {step!r} from {start!r} to {stop!r} gives more than 10^308 ε values; "
+                         f"at most {MAX_EPS_VALUES} per range")
+    # Inclusive of stop; the small (relative) tolerance absorbs float error in the division.
+    count = int(math.floor(span + max(1e-9, span * 1e-12))) + 1
+    if count > MAX_EPS_VALUES:
+        raise ValueError(f"{name}.step: {step!r} from {start!r} to {stop!r} gives {count:,} ε values; "
+                         f"at most {MAX_EPS_VALUES} per range")
+    return count
+
+
+def check_data_root(data_root) -> None:
+    """A local ``data_root`` must be an existing folder where the grid starts (checked by
+    ``grid.run.run`` before any trial, not at spec validation, so ``--dry-run`` works on a
+    machine without the data); object-store URIs are staged per node (``grid.trial.data_staging``)."""
+    from pathlib import Path
+
+    if data_root is not None and "://" not in data_root and not Path(data_root).expanduser().is_dir():
+        raise ValueError(f"spec.data_root: {data_root!r} is not an existing folder")
+
+
+def load_yaml(text: str, where: str):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    one silently: a second ``epochs:`` further down would win unseen)."""
+    return yaml.load(text, Loader=_unique_key_loader(where))
+
+
+def _unique_key_loader(where: str):
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    line = key_node.start_mark.line + 1
+                    raise ValueError(f"spec.{key}: given twice in {where} (again at line {line}); keep one")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def check_hyperparam_values(where: str, method: str, dataset: str, params: dict) -> None:
+    """Each hyperparameter has its default's type (an int default takes no float or bool, a
+    float default no bool) and is a value its ``er_core`` Param accepts (its bounds or
+    choices): checked before any trial starts, not when the method is built hours later."""
+    from er_core.methods import defaults, method_class
+
+    resolved = defaults(method, dataset)
+    for key, value in params.items():
+        default = resolved.get(key)
+        if default is None or value is None:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise ValueError(f"spec.{where}.{key}: expected {type(default).__name__} like the default "
+                             f"{default!r}, got {value!r}")
+    declared = method_class(method).PARAMS
+    for key, value in params.items():
+        param = declared.get(key)
+        # None stands for the default where a setting names an option (resolve reads it so);
+        # a bounded number must be given as a number.
+        if param is None or (value is None and not param.bounded):
+            continue
+        try:
+            param.check(method, key, value)
+        except ValueError as err:
+            raise ValueError(f"spec.{where}: {err}") from err

@@ -1,0 +1,222 @@
+"""Validation of a :class:`grid.spec.GridSpec`: every field checked and normalised in place
+(lists → tuples, ε/λ → float, ranges → explicit ε lists, per-dataset defaults filled) before
+the spec exists, each mistake one ``ValueError("spec.<field>: ...")``.
+
+The per-field checks are :mod:`grid.spec.fields`; the detection and codes fields are checked
+by :mod:`grid.spec.detection_plan` and :mod:`grid.spec.codes_plan`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, Optional
+
+from er_core.dataset_info import INFO as DATASETS
+
+from .codes_plan import validate_codes_spec
+from .detection_plan import validate_detection_spec
+from grid.common.fingerprint import canonical_json
+from .checks import check_hyperparam_values
+from .fields import (DEFAULT_RESOURCES, RESOURCE_KEYS, attack_item, attack_spec, eps_list, eps_values,
+                          finite_float, in_datasets, int_at_least, name_list, no_duplicates, non_empty_list,
+                          positive_int, resources)
+
+# Starts with a letter: a Hive directory "experiment=2024" would be read back as an integer.
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+# λ and training ε are grid axes, never per-method hyperparameters.
+AXIS_HYPERPARAMS = ("lam", "train_eps")
+
+
+def methods_module():
+    """er_core.methods, imported when a spec is validated or expanded (it imports torch; a spec
+    module that does not lets its errors be read without paying for that)."""
+    import er_core.methods as methods
+
+    return methods
+
+
+def is_shared_storage(path: str) -> bool:
+    """True for object-store / remote URIs (``scheme://`` other than ``file://``)."""
+    scheme, sep, _ = path.partition("://")
+    return bool(sep) and scheme.lower() not in ("file", "local")
+
+
+def validate_spec(spec) -> None:
+    """Check and normalise every field of ``spec`` (a GridSpec being built) in place; raise
+    ``ValueError("spec.<field>: ...")`` on the first problem."""
+    set_ = functools.partial(object.__setattr__, spec)
+
+    if not isinstance(spec.experiment, str) or not EXPERIMENT_NAME.match(spec.experiment):
+        raise ValueError(
+            f"spec.experiment: {spec.experiment!r} is not a valid name; use letters, digits, "
+            "'_', '.', '-' (starting with a letter, at most 100 characters)"
+        )
+
+    set_("datasets", name_list("datasets", spec.datasets, DATASETS, "dataset"))
+
+    methods = methods_module()
+    set_("methods", name_list("methods", spec.methods, methods.METHODS, "method"))
+    adv_methods = [m for m in spec.methods if methods.uses_train_eps(m)]
+    lam_methods = [m for m in spec.methods if methods.uses_lambda(m)]
+
+    set_("epochs", positive_int("epochs", spec.epochs))
+    set_("batch_size", positive_int("batch_size", spec.batch_size))
+    set_("eval_batch_size", positive_int("eval_batch_size", spec.eval_batch_size))
+    set_("eval_seed", int_at_least("eval_seed", spec.eval_seed, minimum=0))
+    set_("num_nodes", positive_int("num_nodes", spec.num_nodes))
+    set_("max_failures", int_at_least("max_failures", spec.max_failures, minimum=-1))
+
+    seeds = non_empty_list("seeds", spec.seeds)
+    seeds = tuple(int_at_least(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds))
+    no_duplicates("seeds", seeds)
+    set_("seeds", seeds)
+
+    set_("train_eps", _train_eps(spec, adv_methods))
+    set_("lams", _lams(spec, lam_methods))
+    set_("hyperparams", _hyperparams(spec, methods))
+    set_("eval_n", _eval_n(spec))
+    set_("eval_plan", _eval_plan(spec))
+    set_("resources", _resources_by_dataset(spec))
+    set_("detection", validate_detection_spec(spec.detection, spec.datasets, spec.methods, spec.hyperparams))
+    set_("codes", validate_codes_spec(spec.codes, spec.datasets))
+    if spec.keep_checkpoints is not None:
+        set_("keep_checkpoints", positive_int("keep_checkpoints", spec.keep_checkpoints))
+
+    if not isinstance(spec.storage_path, str) or not spec.storage_path:
+        raise ValueError(f"spec.storage_path: expected a non-empty path or URI, got {spec.storage_path!r}")
+    if spec.num_nodes > 1 and not is_shared_storage(spec.storage_path):
+        raise ValueError(
+            f"spec.storage_path: {spec.storage_path!r} is a local path but num_nodes="
+            f"{spec.num_nodes}; multi-node runs need shared storage (an object-store URI "
+            "such as s3://bucket/prefix or gs://bucket/prefix)"
+        )
+    if spec.data_root is not None and (not isinstance(spec.data_root, str) or not spec.data_root):
+        raise ValueError(f"spec.data_root: expected a path string or null, got {spec.data_root!r}")
+
+
+def _train_eps(spec, adv_methods: list) -> dict:
+    raw = spec.train_eps
+    if raw is None:
+        raw = {}
+    if isinstance(raw, (list, tuple)):
+        raw = {d: raw for d in spec.datasets}
+    if not isinstance(raw, dict):
+        raise ValueError(f"spec.train_eps: expected a dict dataset → list of ε (or one list), got {raw!r}")
+    out = {}
+    for dataset, values in raw.items():
+        in_datasets("train_eps", dataset, spec.datasets)
+        out[dataset] = eps_list(f"train_eps.{dataset}", values)
+    if adv_methods:
+        missing = [d for d in spec.datasets if d not in out]
+        if missing:
+            raise ValueError(
+                f"spec.train_eps: no training ε for dataset(s) {missing}, but method(s) "
+                f"{adv_methods} train on adversarial examples"
+            )
+    return out
+
+
+def _lams(spec, lam_methods: list) -> Optional[tuple]:
+    """λ values as floats ≥ 0; None when the spec gives none (allowed only without λ methods)."""
+    if spec.lams is None:
+        if lam_methods:
+            raise ValueError(f"spec.lams: missing, but method(s) {lam_methods} use λ; give a list of λ values")
+        return None
+    values = non_empty_list("lams", spec.lams)
+    lams = tuple(finite_float(f"lams[{i}]", v, minimum=0.0) for i, v in enumerate(values))
+    no_duplicates("lams", lams)
+    return lams
+
+
+def _hyperparams(spec, methods) -> dict:
+    raw = spec.hyperparams or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"spec.hyperparams: expected a dict method → dict of hyperparameters, got {raw!r}")
+    out = {}
+    for method, params in raw.items():
+        where = f"hyperparams.{method}"
+        if method not in spec.methods:
+            raise ValueError(
+                f"spec.hyperparams: method {method!r} is not in spec.methods; valid: {', '.join(spec.methods)}"
+            )
+        if not isinstance(params, dict):
+            raise ValueError(f"spec.{where}: expected a dict of hyperparameters, got {params!r}")
+        axis = [k for k in params if k in AXIS_HYPERPARAMS]
+        if axis:
+            raise ValueError(
+                f"spec.{where}: {axis} are grid axes; set them with spec.lams / spec.train_eps"
+            )
+        valid = set(methods.defaults(method)) - set(AXIS_HYPERPARAMS)
+        unknown = sorted(set(params) - valid)
+        if unknown:
+            raise ValueError(f"spec.{where}: unknown hyperparameter(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        check_hyperparam_values(where, method, spec.datasets[0], params)
+        canonical_json(params)  # raises on values that cannot be part of a trial_id
+        out[method] = dict(params)
+    return out
+
+
+def _eval_n(spec) -> Any:
+    raw = spec.eval_n
+    per = raw if isinstance(raw, dict) else {d: raw for d in spec.datasets}
+    for dataset in per:
+        in_datasets("eval_n", dataset, spec.datasets)
+    out = {}
+    for dataset in spec.datasets:
+        if dataset not in per:
+            raise ValueError(f"spec.eval_n: no subset size for dataset {dataset!r}")
+        n = positive_int(f"eval_n.{dataset}" if isinstance(raw, dict) else "eval_n", per[dataset])
+        size = DATASETS[dataset].test_size
+        if n > size:
+            raise ValueError(
+                f"spec.eval_n: {n} examples requested but dataset {dataset!r} has {size} test examples"
+            )
+        out[dataset] = n
+    return out if isinstance(raw, dict) else out[spec.datasets[0]]
+
+
+def _eval_plan(spec) -> dict:
+    """dataset → tuple of AttackSpecs, ranges expanded, each (attack, ε) once per dataset."""
+    raw = spec.eval_plan
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError("spec.eval_plan: expected a dict dataset → list of {attack, eps, options}")
+    out = {}
+    for dataset, items in raw.items():
+        in_datasets("eval_plan", dataset, spec.datasets)
+        items = non_empty_list(f"eval_plan.{dataset}", items)
+        plan, seen = [], set()
+        for i, item in enumerate(items):
+            where = f"eval_plan.{dataset}[{i}]"
+            attack, raw_eps, options = attack_item(where, item)
+            for eps in eps_values(f"{where}.eps", raw_eps):
+                if (attack, eps) in seen:
+                    raise ValueError(f"spec.{where}: attack {attack!r} at ε={eps} appears twice for {dataset!r}")
+                seen.add((attack, eps))
+                plan.append(attack_spec(f"{where}.options", attack, eps, options))
+        out[dataset] = tuple(plan)
+    missing = [d for d in spec.datasets if d not in out]
+    if missing:
+        raise ValueError(f"spec.eval_plan: no evaluation plan for dataset(s) {missing}")
+    return out
+
+
+def _resources_by_dataset(spec) -> dict:
+    raw = spec.resources
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"spec.resources: expected {{cpu, gpu}} or a dict dataset → {{cpu, gpu}}, got {raw!r}")
+    if raw and set(raw) <= set(RESOURCE_KEYS):
+        raw = {d: raw for d in spec.datasets}
+    out = {}
+    for dataset, res in raw.items():
+        if dataset not in spec.datasets:
+            raise ValueError(
+                f"spec.resources: {dataset!r} is neither a resource ({', '.join(RESOURCE_KEYS)}) nor a "
+                f"dataset in spec.datasets ({', '.join(spec.datasets)})"
+            )
+        out[dataset] = resources(f"resources.{dataset}", res)
+    for dataset in spec.datasets:
+        out.setdefault(dataset, dict(DEFAULT_RESOURCES))
+    return out

@@ -1,0 +1,89 @@
+"""The codes stage: the code z of the evaluation subset, natural and under PGD (paper Figures 5/6).
+
+After evaluation, a trial with a ``codes`` plan (``grid.spec.codes_plan``: PGD at the trial's
+training ε by default) stores, for every example of its evaluation subset, ``z = model.embed(x)``
+of the natural image and of its ℓ∞-PGD adversarial image, with the predicted label of each:
+one row per (example, natural | adversarial), one file per trial
+(``codes/…/<trial_id>.parquet``, ``grid.store.schemas.CODES_SCHEMA``). Like every stage, a
+trial whose file is committed and intact is skipped; a file without its commit (a kill between
+the write and the commit) or a damaged one is redone. The t-SNE figure is drawn from these rows
+by ``grid.report.embedding_figure``. Adding the stage to a finished trial does not retrain it
+(the plan is not part of ``trial_id``).
+"""
+
+from __future__ import annotations
+
+from grid.common.fingerprint import canonical_json
+from grid.store.layout import codes_path
+from grid.store.rows import rows_to_table, without_partitions
+from grid.store.schemas import ADVERSARIAL, CODES_SCHEMA, NATURAL
+
+from .base import Stage, TrialBundle
+
+
+def run_codes_stage(store, trial, model, data, plan, checkpoint_hash: str, batches=None) -> int:
+    """Store z of the trial's evaluation subset, natural and under ``plan``'s PGD; returns rows written.
+
+    ``trial``: a ``grid.spec.TrialConfig``; ``plan``: its codes ``AttackSpec``; ``model``: the
+    trained inference model; ``data``: the trial's ``er_core.data.Data``; ``batches``: the
+    subset's batches (``er_core.eval_subset.eval_batches``), computed from the trial when not given.
+    """
+    import torch
+
+    from er_core.eval_subset import batch_seed, eval_batches
+    from er_core.torch_utils import model_device
+
+    if batches is None:
+        batches = eval_batches(trial.dataset, trial.eval_n, trial.eval_seed, trial.eval_batch_size)
+    attack = plan.build()
+    config = canonical_json(attack.config())
+    device = model_device(model)
+    common = {"experiment": trial.experiment, "trial_id": trial.trial_id, "dataset": trial.dataset,
+              "method": trial.method, "train_eps": trial.train_eps, "lam": trial.lam, "seed": trial.seed,
+              "attack_config": config, "checkpoint_hash": checkpoint_hash}
+    rows = []
+    for b, idx in enumerate(batches):
+        x, y = data.test_examples(idx, device)
+        # Its own seed stream ("codes_<attack>"), so a redone stage draws the same starts.
+        torch.manual_seed(batch_seed(trial.seed, trial.eval_seed, f"codes_{plan.attack}", plan.eps, b))
+        x_adv = attack(model, x, y).x_adv
+        for kind, images in ((NATURAL, x), (ADVERSARIAL, x_adv)):
+            codes, preds = embed(model, images)
+            rows += [{**common, "sample_idx": int(i), "label": int(label), "kind": kind, "pred": int(p),
+                      "code": z.tolist()} for i, label, p, z in zip(idx.tolist(), y.tolist(), preds.tolist(), codes)]
+    store.write_atomic(without_partitions(rows_to_table(rows, CODES_SCHEMA, fill={})), codes_path(store, trial))
+    return len(rows)
+
+
+def embed(model, x) -> tuple:
+    """(codes as float32 numpy (N, k), predictions (N,)) in eval mode; the model's mode is restored."""
+    import torch
+
+    from er_core.torch_utils import eval_mode
+
+    with torch.no_grad(), eval_mode(model):
+        z = model.embed(x)
+        pred = model(x).argmax(1)
+    return z.float().cpu().numpy(), pred.cpu()
+
+
+class CodesStage(Stage):
+    name = "codes"
+
+    def wants(self, trial) -> bool:
+        return bool(trial.codes)
+
+    def files(self, store, trial) -> list[str]:
+        return [codes_path(store, trial)]
+
+    def run(self, bundle: TrialBundle, redo: bool = False) -> int:
+        trial, store = bundle.trial, bundle.store
+        if not redo and store.is_committed_intact(codes_path(store, trial)):
+            return 0
+        run_codes_stage(store, trial, bundle.model, bundle.data, trial.codes, bundle.checkpoint_hash, bundle.batches)
+        return 1
+
+
+STAGE = CodesStage()
+
+__all__ = ["STAGE", "embed", "run_codes_stage"]

@@ -1,0 +1,77 @@
+"""The trial-row stage: one row per trial (``grid.store.schemas.TRIAL_SCHEMA``): clean accuracy
+judged like the rows' ``correct_clean`` (for a randomized model such as RSE, the worst case over
+its passes), per-epoch losses, wall time (training across restarts plus this process's
+post-training work), device and checkpoint hash.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from grid.store.layout import trial_row_path
+
+from .base import Stage, TrialBundle
+
+
+def subset_accuracy(model, data, trial, batches=None) -> float:
+    """Clean accuracy on the evaluation subset, judged like the rows' ``correct_clean``: per
+    evaluation batch, through ``er_core.evaluate.judge`` over the model's passes."""
+    import er_core.evaluate
+    from er_core.eval_subset import eval_batches
+    from er_core.torch_utils import model_device
+
+    if batches is None:
+        batches = eval_batches(trial.dataset, trial.eval_n, trial.eval_seed, trial.eval_batch_size)
+    device = model_device(model)
+    passes = er_core.evaluate.passes_for(model)
+    correct = 0
+    for idx in batches:
+        x, y = data.test_examples(idx, device)
+        correct += int((er_core.evaluate.judge(model, x, y, passes) == y).sum())
+    return correct / trial.eval_n
+
+
+def device_name(device: str) -> str:
+    """"cpu" or e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"."""
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    index = torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def write_trial_row(store, trial, state, checkpoint_hash: str, clean_accuracy: float, device: str,
+                    wall_seconds: float) -> None:
+    """The trial-level row: training curve, clean accuracy, wall time, device."""
+    store.write_trial({
+        "trial_id": trial.trial_id, "experiment": trial.experiment, "dataset": trial.dataset,
+        "method": trial.method, "train_eps": trial.train_eps, "lam": trial.lam, "seed": trial.seed,
+        "epochs": trial.epochs, "clean_accuracy": clean_accuracy, "losses_json": json.dumps(state.losses),
+        "wall_seconds": wall_seconds, "device": device_name(device), "checkpoint_hash": checkpoint_hash,
+    })
+
+
+class TrialRowStage(Stage):
+    name = "trial_row"
+
+    def wants(self, trial) -> bool:
+        return True
+
+    def files(self, store, trial) -> list[str]:
+        return [trial_row_path(store, trial)]
+
+    def run(self, bundle: TrialBundle, redo: bool = False) -> int:
+        trial, store = bundle.trial, bundle.store
+        if not redo and store.is_committed_intact(trial_row_path(store, trial)):
+            return 0
+        accuracy = subset_accuracy(bundle.model, bundle.data, trial, bundle.batches)
+        write_trial_row(store, trial, bundle.state, bundle.checkpoint_hash, accuracy, bundle.device,
+                        wall_seconds=bundle.state.train_seconds + time.perf_counter() - bundle.started)
+        return 1
+
+
+STAGE = TrialRowStage()
+
+__all__ = ["STAGE", "device_name", "subset_accuracy", "write_trial_row"]

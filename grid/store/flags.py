@@ -1,0 +1,148 @@
+"""Sanity flags of stored trials: er_core's rules applied to the store's rows, and the stored
+flags read back.
+
+The rules and their thresholds live in :mod:`er_core.sanity` (pure Python, shared with the
+Ray-free fidelity runner). The sanity stage (``grid.stages.sanity``) stores one file per
+trial; ``er-grid report`` recomputes every flag from the rows it reads (:func:`flags_from_frames`),
+so a store written before the flags existed, or a threshold changed since, is still checked;
+``status`` and ``query`` read the stored flags and compute the missing ones from rows
+(:func:`flags_for_trials`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+import pandas as pd
+
+from er_core.dataset_info import info
+from er_core.sanity import COLLAPSED, FLAG_NAMES, AttackOutcome, Flag, trial_flags
+
+from .layout import SANITY_DIR
+from .locate import open_results
+from .readers import load_flags
+from .rows import present
+
+
+def outcomes_from_frame(df) -> dict[str, list[AttackOutcome]]:
+    """Trial id → outcomes, from a frame of example rows (``grid.store.load``)."""
+    out: dict[str, list[AttackOutcome]] = {}
+    if df.empty:
+        return out
+    robust = df["correct_clean"].astype(bool) & df["correct_adv"].astype(bool)
+    failed = df["gradient_failed"].eq(True) if "gradient_failed" in df else robust & False
+    d = df.assign(_robust=robust, _failed=failed)
+    for (trial_id, attack, norm, eps), g in d.groupby(["trial_id", "attack", "norm", "eps"], sort=False):
+        samples = g["sample_idx"].to_numpy()
+        out.setdefault(trial_id, []).append(AttackOutcome(
+            attack=attack, norm=norm, eps=float(eps), evaluated=frozenset(samples.tolist()),
+            robust=frozenset(samples[g["_robust"].to_numpy()].tolist()), gradient_failed=int(g["_failed"].sum()),
+        ))
+    return out
+
+
+def flags_from_frames(df, trials_df=None):
+    """Recompute every flag from example rows ``df`` and trial rows ``trials_df`` → flags frame.
+
+    Clean accuracy comes from the trial row, else from the examples' ``correct_clean``.
+    """
+    flags, trials = compute_flags(df, trials_df)
+    return flags_frame(flags, trials)
+
+
+def compute_flags(df, trials_df=None) -> tuple[list[Flag], dict[str, dict]]:
+    """(flags, trial records) of every trial in the example rows ``df`` or trial rows ``trials_df``."""
+    outcomes = outcomes_from_frame(df)
+    trials = _trial_records(df, trials_df)
+    flags = []
+    for trial_id, trial in trials.items():
+        flags += trial_flags(trial, outcomes.get(trial_id, []), info(trial["dataset"]).num_classes)
+    return flags, trials
+
+
+def _trial_records(df, trials_df) -> dict[str, dict]:
+    """trial_id → {trial_id, experiment, dataset, method, train_eps, clean_accuracy, losses}."""
+    out: dict[str, dict] = {}
+    if not df.empty:
+        clean = df.drop_duplicates(["trial_id", "sample_idx"]).groupby("trial_id")["correct_clean"].mean()
+        for r in df.drop_duplicates("trial_id").itertuples(index=False):
+            out[r.trial_id] = {"trial_id": r.trial_id, "experiment": r.experiment, "dataset": r.dataset,
+                               "method": r.method, "train_eps": _none_if_nan(r.train_eps),
+                               "clean_accuracy": float(clean[r.trial_id]), "losses": []}
+    if trials_df is not None and not trials_df.empty:
+        # The trial row's clean accuracy (the model's own forward on the whole subset) and its
+        # training curve take precedence; a trial with no example rows yet is still checked.
+        # Columns a hand-made trial frame lacks are taken from the example rows.
+        for r in trials_df.to_dict("records"):
+            base = out.get(r["trial_id"], {})
+            losses = r.get("losses_json")
+            out[r["trial_id"]] = {
+                **base, "trial_id": r["trial_id"], "experiment": r.get("experiment", base.get("experiment")),
+                "dataset": r["dataset"], "method": r["method"], "train_eps": _none_if_nan(r.get("train_eps")),
+                "clean_accuracy": float(r["clean_accuracy"]),
+                "losses": json.loads(losses) if isinstance(losses, str) else [],
+            }
+    return out
+
+
+def _none_if_nan(value):
+    return float(value) if present(value) else None
+
+
+FLAG_COLUMNS = ("experiment", "dataset", "method", "trial_id", "flag", "attack", "eps", "value", "threshold",
+                "evidence")
+
+
+def flags_frame(flags: list[Flag], trials: dict[str, dict]):
+    """Flags as a frame with :data:`FLAG_COLUMNS` (trial columns from ``trials``)."""
+    rows = [{**{k: trials[f.trial_id][k] for k in ("experiment", "dataset", "method")},
+             **{k: getattr(f, k) for k in ("trial_id", "flag", "attack", "eps", "value", "threshold", "evidence")}}
+            for f in flags]
+    return pd.DataFrame(rows, columns=list(FLAG_COLUMNS))
+
+
+def checked_trials(store) -> set[str]:
+    """Trial ids with a stored flags file (from file names only)."""
+    return {path.rsplit("/", 1)[-1][: -len(".parquet")] for path in store.files(SANITY_DIR)}
+
+
+def flags_for_trials(root, trial_ids: Iterable[str], damaged: str = "raise"):
+    """Flags of ``trial_ids``: stored where checked, else recomputed from the store's rows.
+    ``damaged="skip"`` leaves damaged files out of both, like the rows they annotate."""
+    store = open_results(root)
+    wanted = sorted(set(trial_ids))
+    if not wanted:
+        return flags_frame([], {})
+    stored = load_flags(store, damaged=damaged, trial_id=wanted)[list(FLAG_COLUMNS)]
+    missing = [t for t in wanted if t not in checked_trials(store)]
+    if not missing:
+        return stored.reset_index(drop=True)
+    fresh = flags_from_frames(store.load(damaged=damaged, trial_id=missing),
+                              store.load_trials(damaged=damaged, trial_id=missing))
+    parts = [f for f in (stored, fresh) if not f.empty]
+    return pd.concat(parts, ignore_index=True) if parts else flags_frame([], {})
+
+
+def flag_names(flags_df) -> dict[str, str]:
+    """trial_id → comma-separated flag names (sorted), for the trials that have any."""
+    if flags_df.empty:
+        return {}
+    return {t: ",".join(sorted(set(g["flag"]))) for t, g in flags_df.groupby("trial_id")}
+
+
+def status_summary(flags_df) -> str:
+    """One line for ``er-grid status``: how many trials carry each flag."""
+    if flags_df.empty:
+        return "sanity flags: none"
+    counts = flags_df.groupby("flag")["trial_id"].nunique()
+    return (f"sanity flags: {flags_df['trial_id'].nunique()} trial(s) flagged — "
+            + ", ".join(f"{name} {counts[name]}" for name in FLAG_NAMES if name in counts))
+
+
+def collapsed_trials(flags_df) -> set[str]:
+    return set(flags_df.loc[flags_df["flag"] == COLLAPSED, "trial_id"]) if not flags_df.empty else set()
+
+
+__all__ = ["FLAG_COLUMNS", "checked_trials", "collapsed_trials", "compute_flags", "flag_names", "flags_for_trials",
+           "flags_frame", "flags_from_frames", "outcomes_from_frame", "status_summary"]

@@ -1,0 +1,59 @@
+"""Every reader of every table of the results store, all through one path convention
+(:func:`~grid.store.open_results`: an experiment folder, its ``results`` folder, a URI of
+either, or a ResultStore; a folder with neither is one clear error).
+
+``filters``: column=value (equality; ``None`` matches nulls) or column=[values] (any of).
+``damaged``: "raise" (default: :class:`~grid.store.manifest.DamagedStore` naming each damaged
+committed file) or "skip" (leave them out).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import pandas as pd
+
+from .layout import CODES_DIR, DETECTION_DIR, SANITY_DIR
+from .locate import open_results
+from .results_store import ResultStore
+from .schemas import CODES_SCHEMA, DETECTION_SCHEMA, SANITY_SCHEMA
+
+RootLike = Union[str, Path, ResultStore]
+
+
+def load(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
+    """All committed example rows under ``root`` as a pandas DataFrame (columns of ``ROW_SCHEMA``)."""
+    return open_results(root).load(damaged=damaged, **filters)
+
+
+def load_trials(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
+    """All committed trial rows under ``root`` (columns of ``TRIAL_SCHEMA``)."""
+    return open_results(root).load_trials(damaged=damaged, **filters)
+
+
+def load_detection(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
+    """Detection rows under ``root`` (columns of ``DETECTION_SCHEMA``)."""
+    store = open_results(root)
+    # The store prunes files by "<trial_id>.parquet" names; detection files carry a plan hash
+    # too, so trial_id is filtered on the rows instead of the file names.
+    trial_ids = filters.pop("trial_id", None)
+    df = store.load_table(DETECTION_DIR, DETECTION_SCHEMA, filters, damaged=damaged)
+    if trial_ids is not None:
+        wanted = list(trial_ids) if isinstance(trial_ids, (list, tuple, set, frozenset)) else [trial_ids]
+        df = df[df["trial_id"].isin(wanted)].reset_index(drop=True)
+    return df
+
+
+def load_codes(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
+    """Code rows under ``root`` (columns of ``CODES_SCHEMA``: z of the evaluation subset,
+    natural and under PGD, the t-SNE figures' input)."""
+    return open_results(root).load_table(CODES_DIR, CODES_SCHEMA, filters, damaged=damaged)
+
+
+def load_flags(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
+    """Stored sanity-flag rows under ``root`` (columns of ``SANITY_SCHEMA``)."""
+    return open_results(root).load_table(SANITY_DIR, SANITY_SCHEMA, filters, damaged=damaged)
+
+
+__all__ = ["load", "load_codes", "load_detection", "load_flags", "load_trials"]

@@ -1,0 +1,109 @@
+"""A trial's checkpoints: the method's state (model, critic, every optimiser), where training
+stopped (:class:`TrainState`) and torch's RNG state, written to a folder Tune persists, with a
+few-byte ``epoch.json`` sidecar so the newest checkpoint on storage is found without
+downloading every state file. Loaded with ``torch.load(weights_only=True)``: nothing is
+unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from grid.experiment.files import EPOCH_FILE, STATE_FILE, checkpoint_epochs
+
+
+@dataclasses.dataclass
+class TrainState:
+    """What a checkpoint holds besides the method: where training stopped and how it went."""
+
+    epoch: int = 0
+    losses: list = dataclasses.field(default_factory=list)  # one dict of mean losses per epoch
+    train_seconds: float = 0.0
+
+
+def save_state(method, state: TrainState, directory: Path) -> None:
+    """Write the checkpoint: plain tensors and Python values only (weights_only loads it)."""
+    payload = {
+        "method": method.state_dict(),
+        "epoch": state.epoch,
+        "losses": json.dumps(state.losses),
+        "train_seconds": state.train_seconds,
+        "torch_rng": torch.get_rng_state(),
+    }
+    tmp = directory / (STATE_FILE + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, directory / STATE_FILE)
+    # A few bytes naming the epoch, so a restore can pick the newest checkpoint on storage
+    # without downloading every state file.
+    (directory / EPOCH_FILE).write_text(json.dumps({"epoch": state.epoch, "train_seconds": state.train_seconds}))
+
+
+def checkpoint_candidates(tune_checkpoint) -> list:
+    """Checkpoints to restore from, newest epoch first: this trial's on storage, then Tune's.
+
+    Why not only ``tune.get_checkpoint()``: Tune learns of a trial's checkpoints from the
+    experiment state that the driver saves every few seconds, so after the driver itself is
+    killed (a crash of the job, not of the trial) Tune may restore the trial with an older
+    checkpoint or none, although newer ones are already persisted in the trial's folder.
+    """
+    from ray import tune
+
+    storage = tune.get_context().get_storage()
+    tune_checkpoints = [tune_checkpoint] if tune_checkpoint is not None else []
+    return stored_checkpoints(storage.storage_filesystem, storage.trial_fs_path) + tune_checkpoints
+
+
+def stored_checkpoints(fs, trial_path: str) -> list:
+    """The ``checkpoint_*`` folders persisted in a trial folder, newest epoch first (by the
+    epoch sidecar; one without a readable sidecar was not persisted completely)."""
+    from ray import tune
+
+    return [tune.Checkpoint(path, filesystem=fs) for _epoch, _seconds, path in checkpoint_epochs(fs, trial_path)]
+
+
+def restore_latest(method, candidates: list) -> TrainState:
+    """Restore from the first candidate that loads; a checkpoint cut short by a kill during
+    its upload fails to load and the next older one is used. Fresh state when none loads."""
+    for checkpoint in candidates:
+        try:
+            return restore_state(method, checkpoint)
+        except (OSError, RuntimeError, EOFError, KeyError):
+            continue
+    return TrainState()
+
+
+def restore_state(method, checkpoint) -> TrainState:
+    """Load the latest reported checkpoint into ``method``; a fresh TrainState if none."""
+    if checkpoint is None:
+        return TrainState()
+    with checkpoint.as_directory() as directory:
+        payload = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+    method.load_state_dict(payload["method"])
+    # fit reseeds the global RNG from (seed, epoch) at every epoch start; restoring it here
+    # keeps anything drawn before the first resumed epoch identical as well.
+    torch.set_rng_state(payload["torch_rng"])
+    return TrainState(
+        epoch=int(payload["epoch"]),
+        losses=json.loads(payload["losses"]),
+        train_seconds=float(payload["train_seconds"]),
+    )
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """sha256 (16 hex digits) of the model's weights (names, shapes, dtypes, bytes).
+
+    The checkpoint's identity in result rows. Only the inference model counts: optimiser
+    and critic state do not change what is evaluated.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

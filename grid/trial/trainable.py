@@ -1,0 +1,178 @@
+"""A trial's two entry points: train then run the post-training stages (what Ray Tune calls),
+or run only the missing stages of a finished trial from its newest checkpoint (``er-grid
+resume``'s repair). Both build the same :class:`~grid.stages.TrialBundle` and iterate the one
+registry of stages, ``grid.stages.STAGES``, so a trial's outputs never depend on which path
+produced them.
+
+``train_and_evaluate(config)`` is what Tune calls. ``config`` is Tune's ``param_space`` entry
+for one trial: ``{"trial": TrialConfig.to_dict(), "results": <results URI or None>}``.
+``results`` is None for local storage: the results then live in ``<experiment dir>/results``,
+found from Tune's storage context at run time, so an experiment folder that was moved
+(``Tuner.restore`` on the new path) keeps writing next to itself; no absolute path of ours
+is stored anywhere. An object-store URI (``s3://bucket/grid?endpoint_override=…``) is passed
+explicitly because its query arguments are not recoverable from Tune's filesystem object.
+
+Steps:
+
+1. restore: the newest checkpoint (``grid.trial.checkpoints``: method state_dict with model,
+   critic and every optimiser, finished epoch, losses so far, torch RNG state), loaded with
+   ``torch.load(weights_only=True)``;
+2. :func:`load_trial_data`: the dataset once per trial; small datasets move to the trial's
+   device as whole tensors, larger ones stay on the host;
+3. :func:`train`: the remaining epochs through ``er_core.train.fit``; after every epoch a
+   checkpoint is reported with the metrics (losses and clean accuracy on a held-out slice; every
+   report has the same keys, ``grid.trial.progress``);
+4. ``grid.stages.run_stages``: evaluation, detection, codes, trial row, sanity, each skipping
+   what is committed and intact.
+
+Test hooks (``grid.common.faults``, used by the resume tests; unset in normal runs) SIGKILL the
+trial process after a given epoch or evaluation batch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+import er_core.data
+import er_core.methods
+import er_core.train
+from er_core.eval_subset import holdout_indices
+from grid.common.faults import KILL_AFTER_EPOCHS_ENV, kill_if_asked
+from grid.common.locations import filesystem
+from grid.spec import TrialConfig
+from grid.stages import TrialBundle, run_stages
+from grid.store import ResultStore
+
+from .checkpoints import TrainState, checkpoint_candidates, restore_latest, save_state, stored_checkpoints
+from .checkpoints import weights_hash
+from .data_staging import local_dataset_dir
+from .progress import ProgressReport, holdout_accuracy
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def train_and_evaluate(config: dict) -> None:
+    """Tune function trainable. ``config``: ``{"trial": TrialConfig dict, "results": str|None}``."""
+    from ray import tune
+
+    trial = TrialConfig.from_dict(config["trial"])
+    store = ResultStore(results_root(config["results"]))
+    device, method = trial_method(trial)
+    state = restore_latest(method, checkpoint_candidates(tune.get_checkpoint()))
+    data = load_trial_data(trial, device)
+    # Every report carries the same keys (Tune fixes its columns at the first one): losses,
+    # held-out clean accuracy and evaluation batches, in training and evaluation alike.
+    progress = ProgressReport(len(trial.eval_batches()), state.epoch, (state.losses or [{}])[-1], state.epoch)
+    holdout = holdout_indices(trial.dataset, len(data.y_test), trial.eval_n, trial.eval_seed)
+
+    def report_epoch(epoch_done: int, metrics: dict, state_now: TrainState) -> None:
+        kill_if_asked(KILL_AFTER_EPOCHS_ENV, epoch_done - 1)
+        metrics = {**metrics, "holdout_accuracy": holdout_accuracy(method.model, data, holdout)}
+        state_now.losses[-1]["holdout_accuracy"] = metrics["holdout_accuracy"]
+        with tempfile.TemporaryDirectory(prefix="er_grid_ckpt_") as tmp:
+            save_state(method, state_now, Path(tmp))
+            tune.report(progress.train(epoch_done, metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    state = train(method, data, trial, state, report_epoch)
+
+    def report_progress(done: int, total: int) -> None:
+        tune.report(progress.evaluation(done, total))
+
+    run_stages(TrialBundle(trial=trial, store=store, method=method, data=data,
+                           checkpoint_hash=weights_hash(method.model), device=device, state=state,
+                           report_progress=report_progress))
+
+
+def repair_trial(trial_dict: dict, trial_path: str, results_root: str) -> dict[str, int]:
+    """Run the stages of a finished trial again from its newest checkpoint in ``trial_path``,
+    computing only what the store lacks (a damaged file is moved aside first). Returns the
+    files written per stage."""
+    trial = TrialConfig.from_dict(trial_dict)
+    device, method = trial_method(trial)
+    fs, folder = filesystem(trial_path)
+    state = restore_latest(method, stored_checkpoints(fs, folder))
+    if state.epoch < trial.epochs:
+        raise RuntimeError(f"{trial.name}: the newest complete checkpoint is epoch {state.epoch} of "
+                           f"{trial.epochs}; repair only re-evaluates trained trials")
+    data = load_trial_data(trial, device)
+    # wall_seconds of a rewritten trial row: training (from the checkpoint) plus this repair.
+    return run_stages(TrialBundle(trial=trial, store=ResultStore(results_root), method=method, data=data,
+                                  checkpoint_hash=weights_hash(method.model), device=device, state=state))
+
+
+def trial_method(trial: TrialConfig) -> tuple[str, object]:
+    """(device, the trial's er_core method, untrained), with one intra-op thread per reserved CPU
+    so that several trials share a node without oversubscribing."""
+    device = trial_device(trial)
+    torch.set_num_threads(max(1, int(trial.resources["cpu"])))
+    return device, er_core.methods.make(trial.method, trial.dataset, device=device, **trial.method_hyperparams())
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def results_root(results: Optional[str]) -> str:
+    """The store root: ``results`` when given, else ``<experiment dir>/results`` from Tune."""
+    if results is not None:
+        return results
+    from ray import tune
+    import pyarrow.fs
+
+    storage = tune.get_context().get_storage()
+    if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+        raise ValueError(
+            "results: an object-store experiment needs its results URI in the trial config "
+            "(grid.run.tuner passes <storage URI>/<experiment>/results); got None"
+        )
+    return str(Path(storage.experiment_fs_path) / "results")
+
+
+def trial_device(trial: TrialConfig) -> str:
+    """cuda when the trial reserved a GPU (fractions included) and one is visible, else cpu."""
+    return "cuda" if trial.resources["gpu"] > 0 and torch.cuda.is_available() else "cpu"
+
+
+# --------------------------------------------------------------------------- data + training
+
+
+def load_trial_data(trial: TrialConfig, device: str) -> er_core.data.Data:
+    """Load the dataset once per trial; small ones go to the device whole (no DataLoader).
+
+    ``trial.data_root`` holds one folder per dataset (``<data_root>/<dataset>``, like
+    ``$ER_GRID_DATA_ROOT``), locally or on an object store (copied once per node, see
+    ``grid.trial.data_staging``); None means er_core's default. Nothing is downloaded here.
+    """
+    root = None if trial.data_root is None else local_dataset_dir(trial.data_root, trial.dataset)
+    return er_core.data.for_training(er_core.data.load(trial.dataset, root=root), device)
+
+
+def train(method, data, trial: TrialConfig, state: TrainState,
+          report_epoch: Callable[[int, dict, TrainState], None]) -> TrainState:
+    """Train epochs ``state.epoch + 1 .. trial.epochs``; ``report_epoch`` checkpoints each."""
+    if state.epoch >= trial.epochs:
+        return state
+    last = time.perf_counter()
+
+    def on_epoch(epoch_done: int, metrics: dict) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        state.epoch = epoch_done
+        state.losses.append({k: float(v) for k, v in metrics.items()})
+        state.train_seconds += now - last
+        last = now
+        report_epoch(epoch_done, metrics, state)
+
+    er_core.train.fit(
+        method, data, epochs=trial.epochs, batch_size=trial.batch_size,
+        start_epoch=state.epoch, seed=trial.seed, on_epoch=on_epoch,
+    )
+    return state
+
+
+__all__ = ["load_trial_data", "repair_trial", "results_root", "train", "train_and_evaluate", "trial_device"]

@@ -1,0 +1,142 @@
+"""Figures 3/4: plotted values equal the hand-computed accuracies; at the paper's full grid size
+(15 method × λ configurations, four datasets) every line has its own colour/style pair, a method
+keeps its colour across figures, the legend stays outside the panels, files are PNG (300 dpi)
+and PDF. Runtime: ~6 s (two 4-panel figures saved twice)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from matplotlib.container import ErrorbarContainer
+from matplotlib.image import imread
+
+from grid.report.figures import DPI, METHOD_COLORS, pgd_figure, write_figures
+from grid.report import pgd_curves
+from grid.store import ROW_SCHEMA
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def pgd_rows(dataset: str, method: str, per_seed: dict, lam=None) -> list[dict]:
+    """``per_seed``: seed → {ε: robust flags of examples 0, 1, ...}."""
+    rows = []
+    for seed, by_eps in per_seed.items():
+        for eps, robust in by_eps.items():
+            rows += [{
+                "experiment": "unit", "trial_id": f"{dataset}-{method}-{lam}-{seed}", "dataset": dataset,
+                "method": method, "train_eps": None, "lam": lam, "seed": seed, "epochs": 1, "attack": "pgd",
+                "norm": "Linf", "eps": eps, "batch": 0, "sample_idx": i, "label": 0, "pred_clean": 0,
+                "pred_adv": 0, "correct_clean": True, "correct_adv": bool(r),
+            } for i, r in enumerate(robust)]
+    return rows
+
+
+@pytest.fixture
+def df() -> pd.DataFrame:
+    rows = (
+        pgd_rows("mnist", "none", {0: {0.0: [1, 1, 1, 1], 0.1: [1, 1, 0, 0], 0.2: [0, 0, 0, 0]},
+                                   1: {0.0: [1, 1, 1, 0], 0.1: [1, 0, 0, 0], 0.2: [0, 0, 0, 0]}})
+        + pgd_rows("mnist", "e_cla", {0: {0.0: [1, 1, 1, 1], 0.1: [1, 1, 1, 0], 0.2: [1, 0, 0, 0]}})
+        + pgd_rows("mnist", "er_minus", {0: {0.0: [1, 1, 1, 1], 0.1: [1, 1, 1, 1], 0.2: [1, 1, 0, 0]},
+                                         1: {0.0: [1, 1, 1, 1], 0.1: [1, 1, 1, 0], 0.2: [1, 0, 0, 0]}},
+                   lam=1.0)
+        # digits has no Figure 4 method: no figure4_digits.png.
+        + pgd_rows("digits", "madry", {0: {0.05: [1, 1, 1, 0], 0.1: [1, 1, 0, 0]}})
+        # Other attacks are not in the PGD figures.
+        + [{**r, "attack": "fgsm"} for r in pgd_rows("mnist", "none", {0: {0.1: [1, 1, 1, 1]}})]
+    )
+    frame = pd.DataFrame(rows)
+    assert set(frame.columns) <= set(ROW_SCHEMA.names)
+    return frame
+
+
+def panel(fig, title: str):
+    (ax,) = [ax for ax in fig.axes if ax.get_title() == title]
+    return ax
+
+
+def plotted(ax) -> dict[str, list[float]]:
+    """Legend label → y data of each labelled line (error-bar caps are unlabelled)."""
+    return {line.get_label(): [float(v) for v in line.get_ydata()]
+            for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def test_figure_lines_are_the_mean_accuracies_over_seeds(df):
+    curves = pgd_curves(df)
+    fig3 = pgd_figure(curves)
+    assert [ax.get_title() for ax in fig3.axes] == ["MNIST", "digits"]  # one panel per dataset, paper order
+    mnist = panel(fig3, "MNIST")
+    assert plotted(mnist) == {  # in %, at ε 0, 0.1, 0.2, the paper's method order
+        "No Defense": [87.5, 37.5, 0.0],
+        "ER-Classifier−": [100.0, 87.5, 37.5],
+        "E-CLA": [100.0, 75.0, 25.0],
+    }
+    assert list(mnist.get_lines()[0].get_xdata()) == [0.0, 0.1, 0.2]
+    # Error bars only for the two-seed lines; ER-Classifier−: seeds 100/100, 100/75, 50/25 %,
+    # so the bars span ± std = 0, ±17.68, ±17.68 points.
+    bars = [c for c in mnist.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2
+    segments = bars[1].lines[2][0].get_segments()
+    assert [round(float(s[1][1] - s[0][1]), 2) for s in segments] == [0.0, 35.36, 35.36]
+    fig4 = pgd_figure(curves, methods=("e_cla", "vae_cla", "er_minus"))
+    assert [ax.get_title() for ax in fig4.axes] == ["MNIST"]  # digits ran none of them
+    assert list(plotted(fig4.axes[0])) == ["ER-Classifier−", "E-CLA"]
+
+
+PAPER_CONFIGS = [(m, None) for m in ("none", "madry", "trades", "rse", "e_cla", "vae_cla")] + [
+    (m, lam) for m in ("er", "er_minus", "er_trades") for lam in (1.0, 5.0, 10.0)]
+
+
+def full_grid(methods=PAPER_CONFIGS) -> pd.DataFrame:
+    """The paper's 15 configurations on four datasets, PGD at 5 ε, 4 examples each (synthetic)."""
+    rows = []
+    for d, dataset in enumerate(("mnist", "cifar10", "stl10", "tiny_imagenet")):
+        for c, (method, lam) in enumerate(methods):
+            flags = {round(0.01 * k, 2): [(c + k + d + i) % 3 > 0 for i in range(4)] for k in range(5)}
+            rows += pgd_rows(dataset, method, {0: flags}, lam=lam)
+    return pd.DataFrame(rows)
+
+
+def test_full_grid_figures_are_distinct_legible_and_written_as_png_and_pdf(tmp_path):
+    written = write_figures(full_grid(), tmp_path)
+    assert [p.name for p in written] == ["figure3.png", "figure3.pdf", "figure4.png", "figure4.pdf"]
+    for path in written:
+        magic = path.read_bytes()[:8]
+        assert magic == PNG_MAGIC if path.suffix == ".png" else magic.startswith(b"%PDF")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)  # no temp files
+
+    curves = pgd_curves(full_grid())
+    fig3, fig4 = pgd_figure(curves), pgd_figure(curves, methods=("e_cla", "vae_cla", "er_minus"))
+    height, width, _ = imread(written[0]).shape
+    assert (width, height) == tuple(round(v * DPI) for v in fig3.get_size_inches())
+    colours = {}
+    for fig in (fig3, fig4):
+        fig.canvas.draw()
+        (legend,) = fig.legends
+        box = legend.get_window_extent()
+        for ax in fig.axes:
+            lines = [l for l in ax.get_lines() if not l.get_label().startswith("_")]
+            styles = [(l.get_color(), str(l.get_linestyle()), l.get_marker()) for l in lines]
+            assert len(styles) == len(set(styles)), f"two lines look alike in {ax.get_title()}"
+            # The legend box lies outside every panel (window extents in display pixels).
+            assert not box.overlaps(ax.get_window_extent()), ax.get_title()
+            for line in lines:
+                colours.setdefault(line.get_label().split(" (")[0], set()).add(line.get_color())
+        assert len(legend.get_texts()) == len(set(fig.axes[0].get_legend_handles_labels()[1]))
+    assert len(fig3.axes) == 4 and len(fig3.legends[0].get_texts()) == 15
+    # One colour per method in every panel of both figures.
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert colours["E-CLA"] == {METHOD_COLORS["e_cla"]}
+
+
+def test_figure4_title_names_only_methods_that_ran(tmp_path):
+    without_vae = [c for c in PAPER_CONFIGS if c[0] != "vae_cla"]
+    curves = pgd_curves(full_grid(without_vae))
+    from grid.report.figures import FIGURES, figure_title
+    title = figure_title(FIGURES[1][2], curves, FIGURES[1][1])
+    assert title == "Figure 4: ER-Classifier−, E-CLA"
+
+
+def test_no_pgd_rows_writes_nothing(df, tmp_path):
+    assert write_figures(df[df["attack"] != "pgd"], tmp_path / "none") == []
+    assert not (tmp_path / "none").exists()
