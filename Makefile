@@ -27,7 +27,7 @@ test: $(STAMP)
 # (ER_GRID_DATA_ROOT unset, HOME empty) and no internet needed: the data, download and README
 # tests must pass there (real-MNIST tests skip). The clone uses this checkout's venv.
 CLEAN_CLONE_TESTS := tests/er_core/test_data.py tests/er_core/test_download.py \
-	tests/grid/test_data_staging.py tests/grid/test_data_cli.py tests/test_readme.py
+	tests/grid/trial/test_data_staging.py tests/grid/cli/test_data_cli.py tests/test_readme.py
 
 test-clean-clone: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \

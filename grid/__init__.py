@@ -1,13 +1,14 @@
 """Orchestration of the ER-Classifier experiments: spec → trials, Ray Tune, parquet store, reports.
 
 ``grid`` decides what runs where and what is kept; the learning itself lives in ``er_core``.
-Modules: ``spec`` (GridSpec, TrialConfig), ``store`` (ResultStore, schemas, load),
-``report`` (robust-accuracy tables), ``fingerprint`` (canonical hashing, versions),
-``models`` (:func:`load_model`: a trained model back from an experiment),
-``trainable``/``run``/``cli`` (Ray Tune and the ``er-grid`` command).
+Its rooms, bottom up (ARCHITECTURE.md has the rule of each): ``common`` (hashing, locations,
+the user error), ``spec`` (GridSpec, TrialConfig), ``store`` (ResultStore, schemas, every
+reader), ``stages`` (the post-training stages, one registry), ``experiment`` (the experiment
+folder, status, :func:`load_model`), ``trial`` (the Tune trainable and the repair), ``run``
+(Ray Tune: run, resume, cost), ``report`` (the paper's tables and figures), ``cli`` (``er-grid``).
 
-Submodules are imported on use (``from grid.spec.grid_spec import GridSpec``) so that importing
-``grid`` never pulls in Ray or pyarrow.
+Rooms are imported on use (``from grid.spec import GridSpec``), so importing ``grid`` pulls in
+neither Ray, torch nor pyarrow.
 """
 
 

@@ -220,7 +220,7 @@ def forget_outdated_demo(experiment: Path) -> None:
 
     from grid.common.errors import GridError
     from grid.experiment.spec_record import check_recorded_spec
-    from grid.spec.grid_spec import GridSpec
+    from grid.spec import GridSpec
 
     try:
         check_recorded_spec(GridSpec.from_dict(dict(SMOKE, storage_path=str(experiment.parent))), str(experiment))

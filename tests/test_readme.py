@@ -19,46 +19,46 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
 DEMO = "make demo (grid/demo.py)"
-E2E = "tests/grid/test_e2e.py::test_ray_job_submit_smoke_preset"
-CLUSTER = "tests/grid/test_cli.py::test_cluster_yaml_is_valid_and_locked_down"
-S3 = "tests/grid/test_e2e.py::test_object_store_storage_run_status_query"
+E2E = "tests/grid/scenarios/test_e2e.py::test_ray_job_submit_smoke_preset"
+CLUSTER = "tests/grid/cli/test_cli.py::test_cluster_yaml_is_valid_and_locked_down"
+S3 = "tests/grid/scenarios/test_e2e.py::test_object_store_storage_run_status_query"
 
 #: README command prefix → where it runs ("path::test" or make demo / CI).
 EXERCISED_BY: dict[str, list[str]] = {
     "make demo": [DEMO],
     "make test": [".ci/run"],
-    "er-grid data fetch": ["tests/grid/test_data_cli.py::test_fetch_then_check_in_the_default_data_root",
-                           "tests/grid/test_data_cli.py::test_check_names_the_damaged_file_and_the_fix"],
-    "er-grid data check": ["tests/grid/test_data_cli.py::test_fetch_then_check_in_the_default_data_root"],
-    "er-grid run": [S3, "tests/grid/test_cli.py::test_invalid_spec_names_the_field"],
+    "er-grid data fetch": ["tests/grid/cli/test_data_cli.py::test_fetch_then_check_in_the_default_data_root",
+                           "tests/grid/cli/test_data_cli.py::test_check_names_the_damaged_file_and_the_fix"],
+    "er-grid data check": ["tests/grid/cli/test_data_cli.py::test_fetch_then_check_in_the_default_data_root"],
+    "er-grid run": [S3, "tests/grid/cli/test_cli.py::test_invalid_spec_names_the_field"],
     "er-grid status": [S3, DEMO],
-    "er-grid resume": ["tests/grid/test_resume.py::test_kill_in_training_and_evaluation_then_resume_from_moved_folder"],
-    "er-grid query": [E2E, "tests/grid/test_cli.py::test_query_gives_each_attack_and_the_worst_case", DEMO],
-    "er-grid report": ["tests/grid/test_cli.py::test_report_prints_markdown_tables",
-                       "tests/grid/test_cli.py::test_report_writes_figures"],
-    "python jobs/full_grid.py --dry-run": ["tests/grid/test_cli.py::test_dry_run_prints_trials_and_gpu_hours"],
+    "er-grid resume": ["tests/grid/scenarios/test_resume.py::test_kill_in_training_and_evaluation_then_resume_from_moved_folder"],
+    "er-grid query": [E2E, "tests/grid/cli/test_cli.py::test_query_gives_each_attack_and_the_worst_case", DEMO],
+    "er-grid report": ["tests/grid/cli/test_cli.py::test_report_prints_markdown_tables",
+                       "tests/grid/cli/test_cli.py::test_report_writes_figures"],
+    "python jobs/full_grid.py --dry-run": ["tests/grid/cli/test_cli.py::test_dry_run_prints_trials_and_gpu_hours"],
     "python jobs/full_grid.py --preset smoke": [E2E, DEMO],
     "export RAY_AUTH_MODE=token": [DEMO, E2E],
     "ray get-auth-token --generate": [DEMO, E2E],
     "ray start --head": [DEMO, E2E],
-    "ray job submit": [E2E, DEMO, "tests/grid/test_resume.py::test_driver_killed_mid_evaluation_then_resume"],
+    "ray job submit": [E2E, DEMO, "tests/grid/scenarios/test_resume.py::test_driver_killed_mid_evaluation_then_resume"],
     # Need AWS: tests validate the config these read against Ray's own schema instead.
     "ray up cluster.yaml": [CLUSTER],
     "ray dashboard cluster.yaml": [CLUSTER],
     "ray down cluster.yaml": [CLUSTER],
     "er-grid status s3://": [S3],
     "er-grid query s3://": [S3],
-    "er-grid report s3://": ["tests/grid/test_cli.py::test_report_prints_markdown_tables", S3],
+    "er-grid report s3://": ["tests/grid/cli/test_cli.py::test_report_prints_markdown_tables", S3],
     # The smoke preset through the trainable's own steps, and its dry run through the job file.
-    "python jobs/fidelity.py --preset smoke": ["tests/grid/test_sanity_report.py::test_flags_are_stored_per_trial",
-                                               "tests/grid/test_fidelity_job.py::test_smoke_preset_has_the_same_shape_on_digits"],
+    "python jobs/fidelity.py --preset smoke": ["tests/grid/report/test_sanity_report.py::test_flags_are_stored_per_trial",
+                                               "tests/grid/scenarios/test_fidelity_job.py::test_smoke_preset_has_the_same_shape_on_digits"],
     "python jobs/fidelity.py --no-ray": ["tests/er_core/test_fidelity_run.py::test_runs_with_er_core_alone_and_writes_the_table"],
 }
 
 #: Commands in the README that no test runs, and why.
 NOT_RUN_BY_TESTS = {
     "python jobs/fidelity.py --storage": "the paper preset needs a GPU (MNIST, PGD-40 training); its spec is "
-                                         "checked by tests/grid/test_fidelity_job.py and the same code runs "
+                                         "checked by tests/grid/scenarios/test_fidelity_job.py and the same code runs "
                                          "the smoke preset",
     "ray stop": "stops every Ray process of the user on the machine, the test session's head "
                 "included; make demo and the tests stop their own head with the SIGTERM that "
@@ -149,6 +149,11 @@ def test_architecture_names_every_module_and_result_column():
     modules += [p for p in sorted((REPO / "er_core").iterdir()) if (p / "__init__.py").is_file()]
     missing = [str(p.relative_to(REPO)) for p in modules
                if f"`{p.name}`" not in doc and f"`{p.name}/`" not in doc]
+    # grid's rooms: every package in the floors table, every module of it by <room>/<module>.
+    rooms = [p for p in sorted((REPO / "grid").iterdir()) if (p / "__init__.py").is_file()]
+    missing += [f"grid/{room.name}/" for room in rooms if f"`{room.name}/`" not in doc]
+    missing += [f"grid/{room.name}/{m.name}" for room in rooms for m in sorted(room.glob("*.py"))
+                if m.name != "__init__.py" and f"`{room.name}/{m.name}`" not in doc]
     assert not missing, f"add these to ARCHITECTURE.md's module map: {missing}"
     columns = [f.name for f in (*ROW_SCHEMA, *TRIAL_SCHEMA) if f"`{f.name}`" not in doc]
     assert not columns, f"add these columns to ARCHITECTURE.md's results schema: {columns}"

@@ -39,7 +39,7 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None,
             epoch_seconds, note = None, None
             if args.calibrate:
                 from grid.run.cost import calibrate
-                from grid.store.readers import load_trials
+                from grid.store import load_trials
 
                 # Only trial rows are needed: an experiment folder or its results folder, by the
                 # readers' one path convention (grid.store.open_results).

@@ -17,6 +17,7 @@ from grid.common.errors import GridError
 from grid.common.fingerprint import canonical_json
 from grid.common.locations import filesystem, folder_candidates, storage_location
 from grid.spec import DEFAULT_RESOURCES, GridSpec, TrialConfig
+from grid.store import ResultStore
 
 from .files import SPEC_FILE
 
@@ -34,8 +35,6 @@ def trial_records(spec: GridSpec) -> dict:
 
 def record_spec(spec: GridSpec, path: str) -> None:
     """Write ``grid_spec.json`` (spec and trial ids; no paths of ours) into the experiment folder."""
-    from grid.store import ResultStore
-
     fs, base = filesystem(path)
     fs.create_dir(base, recursive=True)
     payload = {"experiment": spec.experiment, "trials": trial_records(spec),

@@ -21,12 +21,10 @@ the one import for the report's API.
 
 from __future__ import annotations
 
-from .paper_values import CW_RMS_BOUND
 from .markdown import detection_tables, report_markdown
 from .metrics import ACC_BY, WORST_CASE, cw_bounded, robust_accuracy
-from .tables import (
-    FIGURE4_METHODS, attack_table, cw_table, figure_table, pgd_curves, settings_table, worst_case_table,
-)
+from .paper_values import CW_RMS_BOUND
+from .tables import FIGURE4_METHODS, attack_table, cw_table, figure_table, pgd_curves, settings_table, worst_case_table
 
 __all__ = [
     "ACC_BY", "CW_RMS_BOUND", "FIGURE4_METHODS", "WORST_CASE", "attack_table", "cw_bounded", "cw_table",

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .formatting import markdown_table, num
 from grid.store.rows import present
+
+from .formatting import markdown_table, num
 
 CRITERIA_LABELS = {"acc_adv": "ACC-ADV", "acc_nadv": "ACC-NADV", "acc_cla": "ACC-CLA", "acc_com": "ACC-COM"}
 PAPER_CRITERIA = ("acc_nadv", "acc_com")  # what Tables 5–8 print

@@ -25,9 +25,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from grid.store import ADVERSARIAL, NATURAL, load_codes
+from grid.store.rows import present
+
 from .figures import save_figure
 from .formatting import num
-from grid.store.rows import present
 from .names import dataset_name, method_name, method_rank
 
 # Preferred pairs, first match wins: the paper's E-CLA vs ER-Classifier (without min-max).

@@ -25,12 +25,13 @@ from typing import Optional
 import pandas as pd
 
 from grid.common.files import write_text_atomic
-from .query import attacks_covered, with_completeness
+from grid.store.flags import flags_from_frames
+
 from .formatting import json_or_text
 from .markdown import report_markdown
 from .metrics import ACC_BY, WORST_CASE, robust_accuracy
 from .names import dataset_name, method_name
-from grid.store.flags import flags_from_frames
+from .query import attacks_covered, with_completeness
 from .sanity import headline_rows
 
 

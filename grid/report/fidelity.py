@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 
-from er_core.fidelity_run import column_name, format_table, trial_label
 from er_core.sanity import final_loss
+from grid.store import flag_names, flags_from_frames, load, load_trials
 
 
 def summaries_from_store(root, experiment: str) -> list[dict]:
     """One summary per stored trial of ``experiment``, with the keys ``format_table`` reads."""
-    from grid.store.flags import flag_names, flags_from_frames
-    from grid.store.readers import load, load_trials
+    # The Ray-free runner's table helpers live beside its trial loop, which loads torch.
+    from er_core.fidelity_run import column_name, trial_label
 
     df = load(root, experiment=experiment)
     trials = load_trials(root, experiment=experiment)
@@ -41,6 +41,8 @@ def summaries_from_store(root, experiment: str) -> list[dict]:
 
 def fidelity_table(root, experiment: str) -> str:
     """The markdown table of ``er_core.fidelity_run.format_table`` for a finished grid run."""
+    from er_core.fidelity_run import format_table
+
     return format_table(summaries_from_store(root, experiment))
 
 

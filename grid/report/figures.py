@@ -36,6 +36,7 @@ from matplotlib.lines import Line2D
 
 from grid.common.files import write_bytes_atomic
 from grid.store.rows import present
+
 from .names import dataset_name, method_name, method_rank
 from .tables import FIGURE4_METHODS, pgd_curves
 

@@ -17,19 +17,20 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from .detection_tables import detection_tables as detection_table_text
-from .paper_values import AUTOATTACK, CW_ATTACK, CW_RMS_BOUND, PGD_ATTACK, RAYS, paper_comparison_section
-from .formatting import fmt_acc, frame_markdown, markdown_table, mean_std, num
+from grid.store.flags import flags_from_frames
 from grid.store.rows import present
+
+from .detection_tables import detection_tables as detection_table_text
+from .formatting import fmt_acc, frame_markdown, markdown_table, mean_std, num
 from .metrics import ACC_BY, CONFIG_COLUMNS, WORST_CASE, robust_accuracy
 from .names import dataset_name, method_name
+from .paper_values import AUTOATTACK, CW_ATTACK, CW_RMS_BOUND, PGD_ATTACK, RAYS, paper_comparison_section
+from .sanity import headline_rows, sanity_section
 from .settings import settings_section
 from .tables import (
     FIGURE4_METHODS, attack_table, config_labels, cw_accuracy, cw_table, figure_table, pgd_curves, settings_table,
     worst_case_attacks, worst_case_table,
 )
-from grid.store.flags import flags_from_frames
-from .sanity import headline_rows, sanity_section
 
 
 @dataclass

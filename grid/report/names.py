@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from er_core.dataset_info import INFO
+
 from .paper_values import PAPER_VALUES
 
 

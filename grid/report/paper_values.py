@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .formatting import markdown_table, num
 from grid.store.rows import present
+
+from .formatting import markdown_table, num
 
 # Registry names of the attacks behind Table 1 (AutoAttack), Table 2 (C&W-ℓ2), Table 3 (RayS)
 # and Figures 3/4 (PGD).

@@ -3,8 +3,9 @@ without ``collapsed`` trials, and the flags column of ``er-grid query``."""
 
 from __future__ import annotations
 
-from .formatting import markdown_table
 from grid.store.flags import collapsed_trials, flag_names
+
+from .formatting import markdown_table
 
 
 def sanity_section(flags_df) -> list[str]:

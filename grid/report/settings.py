@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .formatting import json_or_text, markdown_table, num
 from grid.store.rows import present
+
+from .formatting import json_or_text, markdown_table, num
 from .names import dataset_name, method_name
 
 

@@ -18,11 +18,12 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
-from .paper_values import CW_ATTACK, CW_RMS_BOUND, PGD_ATTACK
-from .formatting import mean_std, num
 from grid.store.rows import present
+
+from .formatting import mean_std, num
 from .metrics import ACC_BY, WORST_CASE, cw_bounded, robust_accuracy
 from .names import dataset_name, dataset_rank, method_name, method_rank
+from .paper_values import CW_ATTACK, CW_RMS_BOUND, PGD_ATTACK
 
 # Figure 4: the embedding regulariser without adversarial training against its two ablations.
 FIGURE4_METHODS = ("e_cla", "vae_cla", "er_minus")

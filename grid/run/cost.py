@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 from er_core.dataset_info import INFO, info
 
 if TYPE_CHECKING:
-    from grid.spec.grid_spec import TrialConfig
+    from grid.spec import TrialConfig
 
 ASSUMED_GPU = "NVIDIA H200 (141 GB), batch 128, data on the GPU"
 PGD_STEP_COST = 0.6

@@ -14,7 +14,7 @@ are computed; each damaged file is moved aside
 from __future__ import annotations
 
 from grid.common.locations import join, results_location
-from grid.experiment.status import status, trials_to_repair
+from grid.experiment import status, trials_to_repair
 from grid.spec import TrialConfig
 
 from .summary import RunSummary, summarize

@@ -19,8 +19,8 @@ from grid.common.locations import filesystem, storage_location
 from grid.experiment.spec_record import experiment_folder
 
 from .repair import repair_finished_trials
-from .summary import RunSummary
 from .session import connect, trainable
+from .summary import RunSummary
 
 
 def resume(path: str) -> RunSummary:

@@ -28,6 +28,7 @@ from .resume import resume
 from .session import connect, trainable
 from .summary import RunSummary, summarize
 
+
 def trial_name(trial) -> str:
     """Tune trial name and folder name: the TrialConfig's readable name."""
     return TrialConfig.from_dict(trial.config["trial"]).name

@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from er_core.attack_spec import AttackSpec
-
 from grid.common.fingerprint import canonical_json
-from .fields import (attack_item, attack_spec, check_keys, finite_float, in_datasets, int_at_least, name_list, one_of,
-                          positive_int)
+
+from .fields import (
+    attack_item, attack_spec, check_keys, finite_float, in_datasets, int_at_least, name_list, one_of, positive_int,
+)
 
 # The paper's pairing (Section 4.5.1): KD and LID on an undefended net, ER1/ER2 on ER-Classifier.
 DEFAULT_DETECTOR_METHODS: dict[str, tuple[str, ...]] = {

@@ -13,8 +13,8 @@ import math
 from typing import Iterable
 
 from er_core.attack_spec import AttackSpec
-
 from grid.common.fingerprint import canonical_json
+
 from .checks import eps_range_count
 
 RESOURCE_KEYS = ("cpu", "gpu")

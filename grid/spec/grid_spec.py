@@ -54,11 +54,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from er_core.attack_spec import AttackSpec
+from grid.common.fingerprint import short_hash
 
+from .checks import load_yaml
 from .codes_plan import trial_codes_plan
 from .detection_plan import DetectionPlan, trial_detection_plan
-from grid.common.fingerprint import short_hash
-from .checks import load_yaml
 from .fields import check_keys, plain
 from .validation import methods_module, validate_spec
 

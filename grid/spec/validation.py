@@ -13,14 +13,15 @@ import re
 from typing import Any, Optional
 
 from er_core.dataset_info import INFO as DATASETS
+from grid.common.fingerprint import canonical_json
 
+from .checks import check_hyperparam_values
 from .codes_plan import validate_codes_spec
 from .detection_plan import validate_detection_spec
-from grid.common.fingerprint import canonical_json
-from .checks import check_hyperparam_values
-from .fields import (DEFAULT_RESOURCES, RESOURCE_KEYS, attack_item, attack_spec, eps_list, eps_values,
-                          finite_float, in_datasets, int_at_least, name_list, no_duplicates, non_empty_list,
-                          positive_int, resources)
+from .fields import (
+    DEFAULT_RESOURCES, RESOURCE_KEYS, attack_item, attack_spec, eps_list, eps_values, finite_float, in_datasets,
+    int_at_least, name_list, no_duplicates, non_empty_list, positive_int, resources,
+)
 
 # Starts with a letter: a Hive directory "experiment=2024" would be read back as an integer.
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")

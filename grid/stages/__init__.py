@@ -27,14 +27,14 @@ STAGES: tuple[Stage, ...] = (
 
 def run_stages(bundle: TrialBundle) -> dict[str, int]:
     """Run every stage the trial wants, each computing only what is not committed and intact;
-    a derived stage is redone when an earlier one wrote anything. Returns files written per stage."""
+    a stage derived from others is redone when one of them wrote anything. Returns files
+    written per stage."""
     written: dict[str, int] = {}
-    changed = False
     for stage in STAGES:
         if not stage.wants(bundle.trial):
             continue
-        written[stage.name] = stage.run(bundle, redo=stage.derived and changed)
-        changed = changed or written[stage.name] > 0
+        redo = any(written.get(name, 0) > 0 for name in stage.derived_from)
+        written[stage.name] = stage.run(bundle, redo=redo)
     return written
 
 

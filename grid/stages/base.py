@@ -57,12 +57,13 @@ class TrialBundle:
 class Stage:
     """One post-training stage. Subclasses set ``name`` and implement the three methods.
 
-    ``derived``: the stage's output is computed from earlier stages' committed files (the
-    sanity flags from the rows), so it is redone whenever an earlier stage wrote anything.
+    ``derived_from``: the earlier stages whose committed files this stage's output is computed
+    from (the sanity flags from the rows and the trial row): it is redone whenever one of them
+    wrote anything.
     """
 
     name: str = ""
-    derived: bool = False
+    derived_from: tuple[str, ...] = ()
 
     def wants(self, trial) -> bool:
         """Whether ``trial`` runs this stage (its spec may leave optional stages out)."""
@@ -78,4 +79,25 @@ class Stage:
         raise NotImplementedError
 
 
-__all__ = ["Stage", "TrialBundle"]
+class SingleFileStage(Stage):
+    """A stage that commits one file per trial (:meth:`path`), skipped while that file is
+    committed and intact; a missing or damaged one is recomputed (:meth:`compute`) and the store
+    moves the damaged file aside before replacing it."""
+
+    def path(self, store, trial) -> str:
+        raise NotImplementedError
+
+    def compute(self, bundle: TrialBundle) -> None:
+        raise NotImplementedError
+
+    def files(self, store, trial) -> list[str]:
+        return [self.path(store, trial)]
+
+    def run(self, bundle: TrialBundle, redo: bool = False) -> int:
+        if not redo and bundle.store.is_committed_intact(self.path(bundle.store, bundle.trial)):
+            return 0
+        self.compute(bundle)
+        return 1
+
+
+__all__ = ["SingleFileStage", "Stage", "TrialBundle"]

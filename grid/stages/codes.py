@@ -18,7 +18,7 @@ from grid.store.layout import codes_path
 from grid.store.rows import rows_to_table, without_partitions
 from grid.store.schemas import ADVERSARIAL, CODES_SCHEMA, NATURAL
 
-from .base import Stage, TrialBundle
+from .base import SingleFileStage, TrialBundle
 
 
 def run_codes_stage(store, trial, model, data, plan, checkpoint_hash: str, batches=None) -> int:
@@ -67,21 +67,18 @@ def embed(model, x) -> tuple:
     return z.float().cpu().numpy(), pred.cpu()
 
 
-class CodesStage(Stage):
+class CodesStage(SingleFileStage):
     name = "codes"
 
     def wants(self, trial) -> bool:
         return bool(trial.codes)
 
-    def files(self, store, trial) -> list[str]:
-        return [codes_path(store, trial)]
+    def path(self, store, trial) -> str:
+        return codes_path(store, trial)
 
-    def run(self, bundle: TrialBundle, redo: bool = False) -> int:
-        trial, store = bundle.trial, bundle.store
-        if not redo and store.is_committed_intact(codes_path(store, trial)):
-            return 0
-        run_codes_stage(store, trial, bundle.model, bundle.data, trial.codes, bundle.checkpoint_hash, bundle.batches)
-        return 1
+    def compute(self, bundle: TrialBundle) -> None:
+        run_codes_stage(bundle.store, bundle.trial, bundle.model, bundle.data, bundle.trial.codes,
+                        bundle.checkpoint_hash, bundle.batches)
 
 
 STAGE = CodesStage()

@@ -25,7 +25,7 @@ from grid.store.layout import detection_path
 from grid.store.rows import rows_to_table, without_partitions
 from grid.store.schemas import DETECTION_SCHEMA
 
-from .base import Stage, TrialBundle
+from .base import SingleFileStage, TrialBundle
 
 
 def run_detection_stage(store, trial, model, data, plan, checkpoint_hash: str,
@@ -74,21 +74,18 @@ def run_detection_stage(store, trial, model, data, plan, checkpoint_hash: str,
     return len(rows)
 
 
-class DetectionStage(Stage):
+class DetectionStage(SingleFileStage):
     name = "detection"
 
     def wants(self, trial) -> bool:
         return bool(trial.detection)
 
-    def files(self, store, trial) -> list[str]:
-        return [detection_path(store, trial, trial.detection)]
+    def path(self, store, trial) -> str:
+        return detection_path(store, trial, trial.detection)
 
-    def run(self, bundle: TrialBundle, redo: bool = False) -> int:
-        trial, store = bundle.trial, bundle.store
-        if not redo and store.is_committed_intact(detection_path(store, trial, trial.detection)):
-            return 0
-        run_detection_stage(store, trial, bundle.model, bundle.data, trial.detection, bundle.checkpoint_hash)
-        return 1
+    def compute(self, bundle: TrialBundle) -> None:
+        run_detection_stage(bundle.store, bundle.trial, bundle.model, bundle.data, bundle.trial.detection,
+                            bundle.checkpoint_hash)
 
 
 STAGE = DetectionStage()

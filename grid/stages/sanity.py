@@ -1,7 +1,7 @@
 """The sanity stage: er_core's sanity flags of a finished trial, from its committed rows and
 trial row, one file per trial (``sanity/…/<trial_id>.parquet``, ``grid.store.schemas.SANITY_SCHEMA``).
 Zero rows when nothing is flagged, so "checked, clean" differs from "not checked". Derived from
-the earlier stages' files, so it is redone whenever one of them was (re)written. The rules are
+the rows and the trial row, so it is redone whenever either was (re)written. The rules are
 ``er_core.sanity``; how status, query and report read the flags is ``grid.store.flags``.
 """
 
@@ -12,7 +12,7 @@ from grid.store.layout import sanity_path
 from grid.store.rows import rows_to_table, without_partitions
 from grid.store.schemas import SANITY_SCHEMA
 
-from .base import Stage, TrialBundle
+from .base import SingleFileStage, TrialBundle
 
 FLAG_FIELDS = ("flag", "attack", "eps", "value", "threshold", "evidence")
 
@@ -42,22 +42,18 @@ def check_trial(store, trial) -> list:
     return flags
 
 
-class SanityStage(Stage):
+class SanityStage(SingleFileStage):
     name = "sanity"
-    derived = True
+    derived_from = ("evaluation", "trial_row")
 
     def wants(self, trial) -> bool:
         return True
 
-    def files(self, store, trial) -> list[str]:
-        return [sanity_path(store, trial)]
+    def path(self, store, trial) -> str:
+        return sanity_path(store, trial)
 
-    def run(self, bundle: TrialBundle, redo: bool = False) -> int:
-        trial, store = bundle.trial, bundle.store
-        if not redo and store.is_committed_intact(sanity_path(store, trial)):
-            return 0
-        check_trial(store, trial)
-        return 1
+    def compute(self, bundle: TrialBundle) -> None:
+        check_trial(bundle.store, bundle.trial)
 
 
 STAGE = SanityStage()

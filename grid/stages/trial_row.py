@@ -11,7 +11,7 @@ import time
 
 from grid.store.layout import trial_row_path
 
-from .base import Stage, TrialBundle
+from .base import SingleFileStage, TrialBundle
 
 
 def subset_accuracy(model, data, trial, batches=None) -> float:
@@ -53,23 +53,19 @@ def write_trial_row(store, trial, state, checkpoint_hash: str, clean_accuracy: f
     })
 
 
-class TrialRowStage(Stage):
+class TrialRowStage(SingleFileStage):
     name = "trial_row"
 
     def wants(self, trial) -> bool:
         return True
 
-    def files(self, store, trial) -> list[str]:
-        return [trial_row_path(store, trial)]
+    def path(self, store, trial) -> str:
+        return trial_row_path(store, trial)
 
-    def run(self, bundle: TrialBundle, redo: bool = False) -> int:
-        trial, store = bundle.trial, bundle.store
-        if not redo and store.is_committed_intact(trial_row_path(store, trial)):
-            return 0
-        accuracy = subset_accuracy(bundle.model, bundle.data, trial, bundle.batches)
-        write_trial_row(store, trial, bundle.state, bundle.checkpoint_hash, accuracy, bundle.device,
+    def compute(self, bundle: TrialBundle) -> None:
+        accuracy = subset_accuracy(bundle.model, bundle.data, bundle.trial, bundle.batches)
+        write_trial_row(bundle.store, bundle.trial, bundle.state, bundle.checkpoint_hash, accuracy, bundle.device,
                         wall_seconds=bundle.state.train_seconds + time.perf_counter() - bundle.started)
-        return 1
 
 
 STAGE = TrialRowStage()

@@ -13,6 +13,8 @@ of them. No torch at import.
 
 from __future__ import annotations
 
+from grid.common.fingerprint import er_grid_code_version
+
 from .check import StoreCheck, check_store
 from .flags import flag_names, flags_for_trials, flags_from_frames, status_summary
 from .layout import (
@@ -27,7 +29,6 @@ from .schemas import (
     ADVERSARIAL, CODES_SCHEMA, DETECTION_SCHEMA, NATURAL, ROW_SCHEMA, SANITY_SCHEMA, TRIAL_SCHEMA, UTC_TIMESTAMP,
     column,
 )
-from grid.common.fingerprint import er_grid_code_version
 
 __all__ = [
     "ADVERSARIAL", "CODES_DIR", "CODES_SCHEMA", "DETECTION_DIR", "DETECTION_SCHEMA", "DamagedStore", "EXAMPLES_DIR",

@@ -1,7 +1,8 @@
 """The results store's commit record: a file counts as results only once its commit is recorded.
 
 One manifest per trial, ``<results>/_commits/<trial_id>.json``, names every file of that trial
-that is part of the store (examples batches, the trial row, detection rows)::
+that is part of the store: every table a trial writes (examples batches, the trial row,
+detection, codes and sanity rows; ``grid.store.layout``)::
 
     {"format": "er-grid-commits/1", "trial_id": "1a2b3c4d5e",
      "files": {"examples/experiment=e/dataset=d/method=m/1a2b3c4d5e__pgd__eps0.1__b0.parquet":

@@ -15,7 +15,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-
 from . import manifest
 from . import rows as store_rows
 from .rows import PARTITION_COLUMNS

@@ -48,8 +48,9 @@ from . import manifest
 from .layout import EXAMPLES_DIR, MOVED_ASIDE_DIR, TRIALS_DIR, UNIQUE_KEYS
 from .manifest import Commit, DamagedStore
 from .read import READ_THREADS, key_matches, read_committed
-from .rows import PARTITION_COLUMNS, SEP, eps_text, file_schema, name_part, partition_value, rows_to_table
-from .rows import without_partitions
+from .rows import (
+    PARTITION_COLUMNS, SEP, eps_text, file_schema, name_part, partition_value, rows_to_table, without_partitions,
+)
 from .schemas import ROW_SCHEMA, TRIAL_SCHEMA
 
 # --------------------------------------------------------------------------- store

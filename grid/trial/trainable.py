@@ -48,11 +48,9 @@ from grid.spec import TrialConfig
 from grid.stages import TrialBundle, run_stages
 from grid.store import ResultStore
 
-from .checkpoints import TrainState, checkpoint_candidates, restore_latest, save_state, stored_checkpoints
-from .checkpoints import weights_hash
+from .checkpoints import TrainState, checkpoint_candidates, restore_latest, save_state, stored_checkpoints, weights_hash
 from .data_staging import local_dataset_dir
 from .progress import ProgressReport, holdout_accuracy
-
 
 # --------------------------------------------------------------------------- entry points
 
@@ -121,8 +119,8 @@ def results_root(results: Optional[str]) -> str:
     """The store root: ``results`` when given, else ``<experiment dir>/results`` from Tune."""
     if results is not None:
         return results
-    from ray import tune
     import pyarrow.fs
+    from ray import tune
 
     storage = tune.get_context().get_storage()
     if not isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):

@@ -11,9 +11,11 @@ has four panels (E-CLA, then ER-Classifier−; natural, then PGD with ▼ for fo
 and the report links it (the report's other files are checked without Ray in
 test_report_export.py); ``grid.load_model`` gives back models whose
 predictions on the evaluation subset equal the stored ``pred_clean``; every Tune report of a
-trial has the same keys (held-out accuracy included); ``status`` estimates the time remaining.
+trial has the same keys (held-out accuracy included); ``status`` estimates the time remaining;
+a damaged codes/ and sanity/ file are named by ``status`` and restored by ``resume`` (every
+stage is repaired, not only the evaluation); ``status`` and ``query`` run without torch.
 
-Runtime: two drivers on the shared head (~8 s each on an idle machine, like the resume tests),
+Runtime: three drivers on the shared head (~8 s each on an idle machine, like the resume tests),
 t-SNE of 4 × 40 points (~3 s), model loading (~3 s).
 """
 
@@ -148,3 +150,66 @@ def test_every_report_has_the_same_keys_and_status_estimates_time(experiment, ca
         assert any(r["phase"] == "eval" for r in reports)
     assert main(["status", str(experiment)]) == 0  # reads Tune's state files; no Ray cluster needed
     assert "time remaining (estimate): 0.0 min" in capsys.readouterr().out
+
+
+def test_damaged_codes_and_sanity_files_are_reported_and_resume_restores_them(experiment, ray_head, tmp_path):
+    """A committed codes/ file and a sanity/ file of this grid, damaged in a copy of it:
+    ``er-grid status`` names both, ``er-grid resume`` moves them aside and recomputes them, and
+    the repaired store equals the undamaged one (``tools/compare_stores.py``)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from ray_helpers import REPO
+
+    copy = tmp_path / "copy"
+    shutil.copytree(experiment, copy)
+    results = copy / "results"
+    codes_file = sorted((results / "codes").rglob("*.parquet"))[0]
+    sanity_file = sorted((results / "sanity").rglob("*.parquet"))[-1]
+    codes_file.write_bytes(codes_file.read_bytes()[:-40])   # truncated
+    sanity_file.write_bytes(sanity_file.read_bytes() + b"x")  # changed
+    shown = run_cli(ray_head, "status", str(copy))
+    assert shown.returncode == 0, shown.stderr
+    for damaged in (codes_file, sanity_file):
+        assert f"damaged: {damaged.relative_to(results)}" in shown.stdout, shown.stdout
+    assert shown.stdout.count("DAMAGED") == len({codes_file.name[:10], sanity_file.name[:10]})
+
+    resumed = run_cli(ray_head, "resume", str(copy))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = run_cli(ray_head, "status", str(copy))
+    assert "damaged 0" in after.stdout and "done 2" in after.stdout, after.stdout
+    # _moved_aside/<UTC time>/<the file's own path>: each damaged file kept, nothing else moved.
+    aside = sorted(Path(*p.relative_to(results / "_moved_aside").parts[1:])
+                   for p in (results / "_moved_aside").rglob("*.parquet"))
+    assert aside == sorted([codes_file.relative_to(results), sanity_file.relative_to(results)])
+    shutil.rmtree(results / "_moved_aside")  # kept as evidence; not part of the comparison
+    same = subprocess.run([sys.executable, "tools/compare_stores.py", str(experiment), str(copy)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert same.returncode == 0, same.stdout[-3000:]
+
+
+@pytest.mark.parametrize("command", ["status", "query"])
+def test_status_and_query_run_with_torch_unimportable(experiment, command):
+    """``er-grid status`` and ``er-grid query`` read only er-grid's own JSON and parquet: they
+    run in a process where importing torch fails, and query prints what it prints with torch."""
+    import subprocess
+    import sys
+
+    from ray_helpers import REPO
+
+    def run(block: bool) -> subprocess.CompletedProcess:
+        code = ("import sys\n" + ("sys.modules['torch'] = None\n" if block else "")
+                + f"from grid.cli import main\nsys.exit(main([{command!r}, {str(experiment)!r}]))")
+        return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    without, with_torch = run(True), run(False)
+    assert without.returncode == 0, without.stderr[-3000:]
+    assert with_torch.returncode == 0, with_torch.stderr[-3000:]
+    if command == "status":
+        assert "done 2" in without.stdout
+        assert "time remaining (estimate): unavailable here (torch is not importable" in without.stdout
+        strip = [line for line in with_torch.stdout.splitlines() if not line.startswith("time remaining")]
+        assert [line for line in without.stdout.splitlines() if not line.startswith("time remaining")] == strip
+    else:
+        assert without.stdout == with_torch.stdout and "worst_case" in without.stdout
