@@ -32,7 +32,7 @@ from er_core.attacks import make as make_attack
 from er_core.data import Data, eval_indices, load
 from er_core.methods import make
 from er_core.train import fit
-from grid.paper_values import CW_RMS_BOUND
+from grid.report.paper_values import CW_RMS_BOUND
 
 
 class CountingModel(nn.Module):

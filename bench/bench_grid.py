@@ -42,8 +42,10 @@ def plain_loop(spec, storage: Path) -> float:
     import torch
 
     import er_core.methods
-    from grid import trainable as T
-    from grid.checkpoints import TrainState, save_state, weights_hash
+    from grid.stages import evaluation as E
+    from grid.stages import trial_row as R
+    from grid.trial import trainable as T
+    from grid.trial.checkpoints import TrainState, save_state, weights_hash
     from grid.store import ResultStore
 
     store = ResultStore(str(storage / spec.experiment / "results"))
@@ -63,8 +65,8 @@ def plain_loop(spec, storage: Path) -> float:
         state = T.train(method, data, trial, TrainState(), save)
         digest = weights_hash(method.model)
         t0 = time.perf_counter()
-        T.evaluate(method.model, data, trial, store, digest, lambda done, total: None)
-        T.write_trial_row(store, trial, state, digest, T.subset_accuracy(method.model, data, trial), "cpu",
+        E.evaluate(method.model, data, trial, store, digest, lambda done, total: None)
+        R.write_trial_row(store, trial, state, digest, R.subset_accuracy(method.model, data, trial), "cpu",
                           wall_seconds=state.train_seconds + time.perf_counter() - t0)
     return time.perf_counter() - started
 

@@ -21,7 +21,7 @@ import sys
 
 from er_core.data import DATA_ROOT_ENV
 from er_core.dataset_info import info
-from grid.job_cli import job_main
+from grid.cli.job import job_main
 
 DATASETS = ["mnist", "cifar10"]
 # Section 4.5.1's settings, from each dataset's record: the attack ε and the RMS-ℓ2 bound on C&W.

@@ -25,7 +25,7 @@ flags (``collapsed``) say when they did not.
 500-query RayS at 0.2 (at 0.1 AutoAttack's targeted stages run ~30× longer on a CPU).
 
 After the run both paths print the same table (``er_core.fidelity_run.format_table``): the Ray
-path reads it back from the store (``grid.fidelity``), ``--no-ray`` builds it from its own
+path reads it back from the store (``grid.report.fidelity``), ``--no-ray`` builds it from its own
 processes and writes summary.json / summary.csv / examples.jsonl into ``--out``. The ``--no-ray``
 path imports nothing from ``grid`` (it runs where only PyTorch is installed).
 """
@@ -105,7 +105,7 @@ def main_without_ray(argv) -> int:
 
 
 def print_table(spec, summary) -> None:
-    from grid.fidelity import fidelity_table
+    from grid.report.fidelity import fidelity_table
     from grid.run import results_location
 
     print(fidelity_table(results_location(summary.experiment_path), spec.experiment))
@@ -115,6 +115,6 @@ if __name__ == "__main__":
     argv = sys.argv[1:]
     if "--no-ray" in argv:
         sys.exit(main_without_ray(argv))
-    from grid.job_cli import job_main
+    from grid.cli.job import job_main
 
     sys.exit(job_main(PRESETS, default="paper", argv=argv, after_run=print_table))

@@ -24,7 +24,7 @@ import sys
 
 from er_core.data import DATA_ROOT_ENV
 from er_core.dataset_info import info
-from grid.job_cli import job_main
+from grid.cli.job import job_main
 
 PAPER_DATASETS = ["mnist", "cifar10", "stl10", "tiny_imagenet"]
 PGD_SWEEP = {
