@@ -5,7 +5,9 @@
 
 ``paper`` (default): MNIST, the methods none, madry, trades, er, er_minus, e_cla, train ε 0.3,
 λ 5 (the joint-form default of ``jobs/full_grid.py``), batch 128, evaluated on the fixed 1,000
-test examples with PGD-40 at ε 0.1/0.2/0.3, AutoAttack and RayS (10,000 queries) at 0.3. All six
+test examples with PGD-40 at ε 0/0.1/0.2/0.3/0.5 (0 and 0.5 for the sanity checks ``eps0_mismatch``
+and ``no_decay``), the convergence probe (PGD 100 × 5) and FGSM beside PGD at 0.3, AutoAttack and
+RayS (10,000 queries) at 0.3. All six
 trials share one GPU (1/8 each: fractions must divide 1, and Ray's 1e-4 granularity would leave
 the sixth 1/6 unplaced) with 2 CPUs each (12 of a 16-core node).
 
@@ -14,15 +16,16 @@ AutoAttack on 1,000 examples of a robust model > 60 s): about 45 s start-up (Ray
 the three adversarial trainings (madry, trades, er: 41 passes per batch) sharing the GPU at
 ≈ 40 s an epoch, so 4 epochs ≈ 160 s, while the clean trainings finish in seconds; then per
 robust trial ≈ 2–3 min of evaluation (AutoAttack 60–90 s, RayS ≤ 10,000 forward passes of ≤ 1,000
-images ≈ 30–60 s, PGD-40 at three ε ≈ 5 s). Total ≈ 45 + 160 + 180 ≈ 6.5 min, leaving a
-minute and a half for a slower card. Four epochs are what fits; the ε warm-up of the adversarial
+images ≈ 30–60 s, PGD-40 at five ε ≈ 8 s, the probe's 500 passes ≈ 12 s). Total ≈ 45 + 160 + 200
+≈ 6.7 min, leaving a minute for a slower card (estimated from the figures above, not yet
+measured on a GPU with the probe). Four epochs are what fits; the ε warm-up of the adversarial
 methods (their own per-dataset default) decides whether four epochs converge, and the sanity
 flags (``collapsed``) say when they did not.
 
 ``smoke``: the same shape on ``digits`` on CPU (on a shared 2-core CPU: 101 s through Ray,
 128 s with --no-ray; about 2 CPU-minutes, most of it AutoAttack): the six methods, train ε
-0.1 (digits' scale), 3 epochs of batch 32, 40 examples, PGD-10 at 0.1/0.2/0.3, AutoAttack and a
-500-query RayS at 0.2 (at 0.1 AutoAttack's targeted stages run ~30× longer on a CPU).
+0.1 (digits' scale), 3 epochs of batch 32, 40 examples, PGD-10 at 0/0.1/0.2/0.3/0.5, the
+convergence probe, FGSM, AutoAttack and a 500-query RayS at 0.2 (at 0.1 AutoAttack's targeted stages run ~30× longer on a CPU).
 
 After the run both paths print the same table (``er_core.fidelity_run.format_table``): the Ray
 path reads it back from the store (``grid.report.fidelity``), ``--no-ray`` builds it from its own
@@ -48,7 +51,11 @@ PAPER = {
     "epochs": 4,
     "batch_size": 128,
     "eval_plan": {"mnist": [
-        {"attack": "pgd", "eps": [0.1, 0.2, 0.3], "options": {"steps": 40}},
+        # ε 0 (must equal clean), the paper's sweep points, and ε 0.5 (must fall to chance).
+        {"attack": "pgd", "eps": [0.0, 0.1, 0.2, 0.3, 0.5], "options": {"steps": 40}},
+        # The convergence probe (100 steps × 5 restarts) and one FGSM step beside PGD-40 at 0.3.
+        {"attack": "pgd_probe", "eps": [0.3]},
+        {"attack": "fgsm", "eps": [0.3]},
         {"attack": "autoattack", "eps": [0.3]},
         {"attack": "rays", "eps": [0.3], "options": {"max_queries": 10_000}},
     ]},
@@ -70,7 +77,9 @@ SMOKE = {
     "epochs": 3,
     "batch_size": 32,
     "eval_plan": {"digits": [
-        {"attack": "pgd", "eps": [0.1, 0.2, 0.3], "options": {"steps": 10}},
+        {"attack": "pgd", "eps": [0.0, 0.1, 0.2, 0.3, 0.5], "options": {"steps": 10}},
+        {"attack": "pgd_probe", "eps": [0.2]},
+        {"attack": "fgsm", "eps": [0.2]},
         {"attack": "autoattack", "eps": [0.2]},
         {"attack": "rays", "eps": [0.2], "options": {"max_queries": 500}},
     ]},

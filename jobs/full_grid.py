@@ -35,10 +35,26 @@ PGD_SWEEP = {
 }
 
 
+# The sanity checks' extra points (er_core/sanity/): PGD at ℓ∞ ε 0.5, where every image in [0, 1]
+# can become the all-grey image and accuracy must be at chance (``no_decay``), and the
+# convergence probe (PGD 100 steps × 5 restarts) at the paper's ε, where the plan's PGD-40 must
+# agree with it (``pgd_unconverged``). The sweeps start at 0, where PGD must equal clean
+# accuracy (``eps0_mismatch``); FGSM beside PGD at the paper's ε feeds ``fgsm_stronger``.
+NO_DECAY_EPS = 0.5
+
+
+def sanity_points(dataset: str) -> list:
+    return [
+        {"attack": "pgd", "eps": [NO_DECAY_EPS], "options": {"steps": 40, "restarts": 1}},
+        {"attack": "pgd_probe", "eps": [info(dataset).paper_eps]},
+    ]
+
+
 def paper_plan(dataset: str) -> list:
     eps = info(dataset).paper_eps
     plan = [
         {"attack": "pgd", "eps": PGD_SWEEP[dataset], "options": {"steps": 40, "restarts": 1}},
+        *sanity_points(dataset),
         {"attack": "fgsm", "eps": [eps]},
         # version unset: 'standard', or 'rand' (EOT) for the randomized RSE models.
         {"attack": "autoattack", "eps": [eps]},

@@ -13,11 +13,13 @@ from .base import Attack, AttackResult
 from .cw_l2 import CWL2
 from .fgsm import FGSM
 from .pgd import PGD
+from .pgd_probe import PGDProbe
 from .rays import RayS
 
 ATTACKS: dict[str, type[Attack]] = {
     "fgsm": FGSM,
     "pgd": PGD,
+    "pgd_probe": PGDProbe,
     "cw_l2": CWL2,
     "autoattack": AutoAttackLinf,
     "rays": RayS,

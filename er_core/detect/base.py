@@ -3,8 +3,9 @@
 A detector turns images into features (``features(x)``, float64 (N, F)) and features into a
 probability of being adversarial with scikit-learn: ``StandardScaler`` →
 ``LogisticRegressionCV`` (adversarial = 1, natural = 0), as Feinman's and Ma's code do. A
-subclass writes only ``_prepare`` (reference statistics from the training images) and
-``_features``.
+subclass writes ``_prepare`` (reference statistics from the training images) and ``_features``,
+and states what they spend: ``reference_passes()`` and ``feature_passes()``, forward passes of
+the model per image (the grid's cost model prices the detection stage from them).
 """
 
 from __future__ import annotations
@@ -138,6 +139,23 @@ class Detector:
     def predict_features(self, f: np.ndarray) -> np.ndarray:
         return self.score_features(f) >= self.config.threshold
 
+    # --- what it spends, stated by each subclass from its config ----------------------------
+    def feature_passes(self) -> float:
+        """At most how many forward passes of the model ``features`` makes per image, with this
+        config (a detector that works in minibatches counts whole ones). One forward of a
+        randomized model (RSE) is its whole ensemble: the caller multiplies by it."""
+        raise NotImplementedError
+
+    def reference_passes(self) -> float:
+        """At most how many forward passes of the model ``prepare`` makes per training image it
+        keeps (:meth:`reference_size`); 0 for a detector that only stores them."""
+        raise NotImplementedError
+
+    def reference_size(self, n_train: int) -> int:
+        """How many of ``n_train`` training images ``prepare`` keeps: ``config.max_train`` at most."""
+        m = self.config.max_train
+        return n_train if m is None else min(m, n_train)
+
     # --- subclass hooks -------------------------------------------------------------------
     def _prepare(self, x_train: torch.Tensor, y_train: Optional[torch.Tensor]) -> None:
         raise NotImplementedError
@@ -146,8 +164,8 @@ class Detector:
         raise NotImplementedError
 
     def _train_subset(self, x_train, y_train):
-        m = self.config.max_train
-        if m is None or m >= len(x_train):
+        m = self.reference_size(len(x_train))
+        if m == len(x_train):
             return x_train, y_train
         g = torch.Generator().manual_seed(self.config.seed)
         idx = torch.randperm(len(x_train), generator=g)[:m].sort().values

@@ -15,7 +15,7 @@ Scott's rule for the bandwidth on the standardised codes; the paper gives no ban
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 from .base import THRESHOLD, Bandwidth, check_bandwidth, check_common
 from .features import combined_code
@@ -50,6 +50,15 @@ class ER1(KDEDetector):
     name = "er1"
     config_cls = ERConfig
     base_model = "er"
+    code_passes: ClassVar[int] = 1  # forward passes of _code per image: embed
+
+    def feature_passes(self) -> float:
+        # The predicted class, whose KDE scores the image, and the code.
+        return 1.0 + self.code_passes
+
+    def reference_passes(self) -> float:
+        # The code of each training image, and its predicted class where no labels are given.
+        return 1.0 + self.code_passes
 
     def _code(self, x):
         return self.model.embed(x)
@@ -62,6 +71,7 @@ class ER2(ER1):
     """ER-Detector on the combined code (block means ⊕ z), see :func:`combined_code`."""
 
     name = "er2"
+    code_passes: ClassVar[int] = 2  # hidden() for the block means, embed for z
 
     def _code(self, x):
         return combined_code(self.model, x)

@@ -84,6 +84,15 @@ class KD(KDEDetector):
     def _code(self, x):
         return self.model.hidden(x)[self.config.layer].flatten(1)
 
+    def feature_passes(self) -> float:
+        # The predicted class, the hidden layer, and the MC-dropout passes. An upper bound: on an
+        # ERNet the MC passes re-run only the head after one embed (features.mc_dropout_uncertainty).
+        return 2.0 + self.config.mc_passes
+
+    def reference_passes(self) -> float:
+        # The hidden layer of each training image, and its predicted class where no labels are given.
+        return 2.0
+
     def _features(self, x):
         c = self.config
         uncertainty = mc_dropout_uncertainty(self.model, x, c.mc_passes, c.batch_size, c.seed)

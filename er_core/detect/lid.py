@@ -61,6 +61,15 @@ class LID(Detector):
             )
         self.reference_ = x_train
 
+    def feature_passes(self) -> float:
+        # hidden() and, with include_logits, the logits, of each query minibatch and of a natural
+        # reference minibatch as large (per image of whole minibatches: a last, shorter query
+        # minibatch still takes a full reference minibatch).
+        return 2.0 * (1 + int(self.config.include_logits))
+
+    def reference_passes(self) -> float:
+        return 0.0  # prepare only keeps the training images; they are run as reference minibatches
+
     def _layers(self, b: torch.Tensor) -> list[torch.Tensor]:
         hs = [h.flatten(1) for h in self.model.hidden(b)]
         if self.config.include_logits:

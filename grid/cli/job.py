@@ -89,4 +89,32 @@ def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None, cal
         f"storage: {human_bytes(checkpoints + results)} ({human_bytes(checkpoints)} checkpoints, {kept}; "
         f"{human_bytes(results)} results)",
     ]
+    first = {}
+    for t in trials:
+        first.setdefault(t.dataset, t)
+    for dataset, t in first.items():
+        lines += plan_lines(t)
     return "\n".join(lines)
+
+
+def plan_lines(trial) -> list[str]:
+    """One dataset's evaluation plan: each attack's ε and its gradient passes per example (as the
+    attack states them), and the plan-dependent sanity checks it cannot run, with why."""
+    from er_core.sanity import AttackOutcome, check
+
+    by_attack: dict[str, list] = {}
+    for item in trial.eval_plan:
+        by_attack.setdefault(item.attack, []).append(item)
+    parts = []
+    for attack, items in by_attack.items():
+        eps = sorted(float(i.eps) for i in items)
+        shown = ", ".join(f"{e:g}" for e in eps) if len(eps) <= 4 else f"{eps[0]:g}…{eps[-1]:g} ({len(eps)} values)"
+        passes = sum(i.build().gradient_passes() for i in items)
+        parts.append(f"{attack} ε {shown} [{passes:,.0f} passes/example]")
+    # The rules judge the plan's shape alone on empty outcomes; training-record checks are left out.
+    outcomes = [AttackOutcome(i.attack, i.build().norm, float(i.eps), frozenset(), frozenset(), 0, clean=frozenset())
+                for i in trial.eval_plan]
+    _flags, unchecked = check({"trial_id": trial.trial_id, "clean_accuracy": 1.0}, outcomes, 10)
+    plan_bound = {k: v for k, v in unchecked.items() if k not in ("collapsed", "critic_dead")}
+    cannot = "; ".join(f"{k} ({v})" for k, v in plan_bound.items()) or "none"
+    return [f"{trial.dataset} plan: {'; '.join(parts)}", f"{trial.dataset} sanity checks the plan cannot run: {cannot}"]

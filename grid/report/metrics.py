@@ -11,9 +11,12 @@ Input is the frame :func:`grid.store.load` returns (one row per evaluated exampl
   rule, here over whatever attacks the plan ran). It is computed on the examples that every one
   of those attacks evaluated, and only where at least two attacks were run; it is reported next
   to each attack alone.
-- C&W (``cw_l2``) is unbounded: an example counts robust at an RMS-ℓ2 bound when it is correct
-  clean and the attack failed or needed ``l2_rms`` above the bound (the paper's Table 2 uses
-  :data:`grid.report.paper_values.CW_RMS_BOUND` on MNIST).
+- C&W (``cw_l2``) is unbounded: an example counts robust at a bound when it is correct clean and
+  the attack failed or needed a distortion above the bound. Table 2's bound is read two ways
+  (:data:`grid.report.paper_values.CW_READINGS`): RMS ℓ2, the stored ``l2_rms`` (ℓ2/√N), and ℓ2
+  per input value, ``l2`` / N, N the dataset's number of input values
+  (``er_core.dataset_info.info(name).shape``); rows of different named C&W settings (the
+  ``preset`` in their ``attack_config``, see :func:`cw_setting`) are kept apart.
 - Runs are seeds: trials that differ only in their seed are one configuration, reported as
   mean ± std (ddof=1) over runs with the number of runs. ``train_eps`` and ``lam`` always
   separate configurations, whatever ``by`` says.
@@ -24,11 +27,15 @@ Every accuracy carries ``n`` (examples behind it) and ``n_planned`` (the evaluat
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import json
+import math
+from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 
-from .paper_values import CW_ATTACK, CW_RMS_BOUND
+from er_core.dataset_info import info
+
+from .paper_values import CW_ATTACK, CW_RMS, CWReading
 
 WORST_CASE = "worst_case"
 DEFAULT_BY = ("dataset", "method", "attack", "eps")
@@ -132,20 +139,62 @@ def robust_accuracy(
     return out.reset_index()
 
 
-def cw_bounded(df: pd.DataFrame, bound: float = CW_RMS_BOUND, attack: str = CW_ATTACK) -> pd.DataFrame:
-    """The C&W rows of ``df`` with ``correct_adv`` judged at RMS-ℓ2 ≤ ``bound``.
+def cw_bounded(df: pd.DataFrame, bound: Optional[float] = None, attack: str = CW_ATTACK,
+               reading: CWReading = CW_RMS) -> pd.DataFrame:
+    """The C&W rows of ``df`` with ``correct_adv`` judged at ``reading``'s bound (``bound`` instead
+    where given), plus ``cw_setting`` (:func:`cw_setting`).
 
     An example is robust when it is correct clean and either the attack failed
-    (``correct_adv``) or its adversarial example needs ``l2_rms > bound``. Misclassified clean
-    examples stay not robust (their distortion is 0).
+    (``correct_adv``) or its adversarial example's distortion (:func:`cw_distortion`) exceeds the
+    bound; on the bound is inside the threat model. Misclassified clean examples stay not robust
+    (their distortion is 0).
     """
-    if not bound > 0:
-        raise ValueError(f"bound: expected an RMS ℓ2 bound > 0, got {bound!r}")
+    bound = reading.bound if bound is None else bound
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+        raise ValueError(f"bound: expected a {reading.symbol} bound > 0, got {bound!r}")
     cw = df[df["attack"] == attack].copy()
     cw["correct_adv"] = cw["correct_clean"].astype(bool) & (
-        cw["correct_adv"].astype(bool) | (cw["l2_rms"] > bound)
+        cw["correct_adv"].astype(bool) | (cw_distortion(cw, reading) > bound)
     )
+    cw["cw_setting"] = cw_setting(cw)
     return cw
+
+
+def cw_distortion(df: pd.DataFrame, reading: CWReading) -> pd.Series:
+    """Per row, the distortion ``reading`` bounds: its ``column``, divided by the number of input
+    values of the row's dataset where ``reading.per_value`` (ℓ2 / N)."""
+    if reading.column not in df.columns:
+        raise ValueError(f"reading {reading.key!r}: column {reading.column!r} not in the rows")
+    values = df[reading.column].astype(float)
+    if not reading.per_value:
+        return values
+    return values / df["dataset"].map(input_values).astype(float)
+
+
+def input_values(dataset: str) -> int:
+    """N, the number of values of one input of ``dataset`` (C·H·W: 784 on MNIST)."""
+    try:
+        return math.prod(info(dataset).shape)
+    except ValueError as err:
+        raise ValueError(f"ℓ2 per input value needs the dataset's shape: {err}") from err
+
+
+def cw_setting(df: pd.DataFrame) -> pd.Series:
+    """Per row, the named C&W settings it ran with: the ``preset`` of its ``attack_config``
+    (``er_core.attacks.cw_l2.PRESETS``), ``""`` where the config names none (cw_l2 leaves its
+    default preset out, so older rows keep their fingerprint) or the rows carry no config."""
+    if "attack_config" not in df.columns:
+        return pd.Series("", index=df.index, dtype=object)
+    names = {config: _preset_of(config) for config in df["attack_config"].dropna().unique()}
+    return df["attack_config"].map(names).fillna("").astype(object)
+
+
+def _preset_of(config) -> str:
+    try:
+        parsed = json.loads(config)
+    except (TypeError, ValueError):
+        return ""
+    return str(parsed.get("preset") or "") if isinstance(parsed, dict) else ""
 
 
 def _with_config(by: Iterable[str], df: pd.DataFrame) -> list[str]:

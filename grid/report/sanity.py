@@ -8,16 +8,26 @@ from grid.store.flags import collapsed_trials, flag_names
 from .formatting import markdown_table
 
 
-def sanity_section(flags_df) -> list[str]:
-    """The report's "Sanity checks" section: each flagged trial with its evidence."""
+def sanity_section(flags_df, not_checked=None) -> list[str]:
+    """The report's "Sanity checks" section: each flagged trial with its evidence, then every
+    check that could not judge some trials, and why (``not_checked``: ``grid.store.flags.
+    not_checked_frame``), so no flag is silently unavailable."""
     out = ["## Sanity checks", "",
-           "Flags after Carlini et al. 2019, *On Evaluating Adversarial Robustness* (thresholds in "
-           "`er_core/sanity.py`). Trials flagged `collapsed` are left out of every table below.", ""]
+           "Flags after Carlini et al. 2019, *On Evaluating Adversarial Robustness*, and Athalye et al. 2018 "
+           "(thresholds and their reasons in `er_core/sanity/`). Trials flagged `collapsed` are left out of every "
+           "table below.", ""]
     if flags_df.empty:
-        return out + ["No trial flagged.", ""]
-    rows = [[r.dataset, r.method, r.trial_id, f"`{r.flag}`", r.evidence.replace("|", "/")]
-            for r in flags_df.sort_values(["dataset", "method", "trial_id", "flag"]).itertuples(index=False)]
-    return out + [markdown_table(["dataset", "method", "trial", "flag", "evidence"], rows), ""]
+        out += ["No trial flagged.", ""]
+    else:
+        rows = [[r.dataset, r.method, r.trial_id, f"`{r.flag}`", r.evidence.replace("|", "/")]
+                for r in flags_df.sort_values(["dataset", "method", "trial_id", "flag"]).itertuples(index=False)]
+        out += [markdown_table(["dataset", "method", "trial", "flag", "evidence"], rows), ""]
+    if not_checked is not None and not not_checked.empty:
+        out += ["Not checked (the plan or the method lacks what the check needs):", "",
+                markdown_table(["check", "trials", "why"],
+                               [[f"`{r.flag}`", str(r.trials), r.reason] for r in not_checked.itertuples(index=False)]),
+                ""]
+    return out
 
 
 def headline_rows(df, flags_df):

@@ -23,7 +23,7 @@ from grid.store.rows import present
 from .formatting import mean_std, num
 from .metrics import ACC_BY, WORST_CASE, cw_bounded, robust_accuracy
 from .names import dataset_name, dataset_rank, method_name, method_rank
-from .paper_values import CW_ATTACK, CW_RMS_BOUND, PGD_ATTACK
+from .paper_values import CW_ATTACK, CW_READINGS, PAPER_ONLY_METHODS, PAPER_VALUES, PGD_ATTACK, CWReading
 
 # Figure 4: the embedding regulariser without adversarial training against its two ablations.
 FIGURE4_METHODS = ("e_cla", "vae_cla", "er_minus")
@@ -122,22 +122,53 @@ def attack_table(df: pd.DataFrame, attack: str, acc: Optional[pd.DataFrame] = No
     return paper_table(acc[acc["attack"] == attack], RowLabels.of(df))
 
 
-def cw_table(df: pd.DataFrame, bound: float = CW_RMS_BOUND, acc: Optional[pd.DataFrame] = None) -> Optional[pd.DataFrame]:
-    """Table 2: accuracy under C&W-ℓ2 at RMS ℓ2 ≤ ``bound`` (see :func:`cw_bounded`), one column per dataset.
+def cw_table(df: pd.DataFrame, readings: Sequence[CWReading] = CW_READINGS,
+             acc: Optional[pd.DataFrame] = None) -> Optional[pd.DataFrame]:
+    """Table 2: accuracy under C&W-ℓ2 at each reading of the bound (see :func:`cw_bounded`).
 
-    acc: :func:`cw_accuracy` of ``df`` at ``bound`` if already computed (it is reused, not
-    recomputed). None when ``df`` has no ``cw_l2`` rows.
+    Columns: per dataset, one per reading (``"MNIST ℓ2/√N ≤ 0.005"``, ``"MNIST ℓ2/N ≤ 0.005"``),
+    a named C&W setting other than the default appended (``"… (defensegan)"``), then
+    ``"MNIST paper"`` where the paper's Table 2 has values for the dataset. Rows: every measured
+    configuration (the undefended ``none`` included) in the paper's order, then the methods only
+    the paper reports (Defense-GAN). acc: :func:`cw_accuracy` of ``df`` if already computed.
+    None when ``df`` has no ``cw_l2`` rows.
     """
     if df.empty or not (df["attack"] == CW_ATTACK).any():
         return None
     if acc is None:
-        acc = cw_accuracy(df, bound)
-    return paper_table(acc, RowLabels.of(df), column=_dataset_column)
+        acc = cw_accuracy(df, readings)
+    labels = RowLabels.of(df)
+    rank = {r.key: (i, r.header()) for i, r in enumerate(readings)}
+    cells, columns = {}, {}
+    for row in acc.itertuples(index=False):
+        position, header = rank[row.reading]
+        setting = f" ({row.cw_setting})" if row.cw_setting else ""
+        column = f"{dataset_name(row.dataset)} {header}{setting}"
+        columns[column] = (dataset_rank(row.dataset), 0, row.cw_setting, position)
+        cells[(labels.label(row.dataset, row.method, row.lam, row.train_eps), column)] = mean_std(row)
+    order = list(labels.order)
+    for v in PAPER_VALUES:
+        if v.attack != CW_ATTACK or v.dataset not in set(acc["dataset"]):
+            continue
+        column = f"{dataset_name(v.dataset)} paper"
+        columns[column] = (dataset_rank(v.dataset), 1, "", 0)
+        if v.method in PAPER_ONLY_METHODS:
+            mine = [PAPER_ONLY_METHODS[v.method]]
+            order += mine
+        else:  # the paper's number beside each of our configurations of its method
+            mine = [label for (dataset, method, _, _), label in labels.labels.items()
+                    if (dataset, method) == (v.dataset, v.method)]
+        for label in mine:
+            cells[(label, column)] = f"{v.accuracy:.1f}"
+    return _cell_frame(cells, order, sorted(columns, key=lambda c: (columns[c], c)))
 
 
-def cw_accuracy(df: pd.DataFrame, bound: float = CW_RMS_BOUND) -> pd.DataFrame:
-    """Accuracy under C&W-ℓ2 at RMS ℓ2 ≤ ``bound`` per (dataset, configuration): Table 2's numbers."""
-    return robust_accuracy(cw_bounded(df, bound), by=["dataset", "method", "attack"], worst_case=False)
+def cw_accuracy(df: pd.DataFrame, readings: Sequence[CWReading] = CW_READINGS) -> pd.DataFrame:
+    """Table 2's numbers: accuracy under C&W-ℓ2 per (dataset, configuration, C&W setting,
+    reading), long form with a ``reading`` column (the :class:`CWReading` key) and ``cw_setting``."""
+    parts = [robust_accuracy(cw_bounded(df, reading=r), by=["dataset", "method", "attack", "cw_setting"],
+                             worst_case=False).assign(reading=r.key) for r in readings]
+    return pd.concat(parts, ignore_index=True)
 
 
 def worst_case_table(df: pd.DataFrame, acc: Optional[pd.DataFrame] = None) -> Optional[pd.DataFrame]:
@@ -241,10 +272,6 @@ def _config_key(dataset, method, lam, train_eps) -> tuple:
 
 def _nan_low(value) -> float:
     return float(value) if value is not None else -math.inf
-
-
-def _dataset_column(row) -> tuple:
-    return dataset_rank(row.dataset), dataset_name(row.dataset)
 
 
 def _dataset_eps_column(row) -> tuple:

@@ -17,7 +17,8 @@ from typing import Iterable
 import pandas as pd
 
 from er_core.dataset_info import info
-from er_core.sanity import COLLAPSED, FLAG_NAMES, AttackOutcome, Flag, trial_flags
+from er_core.sanity import COLLAPSED, FLAG_NAMES, AttackOutcome, Flag, check
+from er_core.sanity.base import LINF_TOLERANCE
 
 from .layout import SANITY_DIR
 from .locate import open_results
@@ -30,14 +31,20 @@ def outcomes_from_frame(df) -> dict[str, list[AttackOutcome]]:
     out: dict[str, list[AttackOutcome]] = {}
     if df.empty:
         return out
-    robust = df["correct_clean"].astype(bool) & df["correct_adv"].astype(bool)
+    clean = df["correct_clean"].astype(bool)
+    robust = clean & df["correct_adv"].astype(bool)
     failed = df["gradient_failed"].eq(True) if "gradient_failed" in df else robust & False
-    d = df.assign(_robust=robust, _failed=failed)
+    linf = df["linf"].astype(float) if "linf" in df else robust * 0.0
+    randomized = df["randomized"].eq(True) if "randomized" in df else robust & False
+    d = df.assign(_clean=clean, _robust=robust, _failed=failed, _linf=linf, _randomized=randomized)
     for (trial_id, attack, norm, eps), g in d.groupby(["trial_id", "attack", "norm", "eps"], sort=False):
         samples = g["sample_idx"].to_numpy()
+        beyond = (g["_linf"] > float(eps) + LINF_TOLERANCE).sum() if norm == "Linf" else 0
         out.setdefault(trial_id, []).append(AttackOutcome(
             attack=attack, norm=norm, eps=float(eps), evaluated=frozenset(samples.tolist()),
             robust=frozenset(samples[g["_robust"].to_numpy()].tolist()), gradient_failed=int(g["_failed"].sum()),
+            clean=frozenset(samples[g["_clean"].to_numpy()].tolist()), out_of_bounds=int(beyond),
+            max_linf=float(g["_linf"].max()), randomized=bool(g["_randomized"].any()),
         ))
     return out
 
@@ -53,12 +60,33 @@ def flags_from_frames(df, trials_df=None):
 
 def compute_flags(df, trials_df=None) -> tuple[list[Flag], dict[str, dict]]:
     """(flags, trial records) of every trial in the example rows ``df`` or trial rows ``trials_df``."""
+    flags, trials, _unchecked = compute_checks(df, trials_df)
+    return flags, trials
+
+
+def compute_checks(df, trials_df=None) -> tuple[list[Flag], dict[str, dict], dict[str, dict[str, str]]]:
+    """(flags, trial records, trial_id → {rule: why it could not check}) of every trial in the
+    example rows ``df`` or trial rows ``trials_df``."""
     outcomes = outcomes_from_frame(df)
     trials = _trial_records(df, trials_df)
-    flags = []
+    flags, unchecked = [], {}
     for trial_id, trial in trials.items():
-        flags += trial_flags(trial, outcomes.get(trial_id, []), info(trial["dataset"]).num_classes)
-    return flags, trials
+        raised, unchecked[trial_id] = check(trial, outcomes.get(trial_id, []), info(trial["dataset"]).num_classes)
+        flags += raised
+    return flags, trials, unchecked
+
+
+def not_checked_frame(df, trials_df=None) -> pd.DataFrame:
+    """One row per (rule, reason) that could not judge some trials: ``flag``, ``reason``,
+    ``trials`` (how many), so a report says what its flags could not see."""
+    _flags, _trials, unchecked = compute_checks(df, trials_df)
+    counts: dict[tuple[str, str], int] = {}
+    for rules in unchecked.values():
+        for name, reason in rules.items():
+            counts[(name, reason)] = counts.get((name, reason), 0) + 1
+    order = {name: i for i, name in enumerate(FLAG_NAMES)}
+    rows = [{"flag": n, "reason": r, "trials": c} for (n, r), c in sorted(counts.items(), key=lambda kv: order[kv[0][0]])]
+    return pd.DataFrame(rows, columns=["flag", "reason", "trials"])
 
 
 def _trial_records(df, trials_df) -> dict[str, dict]:
@@ -144,5 +172,6 @@ def collapsed_trials(flags_df) -> set[str]:
     return set(flags_df.loc[flags_df["flag"] == COLLAPSED, "trial_id"]) if not flags_df.empty else set()
 
 
-__all__ = ["FLAG_COLUMNS", "checked_trials", "collapsed_trials", "compute_flags", "flag_names", "flags_for_trials",
-           "flags_frame", "flags_from_frames", "outcomes_from_frame", "status_summary"]
+__all__ = ["FLAG_COLUMNS", "checked_trials", "collapsed_trials", "compute_checks", "compute_flags", "flag_names",
+           "flags_for_trials", "flags_frame", "flags_from_frames", "not_checked_frame", "outcomes_from_frame",
+           "status_summary"]

@@ -1,5 +1,6 @@
-"""The detector registry, its configs, and the per-dataset detection settings read from
-er_core.dataset_info (KD's bandwidth, the paper's attacks). No model; well under a second."""
+"""The detector registry, its configs, the passes each detector states, and the per-dataset
+detection settings read from er_core.dataset_info (KD's bandwidth, the paper's attacks). One
+untrained digits net for the pass counts; well under a second."""
 
 from __future__ import annotations
 
@@ -56,3 +57,39 @@ def test_paper_attacks_and_kd_defaults_follow_the_dataset_record(monkeypatch):
     assert detect.default_config("kd", "mnist") == detect.KDConfig(bandwidth="scott", standardize=True)
     # Only KD has per-dataset defaults.
     assert detect.default_config("er1", "digits") == detect.ERConfig()
+
+
+def test_each_detector_states_its_passes_from_its_config():
+    """What the cost model reads: KD pays each MC-dropout pass, LID its logits and a reference
+    minibatch per query minibatch, ER2 the hidden layers beside z; ``max_train`` caps the reference."""
+    kd = detect.make("kd", dataset="mnist")
+    assert detect.make("kd", dataset="mnist", mc_passes=100).feature_passes() == kd.feature_passes() + 50
+    assert detect.make("lid", include_logits=False).feature_passes() < detect.make("lid").feature_passes()
+    assert detect.make("er2").feature_passes() > detect.make("er1").feature_passes()
+    assert detect.make("lid").reference_passes() == 0
+    capped = detect.make("er1", max_train=7)
+    assert (capped.reference_size(100), capped.reference_size(5), detect.make("er1").reference_size(100)) == (7, 5, 100)
+    with pytest.raises(NotImplementedError):
+        detect.Detector(object()).feature_passes()
+
+
+@pytest.mark.parametrize("name", ["kd", "lid", "er1", "er2"])
+def test_stated_passes_bound_what_prepare_and_features_run(name):
+    """Count the images that pass through the net's first block: ``prepare`` (without labels, so
+    it predicts them) and ``features`` stay within what the detector states."""
+    import torch
+
+    from er_core.methods import make
+
+    model = make("none", "digits", dropout=0.5).model
+    seen = []
+    model.blocks[0].register_forward_hook(lambda _m, inputs, _out: seen.append(len(inputs[0])))
+    options = {"minibatch": 30, "k": 5} if name == "lid" else {}
+    detector = detect.make(name, dataset="digits", max_train=90, **options)
+    x_train = torch.rand(120, 1, 8, 8)
+    detector.prepare(model, x_train, None)
+    assert sum(seen) <= detector.reference_passes() * detector.reference_size(len(x_train))
+    seen.clear()
+    x = torch.rand(60, 1, 8, 8)  # whole LID minibatches
+    detector.features(x)
+    assert 0 < sum(seen) <= detector.feature_passes() * len(x)

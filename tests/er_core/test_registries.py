@@ -146,6 +146,11 @@ def test_every_detector_entry_is_complete(name):
         config = detect.default_config(name, dataset)
         assert isinstance(config, cls.config_cls)
         assert isinstance(detect.make(name, dataset=dataset), cls)
+        # The cost model prices the detection stage by what each detector states it spends.
+        detector = detect.make(name, dataset=dataset)
+        assert _is_positive_number(detector.feature_passes()), f"{name}: feature_passes() must be a positive number"
+        reference = detector.reference_passes()
+        assert reference == 0 or _is_positive_number(reference), f"{name}: reference_passes() must be a number ≥ 0"
     if name == "kd":
         for dataset, record in INFO.items():
             if record.kd_bandwidth is not None:

@@ -19,6 +19,7 @@ from er_core.attacks import make as make_attack
 LIGHT = {
     "fgsm": {},
     "pgd": {"steps": 10},
+    "pgd_probe": {"steps": 10, "restarts": 2},
     "cw_l2": {"steps": 30, "search_steps": 2},
     "autoattack": {},
     "rays": {"max_queries": 300},
@@ -97,7 +98,7 @@ def test_call_clamps_whatever_perturb_returns_to_the_unit_box():
 
 
 def test_unknown_name_and_option():
-    with pytest.raises(ValueError, match="unknown attack 'cw'.*valid attacks: autoattack, cw_l2, fgsm, pgd, rays"):
+    with pytest.raises(ValueError, match="unknown attack 'cw'.*valid attacks: autoattack, cw_l2, fgsm, pgd, pgd_probe, rays"):
         make_attack("cw", 0.1)
     with pytest.raises(ValueError, match="unknown option"):
         make_attack("rays", 0.1, queries=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -128,7 +129,9 @@ def test_report_markdown_has_the_paper_tables():
     # AutoAttack 25 %; worst case over pgd, autoattack, rays per example: example 0 only → 25 %.
     table1 = text.split("Table 1")[1].split("Table 2")[0]
     assert "| mnist | er (λ=1) | 0.3 | 100.0 ± 0.0 [2; n=8] | 25.0 ± 0.0 [2; n=8] | 25.0 ± 0.0 [2; n=8] |" in table1
-    assert "50.0 ± 0.0 [2; n=8]" in text.split("Table 2")[1].split("Table 3")[0]  # 0.01 and 0.02 > 0.005
+    # RMS reading: 0.01 and 0.02 > 0.005 → 50 %; per value, every stored l2 is 0 → 0 %.
+    table2 = text.split("## Table 2")[1].split("## Table 3")[0]
+    assert "| ER-Classifier | 50.0 ± 0.0 [2; n=8] | 0.0 ± 0.0 [2; n=8] | 99.1 |" in table2
     assert "| 100 |" in text.split("Table 3")[1]  # mean queries
     assert detection_tables(None) == "" and "Detection" not in text
 
@@ -199,12 +202,20 @@ def test_missing_attacks_give_no_table():
     assert "MNIST ε=0.3: over autoattack, pgd" in text
 
 
-def test_cw_table_one_column_per_dataset():
-    rows = [{"attack": "cw_l2", "norm": "L2", "eps": 0.0, "sample_idx": i, "dataset": "mnist", "method": "er",
-             "correct_adv": False, "l2_rms": rms, "trial_id": "cw"} for i, rms in enumerate([0.001, 0.01, 0.02, 0.0])]
-    table = cw_table(frame(rows), bound=0.005)
-    assert table.to_dict() == {"MNIST": {"ER-Classifier": "50.0 [1; n=4]"}}
-    assert cw_table(frame(rows), bound=0.015).loc["ER-Classifier", "MNIST"] == "25.0 [1; n=4]"
+def test_cw_table_one_column_per_dataset_and_reading():
+    from grid.report.paper_values import CW_PER_VALUE, CW_RMS
+
+    rows = [{"attack": "cw_l2", "norm": "L2", "eps": 0.0, "sample_idx": i, "dataset": dataset, "method": "er",
+             "correct_adv": False, "l2_rms": rms, "l2": 0.0, "trial_id": f"cw-{dataset}"}
+            for dataset in ("mnist", "digits") for i, rms in enumerate([0.001, 0.01, 0.02, 0.0])]
+    table = cw_table(frame(rows), readings=(CW_RMS,))
+    # No λ split (one λ per dataset); the paper's Table 2 column only where it has values (MNIST).
+    assert table.to_dict() == {"MNIST ℓ2/√N ≤ 0.005": {"ER-Classifier": "50.0 [1; n=4]", "Defense-GAN": "–"},
+                               "MNIST paper": {"ER-Classifier": "99.1", "Defense-GAN": "55.0"},
+                               "digits ℓ2/√N ≤ 0.005": {"ER-Classifier": "50.0 [1; n=4]", "Defense-GAN": "–"}}
+    looser = (dataclasses.replace(CW_RMS, bound=0.015), CW_PER_VALUE)
+    assert cw_table(frame(rows), readings=looser).loc["ER-Classifier"].tolist() == [
+        "25.0 [1; n=4]", "0.0 [1; n=4]", "99.1", "25.0 [1; n=4]", "0.0 [1; n=4]"]
 
 
 def test_figure_tables_rows_eps_columns_methods():

@@ -137,3 +137,24 @@ def test_paper_comparison_differences():
     assert "| mnist | madry, train ε 0.3 | 0.3 | 1 | 60.0 | 69.0 | -9.0 | 60.0 | – | – | 88.5 | -28.5 |" in text
     assert "| mnist | er, λ 5, train ε 0.3 | 0.3 | 1 | 80.0 | 79.0 | +1.0 | 80.0 | 75.8 | +4.2 | – | – |" in text
     assert robust_accuracy(pd.DataFrame()).empty  # the section's input on an empty store
+
+
+def test_the_report_names_every_check_a_plan_could_not_run():
+    """A report of a trial whose plan has PGD at ε 0.1 only: its "Sanity checks" section lists
+    ``no_decay``, ``pgd_unconverged``, ``eps0_mismatch`` … as not checked, each with why, and the
+    checks the plan does feed (``zero_gradients``) are not among them."""
+    from grid.report.markdown import report_markdown
+
+    rows = pd.DataFrame([{
+        "experiment": "e", "trial_id": "t1", "dataset": "digits", "method": "none", "train_eps": None, "lam": None,
+        "seed": 0, "epochs": 1, "attack": "pgd", "norm": "Linf", "eps": 0.1, "batch": 0, "sample_idx": i,
+        "label": 0, "pred_clean": 0, "pred_adv": 0, "correct_clean": True, "correct_adv": i % 2 == 0,
+        "l2": 0.1, "l2_rms": 0.01, "linf": 0.1, "queries": 1, "seconds": 0.0, "gradient_failed": False,
+        "randomized": False} for i in range(20)])
+    section = report_markdown(rows).split("## Sanity checks")[1].split("\n## ")[0]
+    assert "Not checked" in section
+    for check, why in (("no_decay", "ε ≥ 0.5"), ("pgd_unconverged", "pgd_probe"), ("eps0_mismatch", "ε = 0"),
+                       ("autoattack_warning", "does not record")):
+        line = next(x for x in section.splitlines() if f"`{check}`" in x)
+        assert why in line and "| 1 |" in line, line
+    assert "`zero_gradients`" not in section

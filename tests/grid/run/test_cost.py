@@ -107,16 +107,25 @@ def test_dry_run_calibrates_from_a_stores_trial_rows(tmp_path, capsys):
     assert total(calibrated) > 10 * total(plain)
 
 
-def test_a_rays_query_budget_sets_its_evaluation_cost():
-    """RayS's ``max_queries`` (forward-only, ~3 per forward+backward pass) drives its estimate:
-    10× the budget costs 10× the evaluation, and without the option RayS's default budget holds."""
-    def eval_seconds(item):
-        spec = dict(SMOKE, eval_plan={"digits": [item]})
+def _attack_passes(item: dict) -> float:
+    """The passes per example an evaluation item's attack is priced at on the smoke grid's first
+    trial: its evaluation beyond FGSM's (same verdicts, one pass), in units of one pass."""
+    def eval_seconds(entry):
+        spec = dict(SMOKE, eval_plan={"digits": [entry]})
         return cost.trial_cost(GridSpec.from_dict(spec).expand()[0]).eval_seconds
 
-    small = eval_seconds({"attack": "rays", "eps": [0.2], "options": {"max_queries": 300}})
-    large = eval_seconds({"attack": "rays", "eps": [0.2], "options": {"max_queries": 3000}})
-    default = eval_seconds({"attack": "rays", "eps": [0.2]})
+    one = eval_seconds({"attack": "pgd", "eps": [0.2], "options": {"steps": 2}}) - eval_seconds(
+        {"attack": "pgd", "eps": [0.2], "options": {"steps": 1}})
+    return (eval_seconds(item) - eval_seconds({"attack": "fgsm", "eps": [0.2]})) / one + 1
+
+
+def test_a_rays_query_budget_sets_its_evaluation_cost():
+    """RayS's ``max_queries`` (forward-only, ~3 per forward+backward pass) drives its estimate:
+    10× the budget costs 10× the attack, and without the option RayS's default budget holds."""
+    small = _attack_passes({"attack": "rays", "eps": [0.2], "options": {"max_queries": 300}})
+    large = _attack_passes({"attack": "rays", "eps": [0.2], "options": {"max_queries": 3000}})
+    default = _attack_passes({"attack": "rays", "eps": [0.2]})
+    assert small == pytest.approx(100)  # 300 forward-only queries
     assert large == pytest.approx(10 * small)
     assert default == pytest.approx(small * 10_000 / 300)  # RayS's default budget is 10,000 queries
 
@@ -124,13 +133,12 @@ def test_a_rays_query_budget_sets_its_evaluation_cost():
 def test_cw_costs_every_binary_search_round():
     """C&W runs up to ``steps`` Adam steps in each of its ``search_steps`` rounds: 9 rounds of
     1,000 steps cost 9× one round, and the paper grid's C&W is priced at steps × rounds."""
-    def eval_seconds(options):
-        spec = dict(SMOKE, eval_plan={"digits": [{"attack": "cw_l2", "eps": [0.0], "options": options}]})
-        return cost.trial_cost(GridSpec.from_dict(spec).expand()[0]).eval_seconds
+    def passes(options):
+        return _attack_passes({"attack": "cw_l2", "eps": [0.0], "options": options})
 
-    one_round = eval_seconds({"steps": 1000, "search_steps": 1})
-    assert eval_seconds({"steps": 1000, "search_steps": 9}) == pytest.approx(9 * one_round)
-    assert eval_seconds({"steps": 100, "search_steps": 9}) == pytest.approx(0.9 * one_round)
+    one_round = passes({"steps": 1000, "search_steps": 1})
+    assert passes({"steps": 1000, "search_steps": 9}) == pytest.approx(9 * one_round)
+    assert passes({"steps": 100, "search_steps": 9}) == pytest.approx(0.9 * one_round)
 
 
 def test_codes_storage_follows_the_trials_code_size():
@@ -144,3 +152,177 @@ def test_codes_storage_follows_the_trials_code_size():
     wider = cost.trial_cost(GridSpec.from_dict(wider_spec).expand()[0])
     k = info("digits").code_dim
     assert wider.results_bytes - default.results_bytes == pytest.approx(spec["eval_n"] * 2 * 4 * (64 - k))
+
+
+# ---------------------------------------------------------------- what runs on the trial's model
+
+def _trial(method: str = "none", plan=None, hyperparams=None, detection=None):
+    """The smoke grid's one trial of ``method`` on digits, with an evaluation ``plan`` of its own."""
+    spec = dict(SMOKE, methods=[method], hyperparams={method: hyperparams} if hyperparams else {},
+                detection=detection)
+    if plan is not None:
+        spec["eval_plan"] = {"digits": plan}
+    (trial,) = GridSpec.from_dict(spec).expand()
+    return trial
+
+
+def _eval_seconds(method: str, item: dict, **hyperparams) -> float:
+    return cost.trial_cost(_trial(method, [dict(item, eps=[0.1])], hyperparams)).eval_seconds
+
+
+def _pgd(steps: int) -> dict:
+    return {"attack": "pgd", "options": {"steps": steps}}
+
+
+def _pass_seconds() -> float:
+    """What one forward + backward pass over the subset costs, measured on the model itself: one
+    PGD step more on a deterministic method."""
+    return _eval_seconds("none", _pgd(2)) - _eval_seconds("none", _pgd(1))
+
+
+def test_rse_pays_its_ensemble_in_every_forward():
+    """RSE's eval-mode forward averages ``ensemble`` noisy passes: every attack pass and every
+    verdict costs the whole ensemble, and its verdicts are ``passes_for(model)`` forwards each.
+    The ensemble is the trial's hyperparameter, else RSE's default; training (one noisy pass in
+    train mode) costs what a deterministic method's does."""
+    from er_core.evaluate import passes_for
+    from er_core.methods import defaults
+
+    ensemble = defaults("rse", "digits")["ensemble"]
+    judged = passes_for(SimpleNamespace(randomized=True))
+    assert ensemble > 1 and judged > 1
+    # Ten more PGD steps: ensemble× on RSE what they cost on a deterministic method.
+    none_steps = _eval_seconds("none", _pgd(20)) - _eval_seconds("none", _pgd(10))
+    rse_steps = _eval_seconds("rse", _pgd(20)) - _eval_seconds("rse", _pgd(10))
+    assert rse_steps == pytest.approx(ensemble * none_steps)
+    # What is left beside the attack is the verdicts: judged × ensemble times a deterministic one's.
+    none_verdicts = _eval_seconds("none", _pgd(10)) - none_steps
+    assert none_verdicts > 0  # the clean and adversarial verdicts, and the trial row's
+    rse_verdicts = _eval_seconds("rse", _pgd(10)) - rse_steps
+    assert rse_verdicts == pytest.approx(judged * ensemble * none_verdicts)
+    # The whole evaluation follows the trial's ensemble; unset, RSE's default holds.
+    for item in (_pgd(10), {"attack": "fgsm"}, {"attack": "rays", "options": {"max_queries": 300}}):
+        assert _eval_seconds("rse", item, ensemble=2 * ensemble) == pytest.approx(2 * _eval_seconds("rse", item))
+        assert _eval_seconds("rse", item, ensemble=ensemble) == pytest.approx(_eval_seconds("rse", item))
+    assert cost.trial_cost(_trial("rse")).train_seconds == pytest.approx(cost.trial_cost(_trial("none")).train_seconds)
+
+
+def test_autoattack_on_rse_runs_the_rand_suite_with_eot():
+    """AutoAttack on a randomized model runs pyautoattack's 'rand' suite (APGD-CE and APGD-DLR,
+    each gradient the mean of eot_iter noisy passes) through RSE's ensemble: priced from the
+    library object the wrapper builds, not as the standard suite's estimate."""
+    import torch
+
+    from er_core.attacks import make
+    from er_core.attacks.autoattack import build_adversary
+    from er_core.methods import defaults
+
+    ensemble = defaults("rse", "digits")["ensemble"]
+    rand = build_adversary(torch.nn.Identity(), 0.1, "rand", 0, "cpu", 10)
+    apgd = rand.attacks_to_run, rand.apgd
+    assert apgd[1].eot_iter > 1
+    suite = len(apgd[0]) * apgd[1].n_restarts * (apgd[1].n_iter + 1) * apgd[1].eot_iter  # start gradient + steps
+    standard = make("autoattack", eps=0.1).gradient_passes()
+    one = _pass_seconds()
+
+    def attack_part(method, **options):  # AutoAttack's passes beyond FGSM's one, same verdicts
+        aa = _eval_seconds(method, {"attack": "autoattack", "options": options})
+        return (aa - _eval_seconds(method, {"attack": "fgsm"})) / one
+
+    forward = {"none": 1, "rse": ensemble}
+    assert attack_part("none") == pytest.approx(standard - 1)
+    assert attack_part("rse") == pytest.approx(ensemble * suite - ensemble)
+    # The version is the attack's rule: forced standard on RSE, forced rand on a deterministic net.
+    assert attack_part("rse", version="standard") == pytest.approx(forward["rse"] * (standard - 1))
+    assert attack_part("none", version="rand") == pytest.approx(suite - 1)
+
+
+_DETECTION_ATTACKS = [
+    {"attack": "fgsm", "eps": 0.3},
+    {"attack": "pgd", "eps": 0.3, "options": {"steps": 10}},
+    {"attack": "cw_l2", "eps": 0.007, "options": {"steps": 10, "search_steps": 2}},
+]
+
+
+def _detection(detectors=("kd", "lid"), attacks=None, method="none", **plan):
+    methods = {d: [method] for d in detectors}
+    detection = {"digits": {"detectors": list(detectors), "attacks": attacks or _DETECTION_ATTACKS,
+                            "methods": methods, **plan}}
+    return _trial(method, hyperparams={"dropout": 0.5}, detection=detection)
+
+
+def test_a_detection_plan_costs_what_its_attacks_and_detectors_state():
+    """The detection stage crafts each attack on set I and set II (n examples) and labels them,
+    then each detector takes its reference over the training images it keeps and its features
+    of the natural and every adversarial set: each priced by what it states."""
+    import dataclasses
+
+    from er_core import detect
+    from er_core.dataset_info import info
+
+    trial = _detection(n=100)
+    plan = trial.detection
+    with_plan, without = cost.trial_cost(trial), cost.trial_cost(dataclasses.replace(trial, detection=None))
+    assert without.detection_seconds == 0 and with_plan.train_seconds == without.train_seconds
+    assert with_plan.eval_seconds - without.eval_seconds == pytest.approx(with_plan.detection_seconds)
+    n, train_size = 100, info("digits").train_size
+    crafting = sum(n * (spec.build().gradient_passes() + cost.FORWARD_PASS) for spec in plan.attacks)
+    detectors = [detect.make(d, dataset="digits", **plan.configs.get(d, {})) for d in plan.detectors]
+    features = sum(d.reference_size(train_size) * d.reference_passes()
+                   + n * (1 + len(plan.attacks)) * d.feature_passes() for d in detectors)
+    per_example_pass = _pass_seconds() / SMOKE["eval_n"]
+    assert with_plan.detection_seconds == pytest.approx((crafting + features * cost.FORWARD_PASS) * per_example_pass)
+    assert with_plan.detection_seconds > 0
+
+
+def test_detection_cost_follows_n_the_cw_rounds_and_the_model():
+    from er_core.dataset_info import info
+    from er_core.methods import defaults
+
+    def seconds(**kw):
+        return cost.trial_cost(_detection(**kw)).detection_seconds
+
+    # LID keeps no reference statistics, so its whole cost is per example: 2n costs twice n.
+    assert seconds(detectors=("lid",), n=200) == pytest.approx(2 * seconds(detectors=("lid",), n=100))
+    # KD's reference over the training images is paid once, whatever n.
+    kd_reference = seconds(detectors=("kd",), n=100) - (seconds(detectors=("kd",), n=200) - seconds(detectors=("kd",), n=100))
+    assert kd_reference > 0
+    # No n: the whole test set.
+    assert seconds(n=None) == pytest.approx(seconds(n=info("digits").test_size))
+    # C&W's 9 binary-search rounds on 100 examples: 8 rounds × steps × n passes more than one round.
+    def cw(rounds):
+        attack = {"attack": "cw_l2", "eps": 0.007, "options": {"steps": 10, "search_steps": rounds}}
+        return seconds(detectors=("lid",), attacks=[attack], n=100)
+    assert cw(9) - cw(1) == pytest.approx(8 * 10 * 100 * _pass_seconds() / SMOKE["eval_n"])
+    # On RSE every crafting pass and every detector forward is the ensemble.
+    ensemble = defaults("rse", "digits")["ensemble"]
+    assert seconds(detectors=("lid",), method="rse", n=100) == pytest.approx(ensemble * seconds(detectors=("lid",), n=100))
+
+
+def test_a_detection_plan_that_is_not_one_is_one_error():
+    import dataclasses
+
+    trial = dataclasses.replace(_trial(), detection={"detectors": ["kd"]})
+    with pytest.raises(ValueError, match=r"^trial.detection: expected a grid.spec.DetectionPlan or None, got dict$"):
+        cost.trial_cost(trial)
+
+
+def test_dry_run_prices_the_detection_stage_per_trial_and_in_the_total(capsys):
+    """jobs/detection.py's paper preset: each trial's GPU-h and the total include its detection
+    stage, and they exceed the same grid without detection by what the stage costs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("detection_job", REPO / "jobs" / "detection.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job_main({"paper": job.PAPER}, default="paper", argv=["--dry-run"]) == 0
+    text = capsys.readouterr().out
+    trials = GridSpec.from_dict(job.PAPER).expand()
+    costs = [cost.trial_cost(t) for t in trials]
+    assert all(c.detection_seconds > 0 for c in costs)
+    for t, c in zip(trials, costs):
+        assert f"{c.gpu_seconds / 3600:>8.2f}" in next(line for line in text.splitlines() if line.startswith(t.name))
+    total = sum(c.gpu_seconds for c in costs) / 3600
+    assert f"estimated total: {total:,.1f} GPU-hours" in text
+    plain = cost.gpu_hours_estimate(GridSpec.from_dict(dict(job.PAPER, detection=None)).expand())
+    assert total - plain == pytest.approx(sum(c.detection_seconds for c in costs) / 3600)
