@@ -24,7 +24,10 @@ def test_paper_preset_is_the_papers_mnist_setting_on_one_gpu():
     assert {t.dataset for t in trials} == {"mnist"} and {t.eval_n for t in trials} == {1000}
     assert {t.train_eps for t in trials if t.method in ("madry", "trades", "er")} == {0.3}
     plan = {(i.attack, i.eps, i.options.get("steps"), i.options.get("max_queries")) for i in trials[0].eval_plan}
-    assert plan == {("pgd", 0.1, 40, None), ("pgd", 0.2, 40, None), ("pgd", 0.3, 40, None),
+    # The paper's PGD-40 sweep points, ε 0 and 0.5 and the convergence probe and FGSM for the
+    # sanity checks (eps0_mismatch, no_decay, pgd_unconverged, fgsm_stronger).
+    assert plan == {("pgd", 0.0, 40, None), ("pgd", 0.1, 40, None), ("pgd", 0.2, 40, None), ("pgd", 0.3, 40, None),
+                    ("pgd", 0.5, 40, None), ("pgd_probe", 0.3, None, None), ("fgsm", 0.3, None, None),
                     ("autoattack", 0.3, None, None), ("rays", 0.3, None, 10_000)}
     # Every trial fits on one GPU at once.
     assert sum(t.resources["gpu"] for t in trials) <= 1
