@@ -235,7 +235,8 @@ def _emit(table, fmt: str, out: Optional[str]) -> None:
 
 def _as_text_table(table) -> str:
     shown = table.copy()
-    for column in ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std"):
+    for column in ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std", "robust_lo", "robust_hi",
+                   "seed_lo", "seed_hi"):
         if column in shown.columns:
             shown[column] = shown[column].map(lambda v: "–" if v != v else f"{v:.3f}")
     if "complete" in shown.columns:

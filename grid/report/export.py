@@ -86,7 +86,11 @@ def json_records(df: pd.DataFrame) -> list[dict]:
             "threat_model": row.norm, "attack": row.attack, "eps": float(row.eps),
             "attacks": row.attacks.split(",") if row.attacks else [],
             "clean_acc": _percent(row.clean_accuracy), "robust_acc": _percent(row.robust_accuracy),
-            "robust_acc_std": _percent(row.robust_std), "runs": int(row.runs), "n": int(row.n),
+            "robust_acc_std": _percent(row.robust_std),
+            # 95% intervals (grid.report.intervals): over the examples (Wilson), over the runs (t).
+            "robust_acc_ci95": [_percent(row.robust_lo), _percent(row.robust_hi)],
+            "robust_acc_seed_ci95": None if pd.isna(row.seed_lo) else [_percent(row.seed_lo), _percent(row.seed_hi)],
+            "runs": int(row.runs), "n": int(row.n),
             "n_planned": None if pd.isna(row.n_planned) else int(row.n_planned),
             "complete": None if pd.isna(row.complete) else bool(row.complete),
             "seeds": sorted(int(s) for s in mine["seed"].unique()),

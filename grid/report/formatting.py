@@ -29,8 +29,9 @@ def json_or_text(value):
         return value
 
 
-def fmt_acc(mean, std, runs, n=None, planned=None) -> str:
-    """``mean ± std [runs; n=…]`` in %; a cell with fewer examples than planned says so."""
+def fmt_acc(mean, std, runs, n=None, planned=None, interval=None) -> str:
+    """``mean ± std (lo–hi) [runs; n=…]`` in %: ``interval`` the 95% interval shown
+    (:func:`cell_interval`); a cell with fewer examples than planned says so."""
     if not present(mean):
         return "–"
     runs = int(runs)
@@ -39,15 +40,31 @@ def fmt_acc(mean, std, runs, n=None, planned=None) -> str:
         count = f"; n={int(n)}"
         if present(planned) and int(n) < int(planned):
             count += f" of {int(planned)}: incomplete"
+    ci = ""
+    if interval is not None and present(interval[0]) and present(interval[1]):
+        ci = f" ({100 * interval[0]:.1f}–{100 * interval[1]:.1f})"
     if runs > 1 and present(std):
-        return f"{100 * mean:.1f} ± {100 * std:.1f} [{runs}{count}]"
-    return f"{100 * mean:.1f} [{runs}{count}]"
+        return f"{100 * mean:.1f} ± {100 * std:.1f}{ci} [{runs}{count}]"
+    return f"{100 * mean:.1f}{ci} [{runs}{count}]"
+
+
+def cell_interval(row, prefix: str = "robust"):
+    """The 95% interval a cell shows: the wider of its interval over examples (Wilson) and, where
+    it has several runs, over seeds (t), so neither source of noise is hidden by the other. None
+    where the row carries none (clean accuracy, hand-made tables)."""
+    if prefix != "robust":
+        return None
+    found = [(lo, hi) for lo, hi in ((getattr(row, "robust_lo", None), getattr(row, "robust_hi", None)),
+                                     (getattr(row, "seed_lo", None), getattr(row, "seed_hi", None)))
+             if present(lo) and present(hi)]
+    return max(found, key=lambda interval: interval[1] - interval[0]) if found else None
 
 
 def mean_std(row, prefix: str = "robust") -> str:
-    """``row``'s ``<prefix>_accuracy`` ± ``<prefix>_std`` [runs; n] in % (:func:`fmt_acc`)."""
+    """``row``'s ``<prefix>_accuracy`` ± ``<prefix>_std`` (95% interval) [runs; n] in % (:func:`fmt_acc`)."""
     return fmt_acc(getattr(row, f"{prefix}_accuracy"), getattr(row, f"{prefix}_std", float("nan")),
-                   getattr(row, "runs", 1), getattr(row, "n", None), getattr(row, "n_planned", None))
+                   getattr(row, "runs", 1), getattr(row, "n", None), getattr(row, "n_planned", None),
+                   cell_interval(row, prefix))
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence], rule: str = " --- ") -> str:

@@ -4,7 +4,7 @@
 :class:`ReportContext` (rows, trial rows, detection rows, the accuracy table computed once,
 links to the figure files, the sanity flags) and returns markdown lines. To add a section,
 write ``def my_section(ctx) -> list[str]`` and insert it into :data:`SECTIONS` before
-:func:`grid.report.settings.settings_section`, which closes the report. Cells are accuracy in % as ``mean ± std [runs; n=examples]``; a cell computed from
+:func:`grid.report.settings.settings_section`, which closes the report. Cells are accuracy in % as ``mean ± std (95% interval) [runs; n=examples]``; a cell computed from
 fewer examples than the evaluation plan asked for says ``n=… of …: incomplete``.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -20,8 +21,9 @@ import pandas as pd
 from grid.store.flags import flags_from_frames, not_checked_frame
 from grid.store.rows import present
 
+from .comparisons import comparison_section
 from .detection_tables import detection_tables as detection_table_text
-from .formatting import fmt_acc, frame_markdown, markdown_table, mean_std, num
+from .formatting import frame_markdown, markdown_table, mean_std, num
 from .metrics import ACC_BY, CONFIG_COLUMNS, WORST_CASE, robust_accuracy
 from .names import dataset_name, method_name
 from .paper_values import (
@@ -79,9 +81,11 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
     if not df.empty and (df["attack"] == CW_ATTACK).any():  # once, for Table 2 and the comparison
         ctx.cw_acc = cw_accuracy(df, ctx.cw_readings)
     parts = ["# ER-Grid results", "",
-             "Accuracy in %, `mean ± std [runs; n=examples]` over seeds; robust = correct clean and under "
-             "attack. `worst case` = robust under every attack run at that ε (per example). A cell with "
-             "fewer examples than planned is marked `incomplete`.", ""]
+             "Accuracy in %, `mean ± std (95% interval) [runs; n=examples]` over seeds; the interval is the wider "
+             "of the one over the cell's examples (Wilson) and, where it has several runs, the one over its "
+             "seeds (t). Robust = correct "
+             "clean and under attack. `worst case` = robust under every attack run at that ε (per example). "
+             "A cell with fewer examples than planned is marked `incomplete`.", ""]
     for section in (SECTIONS if sections is None else sections):
         parts += section(ctx)
     return "\n".join(parts).rstrip() + "\n"
@@ -156,7 +160,10 @@ def embedding_section(ctx: ReportContext) -> list[str]:
         return []
     return ["## Figures 5/6: t-SNE of the code z, natural and PGD images", "",
             "Per dataset: the code z of the evaluation subset, natural (left of each pair) and "
-            "under PGD at the paper's ε (right; ▼ = the attack changed the prediction).", "", *links]
+            "under ℓ∞-PGD (right; ▼ = the attack changed the prediction). Each PGD panel's ε, in its "
+            "title, is where that trial's PGD accuracy is nearest 50%, so that both fooled and "
+            "surviving examples show (the dataset's training ε where the trial swept PGD at fewer "
+            "than two nonzero ε, or the spec's `codes.eps` where it gives one).", "", *links]
 
 
 def figures_section(ctx: ReportContext) -> list[str]:
@@ -196,10 +203,9 @@ def _attack_details(df: pd.DataFrame, acc: pd.DataFrame, attack: str, with_worst
     header = ["dataset", "method", "ε", "clean", attack]
     if with_worst_case_column:
         # pandas merges NaN keys (λ/train ε of methods without them) as equal, as needed here.
-        worst = acc[acc["attack"] == WORST_CASE][keys + ["robust_accuracy", "robust_std", "runs", "n", "n_planned"]]
-        mine = mine.merge(worst.rename(columns={"robust_accuracy": "wc_accuracy", "robust_std": "wc_std",
-                                                "runs": "wc_runs", "n": "wc_n", "n_planned": "wc_planned"}),
-                          on=keys, how="left")
+        taken = ["robust_accuracy", "robust_std", "runs", "n", "n_planned", "robust_lo", "robust_hi", "seed_lo", "seed_hi"]
+        worst = acc[acc["attack"] == WORST_CASE][keys + [c for c in taken if c in acc.columns]]
+        mine = mine.merge(worst.rename(columns={c: f"wc_{c}" for c in taken}), on=keys, how="left")
         header.append("worst case")
     if extra == "queries":
         queries = df[df["attack"] == attack].groupby(keys, dropna=False)["queries"].mean()
@@ -210,7 +216,8 @@ def _attack_details(df: pd.DataFrame, acc: pd.DataFrame, attack: str, with_worst
     for row in mine.sort_values(["dataset", "row_label", "eps"]).itertuples():
         cells = [row.dataset, row.row_label, num(row.eps), mean_std(row, "clean"), mean_std(row)]
         if with_worst_case_column:
-            cells.append(fmt_acc(row.wc_accuracy, row.wc_std, row.wc_runs, row.wc_n, row.wc_planned))
+            worst = SimpleNamespace(**{k[3:]: v for k, v in row._asdict().items() if k.startswith("wc_")})
+            cells.append(mean_std(worst))
         if extra == "queries":
             q = row.mean_queries
             cells.append(f"{q:.0f}" if present(q) and q >= 0 else "–")
@@ -284,7 +291,11 @@ def paper_section(ctx: ReportContext) -> list[str]:
 
 
 # The report, in order. Insert new builders before settings_section, which closes the report.
+def comparisons_section(ctx: ReportContext) -> list[str]:
+    return comparison_section(ctx.df)
+
+
 SECTIONS: list[Section] = [
-    sanity_checks_section, paper_section, figures_section, embedding_section, table1_section, table2_section,
+    sanity_checks_section, paper_section, comparisons_section, figures_section, embedding_section, table1_section, table2_section,
     table3_section, worst_case_section, row_settings_section, trials_section, detection_section, settings_section,
 ]

@@ -21,8 +21,10 @@ Input is the frame :func:`grid.store.load` returns (one row per evaluated exampl
   mean ± std (ddof=1) over runs with the number of runs. ``train_eps`` and ``lam`` always
   separate configurations, whatever ``by`` says.
 
-Every accuracy carries ``n`` (examples behind it) and ``n_planned`` (the evaluation plan's
-``eval_n`` per trial and (attack, ε), read from the rows' ``eval_subset`` fingerprint).
+Every accuracy carries ``n`` (examples behind it), ``n_planned`` (the evaluation plan's
+``eval_n`` per trial and (attack, ε), read from the rows' ``eval_subset`` fingerprint) and its
+95% intervals (:mod:`grid.report.intervals`): ``robust_lo``/``robust_hi`` over the examples
+(Wilson), ``seed_lo``/``seed_hi`` over the runs (t; NaN for one run).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import pandas as pd
 
 from er_core.dataset_info import info
 
+from .intervals import t_interval, wilson
 from .paper_values import CW_ATTACK, CW_RMS, CWReading
 
 WORST_CASE = "worst_case"
@@ -43,7 +46,8 @@ DEFAULT_BY = ("dataset", "method", "attack", "eps")
 CONFIG_COLUMNS = ("train_eps", "lam")
 # Columns that are constant within a trial (copied onto worst-case rows).
 TRIAL_COLUMNS = ("experiment", "dataset", "method", "train_eps", "lam", "seed", "epochs")
-RESULT_COLUMNS = ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std", "runs", "n", "n_planned")
+RESULT_COLUMNS = ("robust_accuracy", "robust_std", "clean_accuracy", "clean_std", "runs", "n", "n_planned",
+                  "robust_lo", "robust_hi", "seed_lo", "seed_hi")
 # Grouping of the report's shared accuracy table: the threat model keeps an ℓ2 worst case apart
 # from an ℓ∞ one at the same ε value.
 ACC_BY = ("dataset", "method", "attack", "norm", "eps")
@@ -95,7 +99,7 @@ def per_trial_accuracy(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.D
                   _pair=df["attack"].astype(str) + "|" + df["eps"].astype(str))
     out = d.groupby(keys, dropna=False, sort=True).agg(
         robust_accuracy=("_robust", "mean"), clean_accuracy=("_clean", "mean"), n=("_robust", "size"),
-        n_planned=("_planned", "max"), _pairs=("_pair", "nunique"),
+        n_planned=("_planned", "max"), _pairs=("_pair", "nunique"), _robust_examples=("_robust", "sum"),
     )
     # The plan asks for eval_n examples per (attack, ε); a group pooling several asks for more.
     out["n_planned"] = out["n_planned"] * out.pop("_pairs")
@@ -135,7 +139,17 @@ def robust_accuracy(
         robust_accuracy=("robust_accuracy", "mean"), robust_std=("robust_accuracy", "std"),
         clean_accuracy=("clean_accuracy", "mean"), clean_std=("clean_accuracy", "std"),
         runs=("trial_id", "nunique"), n=("n", "sum"), n_planned=("n_planned", lambda s: s.sum(min_count=1)),
+        _robust_examples=("_robust_examples", "sum"),
+        _per_run=("robust_accuracy", list),
     )
+    # 95% intervals (grid.report.intervals): over the examples behind the cell, and over its runs.
+    examples = [wilson(k, n) for k, n in zip(out["_robust_examples"], out["n"])]
+    # An accuracy lies in [0, 1]: a t interval from two or three runs can reach past it.
+    seeds = [tuple(min(1.0, max(0.0, v)) if v == v else v for v in t_interval(values))
+             for values in out.pop("_per_run")]
+    out = out.drop(columns="_robust_examples")
+    out["robust_lo"], out["robust_hi"] = [lo for lo, _ in examples], [hi for _, hi in examples]
+    out["seed_lo"], out["seed_hi"] = [lo for lo, _ in seeds], [hi for _, hi in seeds]
     return out.reset_index()
 
 

@@ -25,7 +25,7 @@ from typing import Optional
 
 from grid.store.rows import present
 
-from .formatting import markdown_table, num
+from .formatting import cell_interval, markdown_table, num
 
 # Registry names of the attacks behind Table 1 (AutoAttack), Table 2 (C&W-ℓ2), Table 3 (RayS)
 # and Figures 3/4 (PGD).
@@ -145,14 +145,24 @@ def comparison_rows(acc) -> list[dict]:
         at = g[(g["eps"] - eps).abs() <= 1e-12]
         ours = {a: float(at.loc[at["attack"] == a, "robust_accuracy"].iloc[0]) * 100
                 for a in (AUTOATTACK, RAYS) if (at["attack"] == a).any()}
+        intervals = {a: _interval_pct(at[at["attack"] == a].iloc[0]) for a in (AUTOATTACK, RAYS)
+                     if (at["attack"] == a).any()}
         rows.append({
             "dataset": dataset, "method": method, "train_eps": train_eps, "lam": lam, "eps": eps,
             "runs": int(at["runs"].max()),
             "ours_autoattack": ours.get(AUTOATTACK), "paper_autoattack": _value(PAPER_VALUES, dataset, method, AUTOATTACK, eps),
             "ours_rays": ours.get(RAYS), "paper_rays": _value(PAPER_VALUES, dataset, method, RAYS, eps),
             "published_autoattack": _value(PUBLISHED_VALUES, dataset, method, AUTOATTACK, eps),
+            "ci_autoattack": intervals.get(AUTOATTACK), "ci_rays": intervals.get(RAYS),
         })
     return rows
+
+
+def _interval_pct(row):
+    """The 95% interval a cell shows (over seeds where several runs, else over examples), in %;
+    None where the accuracy table carries none."""
+    interval = cell_interval(row)
+    return None if interval is None else (100 * float(interval[0]), 100 * float(interval[1]))
 
 
 def _value(values, dataset, method, attack, eps) -> Optional[float]:
@@ -169,7 +179,8 @@ def paper_comparison_section(acc, cw_acc=None, readings: tuple[CWReading, ...] =
     out = ["## Paper comparison", "",
            "Robust accuracy in % (mean over runs) beside the ER-Classifier paper's AutoAttack (T1), "
            "C&W (T2) and RayS (T3) tables and the AutoAttack leaderboard's Madry/TRADES models (Croce & "
-           "Hein 2020; other architectures, full test sets). Δ = ours − published, in points; sources in "
+           "Hein 2020; other architectures, full test sets). Δ = ours − published, in points, marked *not "
+           "resolved* where the published value lies inside our 95% interval; sources in "
            "`grid/report/paper_values.py`.", ""]
     rows = comparison_rows(acc) if not acc.empty else []
     if not rows:
@@ -183,9 +194,10 @@ def paper_comparison_section(acc, cw_acc=None, readings: tuple[CWReading, ...] =
             for ours, theirs in (("ours_autoattack", "paper_autoattack"), ("ours_rays", "paper_rays"),
                                  (None, "published_autoattack")):
                 mine = r["ours_autoattack"] if ours is None else r[ours]
+                ci = r.get("ci_autoattack" if ours in (None, "ours_autoattack") else "ci_rays")
                 if ours is not None:
                     cells.append(_pct(mine))
-                cells += [_pct(r[theirs]), _delta(mine, r[theirs])]
+                cells += [_pct(r[theirs]), _delta(mine, r[theirs], ci)]
             lines.append(cells)
         out += [markdown_table(header, lines), ""]
     return out + cw_comparison_lines(cw_acc, readings)
@@ -310,5 +322,11 @@ def _pct(value) -> str:
     return f"{value:.1f}" if present(value) else "–"
 
 
-def _delta(ours, theirs) -> str:
-    return f"{ours - theirs:+.1f}" if present(ours) and present(theirs) else "–"
+def _delta(ours, theirs, interval=None) -> str:
+    """Ours − published in points; marked "not resolved" where the published value lies inside our
+    95% interval (``interval``, in %): the measurement cannot tell the two apart."""
+    if not (present(ours) and present(theirs)):
+        return "–"
+    if interval is not None and interval[0] <= theirs <= interval[1]:
+        return f"{ours - theirs:+.1f} (not resolved)"
+    return f"{ours - theirs:+.1f}"

@@ -224,12 +224,12 @@ def pgd_curves(df: pd.DataFrame, attack: str = PGD_ATTACK) -> pd.DataFrame:
     """Figures 3/4 data: robust accuracy under PGD per (dataset, configuration, ε), long form.
 
     Columns dataset, method, lam, train_eps, eps, robust_accuracy, robust_std, runs, n,
-    n_planned, label (the configuration's paper row label, see :class:`RowLabels`); accuracies
+    n_planned, the 95% intervals robust_lo/hi and seed_lo/hi, label (the configuration's paper row label, see :class:`RowLabels`); accuracies
     in [0, 1]; sorted by dataset and label in the paper's order, then ε. Empty when there are no
     ``attack`` rows.
     """
     columns = ["dataset", "method", "lam", "train_eps", "eps", "robust_accuracy", "robust_std", "runs", "n",
-               "n_planned", "label"]
+               "n_planned", "robust_lo", "robust_hi", "seed_lo", "seed_hi", "label"]
     pgd = df[df["attack"] == attack] if not df.empty else df
     if pgd.empty:
         return pd.DataFrame(columns=columns)

@@ -70,10 +70,22 @@ def by_hand(df: pd.DataFrame, dataset: str, method: str, per_value: bool) -> lis
 
 
 def cell(shares: list[float], n: int) -> str:
+    """The report's cell by hand: mean, std over seeds, and the wider of the Wilson interval over
+    the n pooled examples and the t interval over the seeds (clipped to [0, 1])."""
+    from scipy.stats import t as student
+
     mean = sum(shares) / len(shares)
+    z = 1.959963984540054
+    centre, spread = (mean + z * z / (2 * n)) / (1 + z * z / n), z * (mean * (1 - mean) / n + z * z / (4 * n * n)) ** 0.5
+    intervals = [(centre - spread / (1 + z * z / n), centre + spread / (1 + z * z / n))]
+    if len(shares) > 1:
+        half = student.ppf(0.975, len(shares) - 1) * statistics.stdev(shares) / len(shares) ** 0.5
+        intervals.append((max(0.0, mean - half), min(1.0, mean + half)))
+    lo, hi = max(intervals, key=lambda i: i[1] - i[0])
+    ci = f"({100 * max(lo, 0.0):.1f}–{100 * min(hi, 1.0):.1f})"
     if len(shares) == 1:
-        return f"{100 * mean:.1f} [1; n={n}]"
-    return f"{100 * mean:.1f} ± {100 * statistics.stdev(shares):.1f} [{len(shares)}; n={n}]"
+        return f"{100 * mean:.1f} {ci} [1; n={n}]"
+    return f"{100 * mean:.1f} ± {100 * statistics.stdev(shares):.1f} {ci} [{len(shares)}; n={n}]"
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +177,7 @@ def test_named_settings_are_kept_apart(tmp_path, rows):
     both = pd.concat([rows, write_store(tmp_path / "nb", notebook, {"attack": "cw_l2", "preset": "defensegan"})],
                      ignore_index=True)
     table = cw_table(both)
-    assert table.loc["No Defense", "MNIST ℓ2/√N ≤ 0.005 (defensegan)"] == "0.0 [1; n=2]"
+    assert table.loc["No Defense", "MNIST ℓ2/√N ≤ 0.005 (defensegan)"] == "0.0 (0.0–65.8) [1; n=2]"
     assert table.loc["No Defense", "MNIST ℓ2/√N ≤ 0.005"] == cell(by_hand(rows, "mnist", "none", False), 12)
     acc = cw_accuracy(both)
     assert set(acc["cw_setting"]) == {"", "defensegan"} and set(acc["reading"]) == {r.key for r in CW_READINGS}
