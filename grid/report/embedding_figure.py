@@ -3,7 +3,10 @@
 Paper §4.4: the code z = Q(x) of test images is projected to 2-D by t-SNE, and so is the code
 of their ℓ∞-PGD adversarial images; the first two panels are E-CLA (natural, adversarial), the
 last two ER-Classifier (natural, adversarial). In the adversarial panels an example the attack
-misclassified is a down triangle, one it failed on a dot; colours are the true classes.
+misclassified is a down triangle, one it failed on a dot; colours are the true classes. Each
+PGD panel's title gives the ε its codes were attacked at (read from the rows' ``attack_config``):
+by default the ε where that trial's PGD accuracy is nearest 50% (``grid.spec.codes_plan``), so
+two methods' panels may differ in ε.
 
 One figure per dataset, ``embedding_<dataset>.png`` (300 dpi) and ``.pdf``, from the codes
 table (:mod:`grid.stages.codes`). The pair is E-CLA vs ER-Classifier− when both ran, else the first
@@ -16,6 +19,7 @@ the subset is small), so the figure is the same on every run.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -56,6 +60,14 @@ def chosen_trials(codes: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(keep, ignore_index=True)
 
 
+def attack_eps(rows: pd.DataFrame) -> float:
+    """The one ε a trial's code rows were attacked at: the ``eps`` of their ``attack_config``."""
+    configs = {json.loads(config)["eps"] for config in rows["attack_config"].unique()}
+    if len(configs) != 1:
+        raise ValueError(f"codes of trial {rows['trial_id'].iloc[0]} were attacked at several ε: {sorted(configs)}")
+    return float(configs.pop())
+
+
 def project(codes: np.ndarray) -> np.ndarray:
     """(N, k) codes → (N, 2) t-SNE coordinates (deterministic: PCA init, random_state 0)."""
     from sklearn.manifold import TSNE
@@ -90,8 +102,9 @@ def embedding_figure(codes: pd.DataFrame, dataset: str) -> Optional[Figure]:
                            marker=marker, s=8 if marker == "o" else 14, linewidths=0)
         first = rows.iloc[0]
         extras = [f"λ={num(first['lam'])}"] if present(first["lam"]) else []
-        ax.set_title(f"{method_name(first['method'])}{' (' + ', '.join(extras) + ')' if extras else ''}\n"
-                     f"{'natural' if kind == NATURAL else 'PGD'} images", fontsize="medium")
+        images = "natural images" if kind == NATURAL else f"PGD images, ε={num(attack_eps(rows))}"
+        ax.set_title(f"{method_name(first['method'])}{' (' + ', '.join(extras) + ')' if extras else ''}\n{images}",
+                     fontsize="medium")
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"t-SNE of the code z — {dataset_name(dataset)} (▼ = misclassified under PGD)")

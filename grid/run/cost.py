@@ -112,7 +112,7 @@ def trial_cost(trial: "TrialConfig", epoch_seconds: Optional[dict] = None,
     for item in trial.eval_plan:
         passes += trial.eval_n * (attack_passes(item, trial) + 2 * verdict)
     if trial.codes is not None:  # one PGD run over the subset for the t-SNE figures
-        passes += trial.eval_n * attack_passes(trial.codes, trial)
+        passes += trial.eval_n * attack_passes(trial.codes.priced_attack(trial.eval_plan), trial)
     detection = detection_passes(trial) * per_pass
     kept = trial.epochs if keep_checkpoints is None else min(keep_checkpoints, trial.epochs)
     checkpoint = kept * model_parameters(trial.dataset) * 4 * 3 * CHECKPOINT_OVERHEAD

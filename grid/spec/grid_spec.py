@@ -41,7 +41,8 @@ YAML fields (defaults in brackets)::
     num_nodes: 1                   # [1]
     max_failures: 3                # [3]
     detection: {...}               # optional detection stage per dataset (grid/detection_plan.py)
-    codes: true                    # [false]; the code z under PGD for Figures 5/6 (grid/codes_plan.py)
+    codes: true                    # [false]; the code z under PGD for Figures 5/6, by default at the
+                                   # swept ε nearest 50% PGD accuracy (grid/spec/codes_plan.py)
     keep_checkpoints: 3            # [3]; checkpoints kept per trial, newest first (null: all)
 """
 
@@ -57,7 +58,7 @@ from er_core.attack_spec import AttackSpec
 from grid.common.fingerprint import short_hash
 
 from .checks import load_yaml
-from .codes_plan import trial_codes_plan
+from .codes_plan import CodesPlan, check_codes_against_plan, trial_codes_plan
 from .detection_plan import DetectionPlan, trial_detection_plan
 from .fields import check_keys, plain
 from .validation import methods_module, validate_spec
@@ -98,8 +99,8 @@ class TrialConfig:
     # trial, and its rows carry their own fingerprint, so it is not part of trial_id.
     detection: Optional[DetectionPlan] = None
     # The codes stage for the t-SNE figures (grid.stages.codes), likewise run on the trained model:
-    # PGD at the dataset's ε (grid.spec.codes_plan).
-    codes: Optional[AttackSpec] = None
+    # PGD at an ε fixed here or chosen from the trial's PGD rows (grid.spec.codes_plan).
+    codes: Optional[CodesPlan] = None
 
     # Fields that say where a trial runs or what is run after training, not what training
     # and the evaluation plan compute: left out of trial_id.
@@ -125,7 +126,7 @@ class TrialConfig:
         if isinstance(d.get("detection"), dict):
             values["detection"] = DetectionPlan.from_dict(d["detection"])
         if isinstance(d.get("codes"), dict):
-            values["codes"] = AttackSpec.from_dict(d["codes"])
+            values["codes"] = CodesPlan.from_dict(d["codes"])
         values["hyperparams"] = dict(d["hyperparams"])
         values["resources"] = dict(d["resources"])
         return cls(**values)
@@ -258,6 +259,9 @@ class GridSpec:
         """Check and normalise every field (:func:`grid.spec.validation.validate_spec`); raise
         ``ValueError("spec.<field>: ...")`` on the first problem."""
         validate_spec(self)
+        # The codes plan's "half" rule chooses among the evaluation plan's PGD ε: checked once
+        # both fields are normalised.
+        check_codes_against_plan(self.codes, self.eval_plan)
 
     # -- expansion ------------------------------------------------------------------------
 
@@ -294,7 +298,7 @@ class GridSpec:
                                     resources=dict(self.resources[dataset]),
                                     data_root=self.data_root,
                                     detection=trial_detection_plan(self.detection, dataset, method),
-                                    codes=trial_codes_plan(self.codes, dataset),
+                                    codes=trial_codes_plan(self.codes, dataset, plan),
                                 )
                             )
         ids = [t.trial_id for t in trials]

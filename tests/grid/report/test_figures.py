@@ -1,10 +1,12 @@
 """Figures 3/4: plotted values equal the hand-computed accuracies; at the paper's full grid size
 (15 method × λ configurations, four datasets) every line has its own colour/style pair, a method
 keeps its colour across figures, the legend stays outside the panels, files are PNG (300 dpi)
-and PDF. Runtime: ~6 s (two 4-panel figures saved twice)."""
+and PDF. Figures 5/6: each PGD panel's title gives the ε its trial's codes were attacked at.
+Runtime: ~8 s (two 4-panel figures saved twice, one small t-SNE figure)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
@@ -12,7 +14,7 @@ from matplotlib.image import imread
 
 from grid.report.figures import DPI, METHOD_COLORS, pgd_figure, write_figures
 from grid.report import pgd_curves
-from grid.store import ROW_SCHEMA
+from grid.store import CODES_SCHEMA, ROW_SCHEMA
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -140,3 +142,34 @@ def test_figure4_title_names_only_methods_that_ran(tmp_path):
 def test_no_pgd_rows_writes_nothing(df, tmp_path):
     assert write_figures(df[df["attack"] != "pgd"], tmp_path / "none") == []
     assert not (tmp_path / "none").exists()
+
+
+def code_rows(method: str, eps: float, rule: dict, n: int = 12, lam=None) -> list[dict]:
+    """One trial's codes rows (``CODES_SCHEMA``), natural and adversarial, attacked at ``eps``."""
+    from grid.common.fingerprint import canonical_json
+
+    config = canonical_json({"attack": "pgd", "norm": "Linf", "eps": eps, "steps": 40, "eps_rule": rule})
+    z = np.random.default_rng(len(method)).normal(size=(2, n, 4)).astype(np.float32)
+    return [{"experiment": "unit", "trial_id": f"t-{method}", "dataset": "digits", "method": method,
+             "train_eps": None, "lam": lam, "seed": 0, "sample_idx": i, "label": i % 3, "kind": kind,
+             "pred": (i + (k and i % 2)) % 3, "code": z[k, i].tolist(), "attack_config": config,
+             "checkpoint_hash": "abc"} for k, kind in enumerate(("natural", "adversarial")) for i in range(n)]
+
+
+def test_each_pgd_panel_of_the_embedding_figure_names_its_eps():
+    from grid.report.embedding_figure import attack_eps, embedding_figure
+    from grid.report.markdown import ReportContext, embedding_section
+
+    # Two methods attacked at different ε, as the "half" rule chooses them per trial.
+    codes = pd.DataFrame(code_rows("e_cla", 0.125, {"rule": "half", "pgd_accuracy": 0.5, "n": 12})
+                         + code_rows("er_minus", 0.3, {"rule": "train_eps"}, lam=5.0))
+    assert set(codes.columns) == set(CODES_SCHEMA.names) - {"code_version", "created_at"}
+    titles = [ax.get_title() for ax in embedding_figure(codes, "digits").axes]
+    assert [t.splitlines()[1] for t in titles] == ["natural images", "PGD images, ε=0.125",
+                                                   "natural images", "PGD images, ε=0.3"]
+    assert titles[0].startswith("E-CLA") and titles[2].startswith("ER-Classifier− (λ=5)")
+    mixed = pd.DataFrame(code_rows("e_cla", 0.1, {"rule": "given"}) + code_rows("e_cla", 0.2, {"rule": "given"})[:1])
+    with pytest.raises(ValueError, match=r"attacked at several ε: \[0.1, 0.2\]"):
+        attack_eps(mixed)
+    caption = "\n".join(embedding_section(ReportContext(df=pd.DataFrame(), figures=["embedding_digits.png"])))
+    assert "nearest 50%" in caption and "![embedding_digits](embedding_digits.png)" in caption

@@ -115,6 +115,19 @@ BAD_SPECS = [
     (_with("experiment", "a/b"), "spec.experiment: 'a/b' is not a valid name"),
     (_with("eval_n", 1000), "spec.eval_n: 1000 examples requested but dataset 'digits' has 360"),
     (_with("epochs", 0), "spec.epochs: expected an integer ≥ 1"),
+    # The codes plan: base_spec sweeps PGD on digits only (mnist: FGSM).
+    (_with("codes", {"eps": {"mnist": "third"}}),
+     'spec.codes.eps.mnist: expected a number in (0, 1], "half" or "auto", got \'third\''),
+    (_with("codes", {"eps": {"mnist": 0}}), "spec.codes.eps.mnist: expected a number in (0, 1]"),
+    (_with("codes", {"eps": {"mnist": True}}), "spec.codes.eps.mnist: expected a number in (0, 1]"),
+    (_with("codes", {"eps": {"imagenet": 0.1}}), "spec.codes.eps: dataset 'imagenet' is not in spec.datasets"),
+    (_with("codes", {"eps": "third"}), "spec.codes.eps: unknown rule 'third'; valid: half, auto"),
+    (_with("codes", {"eps": 0.3}), "spec.codes.eps: expected a rule (half, auto) or a dict dataset → ε or rule"),
+    (_with("codes", {"eps": {"mnist": "half"}}), 'spec.codes.eps.mnist: "half" chooses among the nonzero ε of the pgd'),
+    (_with("codes", {"eps": "half"}), 'spec.codes.eps.mnist: "half" chooses among the nonzero ε of the pgd'),
+    (_with("codes", {"steps": 0}), "spec.codes.steps: expected an integer ≥ 1"),
+    (_with("codes", {"epz": 0.1}), "spec.codes.epz: unknown field"),
+    (_with("codes", "yes"), "spec.codes: expected true, false or {steps, eps}"),
 ]
 
 
@@ -168,18 +181,91 @@ def test_trial_config_round_trips_through_plain_json():
 
 
 def test_trial_attacks_are_attack_specs_through_plain_json():
-    """The evaluation plan and the codes stage are declared as one type, AttackSpec, and stay
-    one after Tune's plain-JSON round trip; the codes stage does not change trial_id."""
+    """The evaluation plan is AttackSpecs and the codes stage a CodesPlan, both the same after
+    Tune's plain-JSON round trip; the codes stage does not change trial_id."""
     from er_core.attack_spec import AttackSpec
+    from grid.spec.codes_plan import CodesPlan
 
-    spec = GridSpec.from_dict(dict(base_spec(), codes={"steps": 7}))
-    for trial in spec.expand()[:4]:
+    spec = GridSpec.from_dict(dict(base_spec(), codes={"steps": 7, "eps": {"mnist": 0.2}}))
+    trials = spec.expand()
+    for trial in [*trials[:4], *trials[-4:]]:  # digits ("half") and mnist (the spec's 0.2)
         back = TrialConfig.from_dict(json.loads(json.dumps(trial.to_dict())))
         assert all(isinstance(item, AttackSpec) for item in back.eval_plan)
-        assert back.codes == AttackSpec("pgd", spec.codes["eps"][trial.dataset], {"steps": 7}) == trial.codes
+        assert isinstance(back.codes, CodesPlan) and back.codes == trial.codes and back.codes.steps == 7
         assert back.trial_id == trial.trial_id
     without = GridSpec.from_dict(base_spec()).expand()[0]
     assert without.codes is None and without.trial_id == spec.expand()[0].trial_id
+
+
+def test_codes_rules_per_trial():
+    """``true`` ("auto"): "half" where the trial sweeps PGD at ≥ 2 nonzero ε (digits), else the
+    dataset's training ε (mnist: FGSM only); an explicit rule or number per dataset wins."""
+    from er_core.dataset_info import info
+    from grid.spec.codes_plan import AUTO, GIVEN, HALF, TRAIN_EPS, CodesPlan
+
+    def plans(codes, spec=None) -> dict:
+        return {t.dataset: t.codes for t in GridSpec.from_dict(dict(spec or base_spec(), codes=codes)).expand()}
+
+    assert GridSpec.from_dict(dict(base_spec(), codes=True)).codes == {"steps": 40, "eps": {"digits": AUTO, "mnist": AUTO}}
+    assert plans(True) == {"digits": CodesPlan(HALF, 40), "mnist": CodesPlan(TRAIN_EPS, 40, info("mnist").train_eps)}
+    assert plans({"eps": {"digits": 0.05}}) == {"digits": CodesPlan(GIVEN, 40, 0.05),
+                                                "mnist": CodesPlan(TRAIN_EPS, 40, info("mnist").train_eps)}
+    # PGD at one nonzero ε (and at 0): "auto" keeps the training ε, an explicit "half" uses the sweep.
+    one = _with("eval_plan.mnist", [{"attack": "pgd", "eps": [0.0, 0.1]}])
+    assert plans(True, one)["mnist"] == CodesPlan(TRAIN_EPS, 40, info("mnist").train_eps)
+    assert plans({"eps": "half", "steps": 5}, one) == {"digits": CodesPlan(HALF, 5), "mnist": CodesPlan(HALF, 5)}
+    # The normalised spec reads back as itself, rules and numbers alike.
+    for codes in (True, {"eps": "half"}, {"eps": {"digits": "half", "mnist": 0.25}, "steps": 3}):
+        spec = GridSpec.from_dict(dict(one, codes=codes))
+        assert GridSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_a_codes_plan_recorded_as_an_attack_spec_reads_back_as_a_fixed_eps():
+    """Trial configs recorded before the rule existed hold the codes attack as an AttackSpec
+    dict; a resume reads them back as that ε, as given."""
+    from grid.spec.codes_plan import GIVEN, CodesPlan
+
+    trial = GridSpec.from_dict(dict(base_spec(), codes=True)).expand()[0]
+    old = dict(trial.to_dict(), codes={"attack": "pgd", "eps": 0.3, "options": {"steps": 40}})
+    back = TrialConfig.from_dict(old)
+    assert back.codes == CodesPlan(GIVEN, 40, 0.3) and back.trial_id == trial.trial_id
+    with pytest.raises(ValueError, match="codes plan: rule 'half' takes no ε"):
+        CodesPlan("half", 40, 0.3)
+    with pytest.raises(ValueError, match="codes_plan.eps_rule: unknown field"):
+        CodesPlan.from_dict({"rule": "half", "steps": 40, "eps_rule": 1})
+
+
+def _job_presets() -> dict:
+    sys.path.insert(0, str(REPO / "jobs"))
+    try:
+        import full_grid
+    finally:
+        sys.path.remove(str(REPO / "jobs"))
+    return {"paper": full_grid.PAPER, "smoke": full_grid.SMOKE}
+
+
+def test_the_codes_plan_leaves_the_job_presets_trial_ids_alone():
+    """The codes plan is not hashed: every form of it gives each preset the trial ids it has
+    without the stage, so adding the rule retrains nothing."""
+    for name, preset in _job_presets().items():
+        bare = [t.trial_id for t in GridSpec.from_dict(dict(preset, codes=False)).expand()]
+        for codes in (preset.get("codes", False), True, {"eps": "half"}, {"eps": "auto", "steps": 7},
+                      {"eps": {d: 0.01 for d in preset["datasets"]}}):
+            trials = GridSpec.from_dict(dict(preset, codes=codes)).expand()
+            assert [t.trial_id for t in trials] == bare, (name, codes)
+        if preset.get("codes"):  # the paper preset sweeps PGD everywhere: the 50% rule throughout
+            assert {t.codes.rule for t in GridSpec.from_dict(preset).expand()} == {"half"}
+
+
+def test_the_codes_stage_costs_the_same_passes_whatever_its_rule():
+    """PGD's passes do not depend on ε: a "half" plan is priced like a fixed ε."""
+    from grid.run.cost import trial_cost
+
+    def cost(codes):
+        return trial_cost(GridSpec.from_dict(dict(base_spec(), codes=codes)).expand()[0])
+
+    half, fixed, off = cost({"eps": {"digits": "half"}}), cost({"eps": {"digits": 0.1}}), cost(False)
+    assert half == fixed and half.eval_seconds > off.eval_seconds
 
 
 def test_yaml_and_dict_give_the_same_spec(tmp_path):
