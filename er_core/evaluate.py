@@ -74,9 +74,13 @@ def attack_batch(
     eps: float,
     sample_idx: Optional[Sequence[int] | torch.Tensor] = None,
     passes: Optional[int] = None,
+    notes: Optional[list] = None,
     **options,
 ) -> list[dict]:
-    """Per-example records of attacking (x, y) with ``attack_name`` at ``eps``; see module doc."""
+    """Per-example records of attacking (x, y) with ``attack_name`` at ``eps``; see module doc.
+
+    ``notes``: where given, the warnings the attack's library raised about this batch are
+    appended to it (``AttackResult.notes``)."""
     attack = make(attack_name, eps, **options)
     n = len(x)
     if sample_idx is None:
@@ -90,6 +94,8 @@ def attack_batch(
     start = time.perf_counter()
     result = attack(model, x, y)  # validates x and y before anything else runs
     seconds = (time.perf_counter() - start) / max(n, 1)
+    if notes is not None:
+        notes.extend(result.notes)
 
     pred_clean = judge(model, x, y, passes)
     pred_adv = judge(model, result.x_adv, y, passes)

@@ -124,6 +124,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     """Train and evaluate one trial; returns its summary with ``examples`` (per-example records)."""
     from . import data as er_data
     from . import evaluate, methods, sanity, train
+    from .attacks import attack_class
     from .eval_subset import batch_seed, eval_batches
 
     torch.set_num_threads(max(1, threads))
@@ -140,7 +141,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     # Judged like the rows' correct_clean (every pass of a randomised model), so the summary's
     # clean accuracy and the examples' can never disagree.
     clean = float((evaluate.judge(model, x_all, y_all, evaluate.passes_for(model)) == y_all).float().mean())
-    examples, accuracy = [], {}
+    examples, accuracy, notes = [], {}, []
     started = time.perf_counter()
     for item in trial["eval_plan"]:
         rows = []
@@ -149,8 +150,14 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
             torch.manual_seed(batch_seed(trial["seed"], trial["eval_seed"], item["attack"], item["eps"], b))
             here = slice(start, start + len(idx))
             start += len(idx)
+            said: list = []
             rows += evaluate.attack_batch(model, item["attack"], x_all[here], y_all[here], item["eps"],
-                                          sample_idx=idx.tolist(), **item["options"])
+                                          sample_idx=idx.tolist(), notes=said, **item["options"])
+            # As the grid keeps them (grid.stages.evaluation.write_notes): one "recorded" entry per
+            # batch of an attack whose library checks the model, then its warnings.
+            if attack_class(item["attack"]).reports_notes:
+                notes += [(item["attack"], float(item["eps"]), b, "recorded", "")]
+                notes += [(item["attack"], float(item["eps"]), b, "warning", m) for m in dict.fromkeys(said)]
         norm = _norm(item)
         rows = [{**r, "attack": item["attack"], "eps": item["eps"], "norm": norm} for r in rows]
         accuracy[column_name(item["attack"], item["eps"])] = (
@@ -161,7 +168,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     losses = [{k: v for k, v in epoch.items() if k not in ("epoch", "seconds", "images")} for epoch in history]
     flags = sanity.trial_flags(
         {"trial_id": trial_label(trial), "train_eps": trial["train_eps"], "clean_accuracy": clean, "losses": losses},
-        sanity.outcomes_from_records(examples), data.num_classes,
+        sanity.outcomes_from_records(examples), data.num_classes, notes,
     )
     final = sanity.final_loss(losses)
     return {

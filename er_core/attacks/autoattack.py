@@ -27,6 +27,9 @@ Usage: ``make("autoattack", eps=0.3)(model, x, y).x_adv``.
 
 from __future__ import annotations
 
+import logging
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
@@ -41,6 +44,7 @@ VERSIONS = ("standard", "rand")
 @dataclass(frozen=True)
 class AutoAttackLinf(Attack):
     name: ClassVar[str] = "autoattack"
+    reports_notes: ClassVar[bool] = True  # pyautoattack's checks (see library_warnings)
     version: Optional[str] = None  # None: 'rand' if model.randomized else 'standard'
     seed: int = 0
     batch_size: int = 500
@@ -75,10 +79,47 @@ class AutoAttackLinf(Attack):
                 f"the model has {num_classes}"
             )
         devices = [x.device] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), library_warnings() as notes:
             adversary = build_adversary(model, self.eps, version, self.seed, x.device, num_classes)
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=self.batch_size)
-        return AttackResult(x_adv=x_adv, queries=None, gradient_failed=_masked_gradient(model, x, y, x_adv))
+        return AttackResult(x_adv=x_adv, queries=None, gradient_failed=_masked_gradient(model, x, y, x_adv),
+                            notes=tuple(dict.fromkeys(notes)))
+
+
+# pyautoattack's own checks (its ``checks`` module: a randomized or dynamic model, outputs that
+# are not logits, too few classes for the targeted attacks, Square succeeding where APGD failed)
+# report through this logger, or as Python warnings where it has none.
+LIBRARY_LOGGER = "auto-attack"
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list) -> None:
+        super().__init__(level=logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
+
+
+@contextmanager
+def library_warnings():
+    """Every warning pyautoattack raises inside the block, as a list of messages (logger records
+    of WARNING and above, and Python warnings), so a batch's rows can carry what AutoAttack
+    itself said about the model instead of losing it to a silenced logger."""
+    messages: list = []
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    handler, level = _Collect(messages), logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield messages
+        messages.extend(str(w.message) for w in caught if "pyautoattack" in (w.filename or ""))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def build_adversary(model, eps: float, version: str, seed: int, device, num_classes: int):

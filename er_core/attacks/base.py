@@ -41,12 +41,15 @@ class AttackResult:
     gradient_failed: bool (N,) True where the loss gradient was zero or non-finite for an
         example, so a "robust" verdict there may be a silent attack failure.
     extra: per-example tensors specific to the attack (e.g. RayS radius).
+    notes: the warnings the attack's own library raised about this batch (AutoAttack's checks:
+        a randomized or dynamic model, outputs that are not logits, Square beating APGD, …).
     """
 
     x_adv: torch.Tensor
     queries: Optional[torch.Tensor] = None
     gradient_failed: Optional[torch.Tensor] = None
     extra: dict = field(default_factory=dict)
+    notes: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class Attack:
     eps: float
     norm: ClassVar[str] = "Linf"
     name: ClassVar[str] = "attack"
+    # The attack's library checks the model as it runs and may warn (``AttackResult.notes``): its
+    # batches keep a record of that, even when nothing was said.
+    reports_notes: ClassVar[bool] = False
     at_least: ClassVar[dict] = {}
     greater_than: ClassVar[dict] = {}
 

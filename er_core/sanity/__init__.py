@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from .attacks import (
-    black_box_stronger, fgsm_stronger, perturbation_out_of_bounds, pgd_overestimates, pgd_unconverged, zero_gradients,
+    autoattack_warning, black_box_stronger, fgsm_stronger, perturbation_out_of_bounds, pgd_overestimates, pgd_unconverged, zero_gradients,
 )
 from .base import ALPHA, AttackOutcome, Flag, NotChecked, TrialEvidence, outcomes_from_records, paired_gap
 from .sweep import eps0_mismatch, no_decay, non_monotonic
@@ -45,26 +45,28 @@ RULES = {
     "non_monotonic": non_monotonic,
     "eps0_mismatch": eps0_mismatch,
     "critic_dead": critic_dead,
-    "autoattack_warning": _not_recorded("AutoAttack's own warnings"),
+    "autoattack_warning": autoattack_warning,
     "eot_insufficient": _not_recorded("a larger-EoT verdict for randomized models"),
 }
 FLAG_NAMES = tuple(RULES)
 
 
-def evidence(trial: dict, outcomes: list[AttackOutcome], num_classes: int) -> TrialEvidence:
+def evidence(trial: dict, outcomes: list[AttackOutcome], num_classes: int, notes=None) -> TrialEvidence:
     """trial: ``trial_id``, ``train_eps`` (None for clean training), ``clean_accuracy`` (None:
-    taken from the examples' clean verdicts), ``losses`` (per-epoch metric dicts, may be empty)."""
+    taken from the examples' clean verdicts), ``losses`` (per-epoch metric dicts, may be empty).
+    notes: the attacks' notes of this trial (:class:`~er_core.sanity.base.TrialEvidence`), or None."""
     clean = trial.get("clean_accuracy")
     if clean is None or (isinstance(clean, float) and math.isnan(clean)):
         clean = _clean_from_outcomes(outcomes)
     return TrialEvidence(trial_id=trial["trial_id"], outcomes=tuple(outcomes), num_classes=num_classes,
                          train_eps=trial.get("train_eps"), clean_accuracy=clean,
-                         losses=tuple(trial.get("losses") or ()))
+                         losses=tuple(trial.get("losses") or ()), notes=None if notes is None else tuple(notes))
 
 
-def check(trial: dict, outcomes: list[AttackOutcome], num_classes: int) -> tuple[list[Flag], dict[str, str]]:
+def check(trial: dict, outcomes: list[AttackOutcome], num_classes: int,
+          notes=None) -> tuple[list[Flag], dict[str, str]]:
     """(every flag raised, rule name → why it could not check) of one trial."""
-    ev = evidence(trial, outcomes, num_classes)
+    ev = evidence(trial, outcomes, num_classes, notes)
     flags, unchecked = [], {}
     for name, rule in RULES.items():
         result = rule(ev)
@@ -75,9 +77,9 @@ def check(trial: dict, outcomes: list[AttackOutcome], num_classes: int) -> tuple
     return flags, unchecked
 
 
-def trial_flags(trial: dict, outcomes: list[AttackOutcome], num_classes: int) -> list[Flag]:
+def trial_flags(trial: dict, outcomes: list[AttackOutcome], num_classes: int, notes=None) -> list[Flag]:
     """Every flag of one trial (see :func:`check` for the rules that could not judge it)."""
-    return check(trial, outcomes, num_classes)[0]
+    return check(trial, outcomes, num_classes, notes)[0]
 
 
 def _clean_from_outcomes(outcomes: list[AttackOutcome]):
@@ -90,7 +92,7 @@ def _clean_from_outcomes(outcomes: list[AttackOutcome]):
 
 
 __all__ = [
-    "ALPHA", "AttackOutcome", "CLASSIFICATION_LOSS_METRICS", "COLLAPSED", "CRITIC_LIVE_METRIC", "CRITIC_W_METRIC",
+    "ALPHA", "AttackOutcome", "CLASSIFICATION_LOSS_METRICS", "autoattack_warning", "COLLAPSED", "CRITIC_LIVE_METRIC", "CRITIC_W_METRIC",
     "FLAG_NAMES", "Flag", "NotChecked", "RULES", "TrialEvidence", "black_box_stronger", "check", "collapsed",
     "critic_dead", "eps0_mismatch", "evidence", "fgsm_stronger", "final_loss", "no_decay", "non_monotonic",
     "outcomes_from_records", "paired_gap", "perturbation_out_of_bounds", "pgd_overestimates", "pgd_unconverged",

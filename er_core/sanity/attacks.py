@@ -104,6 +104,30 @@ def pgd_unconverged(ev: TrialEvidence):
     return _paired_rule(ev, "pgd_unconverged", PGD_ATTACK, {PROBE_ATTACK}, PROBE_MARGIN, norms=("Linf",))
 
 
+def autoattack_warning(ev: TrialEvidence):
+    """AutoAttack's own checks (a randomized or dynamic model, outputs that are not logits, too
+    few classes, Square beating APGD: pyautoattack's ``checks``) warned of something in some
+    evaluation batch: AutoAttack's verdict there is not to be trusted as it stands."""
+    runs = ev.of(AUTOATTACK)
+    if not runs:
+        return NotChecked("the plan has no AutoAttack")
+    if ev.notes is None:
+        return NotChecked("AutoAttack's notes were not read")
+    recorded = {(a, float(e), b) for a, e, b, kind, _m in ev.notes if a == AUTOATTACK and kind == "recorded"}
+    if not recorded:
+        return NotChecked("no AutoAttack batch kept its notes (evaluated before er-grid recorded them)")
+    flags = []
+    for o in runs:
+        batches = {b for a, e, b in recorded if e == o.eps}
+        said = sorted({m for a, e, b, kind, m in ev.notes if a == AUTOATTACK and float(e) == o.eps and kind == "warning"})
+        warned = {b for a, e, b, kind, _m in ev.notes if a == AUTOATTACK and float(e) == o.eps and kind == "warning"}
+        if said:
+            flags.append(Flag(ev.trial_id, "autoattack_warning", len(warned) / max(len(batches), 1), 0.0,
+                              f"ε={o.eps:g}: AutoAttack warned in {len(warned)} of {len(batches)} batches: "
+                              + " / ".join(said), AUTOATTACK, o.eps))
+    return flags
+
+
 def perturbation_out_of_bounds(ev: TrialEvidence):
     bounded = [o for o in ev.outcomes if o.norm == "Linf"]
     if not bounded:
@@ -114,5 +138,5 @@ def perturbation_out_of_bounds(ev: TrialEvidence):
             for o in bounded if o.out_of_bounds]
 
 
-__all__ = ["AUTOATTACK", "FGSM_ATTACK", "PGD_ATTACK", "PROBE_ATTACK", "RAYS", "black_box_stronger",
+__all__ = ["AUTOATTACK", "FGSM_ATTACK", "PGD_ATTACK", "PROBE_ATTACK", "RAYS", "autoattack_warning", "black_box_stronger",
            "fgsm_stronger", "perturbation_out_of_bounds", "pgd_overestimates", "pgd_unconverged", "zero_gradients"]

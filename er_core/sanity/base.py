@@ -77,6 +77,9 @@ class TrialEvidence:
     train_eps: Optional[float] = None
     clean_accuracy: Optional[float] = None
     losses: tuple = ()  # per-epoch metric dicts (``losses_json``)
+    # What attacks' libraries warned of, per batch: (attack, ε, batch, kind, message) with kind
+    # "recorded" (the batch kept its notes) or "warning"; None where no notes were read.
+    notes: Optional[tuple] = None
 
     def of(self, attack: str, norm: Optional[str] = None) -> list[AttackOutcome]:
         return [o for o in self.outcomes if o.attack == attack and (norm is None or o.norm == norm)]

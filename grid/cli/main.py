@@ -139,7 +139,7 @@ def cmd_query(args) -> int:
 
 def cmd_report(args) -> int:
     from grid.report.export import write_report
-    from grid.store import load_detection, load_trials
+    from grid.store import load_detection, load_notes, load_trials
 
     _check_destination(args.out, "--out")
     _check_destination(args.figures, "--figures", folder=True)
@@ -154,7 +154,7 @@ def cmd_report(args) -> int:
     root = results_root(args.results)
     done = write_report(df, load_trials(root, damaged=damaged), load_detection(root, damaged=damaged),
                         out=_path(args.out), figures_dir=_path(args.figures), html_path=_path(args.html),
-                        json_path=_path(args.json), results_root=root)
+                        json_path=_path(args.json), results_root=root, notes_df=load_notes(root, damaged=damaged))
     if not args.out:
         print(done["markdown"], end="")
     for path in done["written"]:

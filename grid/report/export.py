@@ -36,16 +36,18 @@ from .sanity import headline_rows
 
 
 def write_report(df: pd.DataFrame, trials_df, det_df, out: Optional[Path] = None, figures_dir: Optional[Path] = None,
-                 html_path: Optional[Path] = None, json_path: Optional[Path] = None, results_root=None) -> dict:
+                 html_path: Optional[Path] = None, json_path: Optional[Path] = None, results_root=None,
+                 notes_df: Optional[pd.DataFrame] = None) -> dict:
     """Write the report files; returns ``{"markdown": text, "written": [paths]}``.
 
     df/trials_df/det_df: example, trial and detection rows; out: markdown file (None: only the
     text is returned); figures_dir: folder for the figures (None: no figures; the HTML then
-    has none either); results_root: the store, for the t-SNE figures' code table.
+    has none either); results_root: the store, for the t-SNE figures' code table; notes_df: the
+    attacks' notes (``grid.store.load_notes``) for the flags that read them.
     """
     written: list[Path] = []
     figures: list[Path] = []
-    flags = flags_from_frames(df, trials_df)  # once, for the figures and the markdown alike
+    flags = flags_from_frames(df, trials_df, notes_df)  # once, for the figures and the markdown alike
     if figures_dir is not None:
         from .embedding_figure import write_embedding_figures
         from .figures import write_figures
@@ -56,7 +58,8 @@ def write_report(df: pd.DataFrame, trials_df, det_df, out: Optional[Path] = None
             figures += write_embedding_figures(results_root, figures_dir)
         written += figures
     links_from = Path(out).parent if out is not None else Path.cwd()
-    text = report_markdown(df, trials_df, det_df, figures=figures, links_from=links_from, flags=flags)
+    text = report_markdown(df, trials_df, det_df, figures=figures, links_from=links_from, flags=flags,
+                           notes_df=notes_df)
     if out is not None:
         written.append(write_text_atomic(Path(out), text))
     if html_path is not None:

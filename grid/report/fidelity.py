@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from er_core.sanity import final_loss
-from grid.store import flag_names, flags_from_frames, load, load_trials
+from grid.store import flag_names, flags_from_frames, load, load_notes, load_trials
 
 
 def summaries_from_store(root, experiment: str) -> list[dict]:
@@ -20,7 +20,7 @@ def summaries_from_store(root, experiment: str) -> list[dict]:
 
     df = load(root, experiment=experiment)
     trials = load_trials(root, experiment=experiment)
-    names = flag_names(flags_from_frames(df, trials))
+    names = flag_names(flags_from_frames(df, trials, load_notes(root, experiment=experiment)))
     robust = df.assign(_robust=df["correct_clean"].astype(bool) & df["correct_adv"].astype(bool))
     accuracy = robust.groupby(["trial_id", "attack", "eps"])["_robust"].mean()
     out = []

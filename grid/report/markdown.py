@@ -52,6 +52,7 @@ class ReportContext:
     acc: Optional[pd.DataFrame] = None
     flags: Optional[pd.DataFrame] = None  # sanity flags per trial (grid.stages.sanity)
     cw_acc: Optional[pd.DataFrame] = None  # Table 2's accuracies (grid.report.tables.cw_accuracy)
+    notes_df: Optional[pd.DataFrame] = None  # attacks' notes per batch (grid.store.load_notes), or None
 
 
 Section = Callable[[ReportContext], list]  # a section builder: context → markdown lines
@@ -60,24 +61,25 @@ Section = Callable[[ReportContext], list]  # a section builder: context → mark
 def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, det_df: Optional[pd.DataFrame] = None,
                     cw_readings: tuple[CWReading, ...] = CW_READINGS, figures: Optional[list] = None,
                     links_from: Optional[Path] = None, sections: Optional[list[Section]] = None,
-                    flags: Optional[pd.DataFrame] = None) -> str:
+                    flags: Optional[pd.DataFrame] = None, notes_df: Optional[pd.DataFrame] = None) -> str:
     """The paper's results as markdown: Figures 3–6, Tables 1–3, worst case, trials, detection, settings.
 
     df: example rows; trials_df: trial rows (``grid.store.load_trials``) or None; det_df:
     detection rows for Tables 5–8 or None; figures: figure files to link (``grid.report.figures``);
-    sections: builders to run instead of :data:`SECTIONS`. Tables 1–3 and the worst case are in
+    sections: builders to run instead of :data:`SECTIONS`; notes_df: the attacks' notes
+    (``grid.store.load_notes``) for the flags that read them, or None. Tables 1–3 and the worst case are in
     the paper's layout (methods down, datasets across), each followed by the same numbers per
     configuration with clean accuracy; an attack with no rows gives a note, not a table.
     """
     # Sanity flags first; collapsed trials are kept out of every table below (grid.stages.sanity).
     # ``flags``: already computed by the caller (grid.report.export shares them with the figures).
     if flags is None:
-        flags = flags_from_frames(df, trials_df)
+        flags = flags_from_frames(df, trials_df, notes_df)
     df, trials_df = headline_rows(df, flags), (None if trials_df is None else headline_rows(trials_df, flags))
     # The accuracy table (with the worst case) is computed once and shared: on a full grid
     # this is the slow step.
     ctx = ReportContext(df, trials_df, det_df, tuple(cw_readings), list(figures or []), links_from,
-                        acc=robust_accuracy(df, by=ACC_BY), flags=flags)
+                        acc=robust_accuracy(df, by=ACC_BY), flags=flags, notes_df=notes_df)
     if not df.empty and (df["attack"] == CW_ATTACK).any():  # once, for Table 2 and the comparison
         ctx.cw_acc = cw_accuracy(df, ctx.cw_readings)
     parts = ["# ER-Grid results", "",
@@ -283,7 +285,7 @@ def _trial_summary(trials_df: pd.DataFrame) -> list[str]:
 
 
 def sanity_checks_section(ctx: ReportContext) -> list[str]:
-    return sanity_section(ctx.flags, not_checked_frame(ctx.df, ctx.trials_df))
+    return sanity_section(ctx.flags, not_checked_frame(ctx.df, ctx.trials_df, ctx.notes_df))
 
 
 def paper_section(ctx: ReportContext) -> list[str]:

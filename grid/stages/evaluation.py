@@ -4,7 +4,8 @@
 Batch by batch through ``er_core.evaluate.attack_batch``, skipping every (attack, ε, batch)
 whose file is committed and intact (``ResultStore.done_batches``; a missing or damaged one is
 moved aside and recomputed). The subset, its batches and their seeds are ``er_core.eval_subset``'s.
-A batch that runs out of CUDA memory is retried in halves.
+A batch that runs out of CUDA memory is retried in halves. An AutoAttack batch also keeps what
+pyautoattack's own checks warned of (``notes/``, :func:`write_notes`), before the batch itself.
 
 Fingerprint rule: every row carries what produced it (``attack_config``: the attack's full
 config as canonical JSON, with the torch and pyautoattack versions; ``checkpoint_hash``;
@@ -17,11 +18,13 @@ never mixed in one trial.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from grid.common.faults import KILL_AFTER_BATCHES_ENV, kill_if_asked
 from grid.common.fingerprint import canonical_json, eval_subset_tag, library_versions
-from grid.store.layout import EXAMPLES_DIR
+from grid.store.layout import EXAMPLES_DIR, notes_path
+from grid.store.rows import rows_to_table, without_partitions
+from grid.store.schemas import NOTES_SCHEMA, RECORDED, WARNING
 
 from .base import Stage, TrialBundle
 
@@ -31,6 +34,7 @@ class FingerprintMismatch(RuntimeError):
 
 
 CHECKED_FINGERPRINT = ("attack_config", "checkpoint_hash", "eval_subset")
+
 
 
 def eval_fingerprint(trial, attack: str, eps: float, options: dict, checkpoint_hash: str) -> dict:
@@ -77,21 +81,35 @@ def check_fingerprints(store, trial, expected: dict[tuple[str, float], dict]) ->
         )
 
 
-def attack_with_oom_retry(model, attack: str, x, y, eps: float, sample_idx: list, options: dict) -> list[dict]:
-    """``attack_batch``; on CUDA out-of-memory, the same examples in two halves (recursively)."""
+def attack_with_oom_retry(model, attack: str, x, y, eps: float, sample_idx: list, options: dict,
+                          notes: Optional[list] = None) -> list[dict]:
+    """``attack_batch``; on CUDA out-of-memory, the same examples in two halves (recursively).
+    ``notes`` collects what the attack's library warned of (``er_core.evaluate.attack_batch``)."""
     import torch
 
     import er_core.evaluate
 
     try:
-        return er_core.evaluate.attack_batch(model, attack, x, y, eps, sample_idx=sample_idx, **options)
+        return er_core.evaluate.attack_batch(model, attack, x, y, eps, sample_idx=sample_idx, notes=notes, **options)
     except torch.cuda.OutOfMemoryError:
         if len(y) == 1:
             raise
         torch.cuda.empty_cache()
         half = len(y) // 2
-        return (attack_with_oom_retry(model, attack, x[:half], y[:half], eps, sample_idx[:half], options)
-                + attack_with_oom_retry(model, attack, x[half:], y[half:], eps, sample_idx[half:], options))
+        return (attack_with_oom_retry(model, attack, x[:half], y[:half], eps, sample_idx[:half], options, notes)
+                + attack_with_oom_retry(model, attack, x[half:], y[half:], eps, sample_idx[half:], options, notes))
+
+
+def write_notes(store, trial, attack: str, eps: float, batch: int, notes: list) -> str:
+    """One batch's notes: a ``recorded`` row, then one row per distinct warning. Written before
+    the batch itself, so a committed batch always has its notes committed too."""
+    key = {"experiment": trial.experiment, "dataset": trial.dataset, "method": trial.method,
+           "trial_id": trial.trial_id, "attack": attack, "eps": float(eps), "batch": int(batch)}
+    rows = [{**key, "kind": RECORDED, "message": ""}]
+    rows += [{**key, "kind": WARNING, "message": m} for m in dict.fromkeys(notes)]
+    path = notes_path(store, trial, attack, eps, batch)
+    store.write_atomic(without_partitions(rows_to_table(rows, NOTES_SCHEMA, fill={})), path)
+    return path
 
 
 def evaluate(model, data, trial, store, checkpoint_hash: str, report_progress: Callable[[int, int], None],
@@ -103,6 +121,7 @@ def evaluate(model, data, trial, store, checkpoint_hash: str, report_progress: C
     """
     import torch
 
+    from er_core.attacks import attack_class
     from er_core.eval_subset import batch_seed, eval_batches
     from er_core.torch_utils import model_device
 
@@ -114,6 +133,15 @@ def evaluate(model, data, trial, store, checkpoint_hash: str, report_progress: C
     }
     check_fingerprints(store, trial, fingerprints)
     done = store.done_batches(trial.experiment, trial.dataset, trial.method, trial.trial_id)
+    # A batch whose notes file is committed but damaged is redone with its notes (a batch from
+    # before notes were kept has none committed: it stays done, its flag says "not checked").
+    commits = store.trial_commits(trial.trial_id)
+    for item in trial.eval_plan:
+        if attack_class(item.attack).reports_notes:
+            for b in range(len(batches)):
+                path = notes_path(store, trial, item.attack, float(item.eps), b)
+                if store.relative(path) in commits and not store.is_committed_intact(path):
+                    done.discard((item.attack, float(item.eps), b))
     todo = [(item, b) for item in trial.eval_plan for b in range(len(batches))
             if (item.attack, float(item.eps), b) not in done]
     total = len(trial.eval_plan) * len(batches)
@@ -124,7 +152,10 @@ def evaluate(model, data, trial, store, checkpoint_hash: str, report_progress: C
         idx = batches[b]
         torch.manual_seed(batch_seed(trial.seed, trial.eval_seed, item.attack, item.eps, b))
         x, y = data.test_examples(idx, device)
-        rows = attack_with_oom_retry(model, item.attack, x, y, float(item.eps), idx.tolist(), dict(item.options))
+        notes: list = []
+        rows = attack_with_oom_retry(model, item.attack, x, y, float(item.eps), idx.tolist(), dict(item.options), notes)
+        if attack_class(item.attack).reports_notes:  # e.g. AutoAttack: for the autoattack_warning flag
+            write_notes(store, trial, item.attack, float(item.eps), b, notes)
         extra = {**trial_columns, **fingerprints[(item.attack, float(item.eps))]}
         store.write_batch(
             [{**row, **extra} for row in rows], experiment=trial.experiment, dataset=trial.dataset,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from grid.store.flags import compute_flags
 from grid.store.layout import sanity_path
+from grid.store.readers import load_notes
 from grid.store.rows import rows_to_table, without_partitions
 from grid.store.schemas import SANITY_SCHEMA
 
@@ -37,7 +38,8 @@ def check_trial(store, trial) -> list:
     """Compute and store the flags of a finished trial (``trial``: a ``grid.spec.TrialConfig``)."""
     key = {"experiment": trial.experiment, "dataset": trial.dataset, "method": trial.method}
     flags, _ = compute_flags(store.load(**key, trial_id=trial.trial_id),
-                             store.load_trials(**key, trial_id=trial.trial_id))
+                             store.load_trials(**key, trial_id=trial.trial_id),
+                             load_notes(store, **key, trial_id=trial.trial_id))
     write_flags(store, trial, flags)
     return flags
 

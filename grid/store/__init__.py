@@ -22,7 +22,7 @@ from .layout import (
 )
 from .locate import NoResults, open_results
 from .manifest import DamagedStore
-from .readers import load, load_codes, load_detection, load_flags, load_trials
+from .readers import load, load_codes, load_detection, load_flags, load_notes, load_trials
 from .results_store import ResultStore
 from .rows import PARTITION_COLUMNS, rows_to_table, without_partitions
 from .schemas import (
@@ -35,6 +35,6 @@ __all__ = [
     "MOVED_ASIDE_DIR", "NATURAL", "NoResults", "PARTITION_COLUMNS", "RESULTS_DIR", "ROW_SCHEMA", "ResultStore",
     "SANITY_DIR", "SANITY_SCHEMA", "StoreCheck", "TRIALS_DIR", "TRIAL_SCHEMA", "UNIQUE_KEYS", "UTC_TIMESTAMP",
     "check_store", "column", "er_grid_code_version", "flag_names", "flags_for_trials", "flags_from_frames",
-    "load", "load_codes", "load_detection", "load_flags", "load_trials", "open_results", "rows_to_table",
+    "load", "load_codes", "load_detection", "load_flags", "load_notes", "load_trials", "open_results", "rows_to_table",
     "status_summary", "without_partitions",
 ]

@@ -22,7 +22,7 @@ from er_core.sanity.base import LINF_TOLERANCE
 
 from .layout import SANITY_DIR
 from .locate import open_results
-from .readers import load_flags
+from .readers import load_flags, load_notes
 from .rows import present
 
 
@@ -49,37 +49,50 @@ def outcomes_from_frame(df) -> dict[str, list[AttackOutcome]]:
     return out
 
 
-def flags_from_frames(df, trials_df=None):
+def flags_from_frames(df, trials_df=None, notes_df=None):
     """Recompute every flag from example rows ``df`` and trial rows ``trials_df`` → flags frame.
 
     Clean accuracy comes from the trial row, else from the examples' ``correct_clean``.
     """
-    flags, trials = compute_flags(df, trials_df)
+    flags, trials = compute_flags(df, trials_df, notes_df)
     return flags_frame(flags, trials)
 
 
-def compute_flags(df, trials_df=None) -> tuple[list[Flag], dict[str, dict]]:
+def compute_flags(df, trials_df=None, notes_df=None) -> tuple[list[Flag], dict[str, dict]]:
     """(flags, trial records) of every trial in the example rows ``df`` or trial rows ``trials_df``."""
-    flags, trials, _unchecked = compute_checks(df, trials_df)
+    flags, trials, _unchecked = compute_checks(df, trials_df, notes_df)
     return flags, trials
 
 
-def compute_checks(df, trials_df=None) -> tuple[list[Flag], dict[str, dict], dict[str, dict[str, str]]]:
+def compute_checks(df, trials_df=None, notes_df=None) -> tuple[list[Flag], dict[str, dict], dict[str, dict[str, str]]]:
     """(flags, trial records, trial_id → {rule: why it could not check}) of every trial in the
     example rows ``df`` or trial rows ``trials_df``."""
     outcomes = outcomes_from_frame(df)
     trials = _trial_records(df, trials_df)
+    notes = notes_by_trial(notes_df)
     flags, unchecked = [], {}
     for trial_id, trial in trials.items():
-        raised, unchecked[trial_id] = check(trial, outcomes.get(trial_id, []), info(trial["dataset"]).num_classes)
+        raised, unchecked[trial_id] = check(trial, outcomes.get(trial_id, []), info(trial["dataset"]).num_classes,
+                                            notes.get(trial_id, ()) if notes is not None else None)
         flags += raised
     return flags, trials, unchecked
 
 
-def not_checked_frame(df, trials_df=None) -> pd.DataFrame:
+def notes_by_trial(notes_df):
+    """trial_id → (attack, ε, batch, kind, message) of its notes rows (``grid.store.load_notes``);
+    None when no notes frame was read (the notes rule then says it could not check)."""
+    if notes_df is None:
+        return None
+    out: dict[str, list] = {}
+    for r in notes_df.itertuples(index=False):
+        out.setdefault(r.trial_id, []).append((r.attack, float(r.eps), int(r.batch), r.kind, r.message))
+    return out
+
+
+def not_checked_frame(df, trials_df=None, notes_df=None) -> pd.DataFrame:
     """One row per (rule, reason) that could not judge some trials: ``flag``, ``reason``,
     ``trials`` (how many), so a report says what its flags could not see."""
-    _flags, _trials, unchecked = compute_checks(df, trials_df)
+    _flags, _trials, unchecked = compute_checks(df, trials_df, notes_df)
     counts: dict[tuple[str, str], int] = {}
     for rules in unchecked.values():
         for name, reason in rules.items():
@@ -147,7 +160,8 @@ def flags_for_trials(root, trial_ids: Iterable[str], damaged: str = "raise"):
     if not missing:
         return stored.reset_index(drop=True)
     fresh = flags_from_frames(store.load(damaged=damaged, trial_id=missing),
-                              store.load_trials(damaged=damaged, trial_id=missing))
+                              store.load_trials(damaged=damaged, trial_id=missing),
+                              load_notes(store, damaged=damaged, trial_id=missing))
     parts = [f for f in (stored, fresh) if not f.empty]
     return pd.concat(parts, ignore_index=True) if parts else flags_frame([], {})
 
@@ -173,5 +187,5 @@ def collapsed_trials(flags_df) -> set[str]:
 
 
 __all__ = ["FLAG_COLUMNS", "checked_trials", "collapsed_trials", "compute_checks", "compute_flags", "flag_names",
-           "flags_for_trials", "flags_frame", "flags_from_frames", "not_checked_frame", "outcomes_from_frame",
+           "flags_for_trials", "flags_frame", "flags_from_frames", "not_checked_frame", "notes_by_trial", "outcomes_from_frame",
            "status_summary"]

@@ -14,10 +14,10 @@ from typing import Union
 
 import pandas as pd
 
-from .layout import CODES_DIR, DETECTION_DIR, SANITY_DIR
+from .layout import CODES_DIR, DETECTION_DIR, NOTES_DIR, SANITY_DIR
 from .locate import open_results
 from .results_store import ResultStore
-from .schemas import CODES_SCHEMA, DETECTION_SCHEMA, SANITY_SCHEMA
+from .schemas import CODES_SCHEMA, DETECTION_SCHEMA, NOTES_SCHEMA, SANITY_SCHEMA
 
 RootLike = Union[str, Path, ResultStore]
 
@@ -56,4 +56,17 @@ def load_flags(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFram
     return open_results(root).load_table(SANITY_DIR, SANITY_SCHEMA, filters, damaged=damaged)
 
 
-__all__ = ["load", "load_codes", "load_detection", "load_flags", "load_trials"]
+def load_notes(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
+    """What attacks' own libraries warned of, per evaluation batch (columns of ``NOTES_SCHEMA``)."""
+    store = open_results(root)
+    # Notes files carry attack, ε and batch in their names, like example batches: filter trial_id
+    # on the rows, as for detection.
+    trial_ids = filters.pop("trial_id", None)
+    df = store.load_table(NOTES_DIR, NOTES_SCHEMA, filters, damaged=damaged)
+    if trial_ids is not None:
+        wanted = list(trial_ids) if isinstance(trial_ids, (list, tuple, set, frozenset)) else [trial_ids]
+        df = df[df["trial_id"].isin(wanted)].reset_index(drop=True)
+    return df
+
+
+__all__ = ["load", "load_codes", "load_detection", "load_flags", "load_notes", "load_trials"]

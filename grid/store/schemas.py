@@ -144,5 +144,22 @@ SANITY_SCHEMA = pa.schema([
     column("created_at", UTC_TIMESTAMP),
 ])
 
-__all__ = ["ADVERSARIAL", "CODES_SCHEMA", "DETECTION_SCHEMA", "NATURAL", "ROW_SCHEMA", "SANITY_SCHEMA",
+#: Per evaluation batch of an attack whose library checks the model (AutoAttack): one
+#: ``recorded`` row (the batch's notes were kept, none or some), then one row per warning.
+NOTES_SCHEMA = pa.schema([
+    column("experiment", pa.string()),
+    column("dataset", pa.string()),
+    column("method", pa.string()),
+    column("trial_id", pa.string()),
+    column("attack", pa.string()),
+    column("eps", pa.float64()),
+    column("batch", pa.int64()),
+    column("kind", pa.string()),                          # "recorded" | "warning"
+    column("message", pa.string()),                       # the library's words ("" on the recorded row)
+    column("code_version", pa.string()),
+    column("created_at", UTC_TIMESTAMP),
+])
+RECORDED, WARNING = "recorded", "warning"
+
+__all__ = ["ADVERSARIAL", "NOTES_SCHEMA", "RECORDED", "WARNING", "CODES_SCHEMA", "DETECTION_SCHEMA", "NATURAL", "ROW_SCHEMA", "SANITY_SCHEMA",
            "TRIAL_SCHEMA", "UTC_TIMESTAMP", "column"]

@@ -39,8 +39,9 @@ class Quantised(nn.Module):
         return self.model(torch.round(x * 16) / 16)
 
 
-def records(model, digits, attacks: dict, eps: float = EPS) -> list[dict]:
-    """Rows of ``attacks`` (name → options; a name may carry ``@ε`` to run at another ε)."""
+def records(model, digits, attacks: dict, eps: float = EPS, notes: list = None) -> list[dict]:
+    """Rows of ``attacks`` (name → options; a name may carry ``@ε`` to run at another ε). ``notes``:
+    filled with (attack, ε, batch 0, kind, message) as the grid keeps them, where given."""
     idx = eval_indices("digits", N, 0)
     x, y = digits.x_test[idx], digits.y_test[idx]
     out = []
@@ -48,8 +49,11 @@ def records(model, digits, attacks: dict, eps: float = EPS) -> list[dict]:
         attack, _, at = key.partition("@")
         at_eps = float(at) if at else eps
         torch.manual_seed(0)
-        rows = attack_batch(model, attack, x, y, at_eps, sample_idx=idx.tolist(), **options)
+        said: list = []
+        rows = attack_batch(model, attack, x, y, at_eps, sample_idx=idx.tolist(), notes=said, **options)
         out += [{**r, "attack": attack, "eps": at_eps, "norm": "Linf"} for r in rows]
+        if notes is not None and attack == "autoattack":
+            notes += [(attack, at_eps, 0, "recorded", "")] + [(attack, at_eps, 0, "warning", m) for m in said]
     return out
 
 
@@ -86,12 +90,38 @@ def test_normally_trained_model_gets_no_flag(digits, undefended_digits_model):
     # Seeds 0–2 of the same training: no flag on any (PGD and RayS both break it at ε 0.3).
     # A training curve that fell well below ln 10 (the fixture's 3-epoch model ends near 0.2).
     # The plan runs every record-based check, so silence here means each looked and passed.
-    rows = records(undefended_digits_model, digits, FULL_PLAN)
+    notes: list = []
+    rows = records(undefended_digits_model, digits, FULL_PLAN, notes=notes)
     trial = {"trial_id": "t", "train_eps": None, "clean_accuracy": None,
              "losses": [{"ce": 1.2}, {"ce": 0.4}, {"ce": 0.2}]}
-    flags, unchecked = sanity.check(trial, sanity.outcomes_from_records(rows), 10)
+    flags, unchecked = sanity.check(trial, sanity.outcomes_from_records(rows), 10, notes)
     assert flags == [], [f.evidence for f in flags]
-    assert set(unchecked) == {"critic_dead", "autoattack_warning", "eot_insufficient"}, unchecked
+    assert set(unchecked) == {"critic_dead", "eot_insufficient"}, unchecked
+
+
+class Noisy(nn.Module):
+    """``model`` with noise added to its logits at every call, while it says it is deterministic:
+    what pyautoattack's ``check_randomized`` exists to catch."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x) + 0.5 * torch.randn(len(x), 10, device=x.device)
+
+
+def test_autoattack_warnings_reach_the_flag(digits, undefended_digits_model):
+    notes: list = []
+    rows = records(Noisy(undefended_digits_model).eval(), digits, {"autoattack": {}}, notes=notes)
+    (flag,) = [f for f in sanity.trial_flags({"trial_id": "t"}, sanity.outcomes_from_records(rows), 10, notes)
+               if f.flag == "autoattack_warning"]
+    assert "randomized defense" in flag.evidence and flag.eps == EPS and flag.value == 1.0
+    # Rows without notes (kept before er-grid recorded them), or with none read: not checked.
+    outcomes = sanity.outcomes_from_records(rows)
+    assert isinstance(sanity.autoattack_warning(sanity.evidence({"trial_id": "t"}, outcomes, 10)), sanity.NotChecked)
+    unrecorded = sanity.evidence({"trial_id": "t"}, outcomes, 10, [])
+    assert "kept its notes" in sanity.autoattack_warning(unrecorded).reason
 
 
 def test_a_plan_without_what_a_check_needs_says_not_checked(digits, undefended_digits_model):

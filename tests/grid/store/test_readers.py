@@ -13,16 +13,16 @@ import pytest
 
 from grid.store import NoResults, ResultStore, readers
 from grid.store.layout import (
-    CODES_DIR, DETECTION_DIR, EXAMPLES_DIR, SANITY_DIR, TRIALS_DIR, trial_file,
+    CODES_DIR, DETECTION_DIR, EXAMPLES_DIR, NOTES_DIR, SANITY_DIR, TRIALS_DIR, trial_file,
 )
 from grid.store.rows import rows_to_table, without_partitions
-from grid.store.schemas import CODES_SCHEMA, DETECTION_SCHEMA, ROW_SCHEMA, SANITY_SCHEMA, TRIAL_SCHEMA
+from grid.store.schemas import CODES_SCHEMA, DETECTION_SCHEMA, NOTES_SCHEMA, ROW_SCHEMA, SANITY_SCHEMA, TRIAL_SCHEMA
 
 TRIAL = type("Trial", (), {"experiment": "exp", "dataset": "digits", "method": "none", "trial_id": "abcdef0123"})
 TABLES = {EXAMPLES_DIR: ROW_SCHEMA, TRIALS_DIR: TRIAL_SCHEMA, DETECTION_DIR: DETECTION_SCHEMA,
-          CODES_DIR: CODES_SCHEMA, SANITY_DIR: SANITY_SCHEMA}
+          CODES_DIR: CODES_SCHEMA, SANITY_DIR: SANITY_SCHEMA, NOTES_DIR: NOTES_SCHEMA}
 READS = {"load": EXAMPLES_DIR, "load_trials": TRIALS_DIR, "load_detection": DETECTION_DIR,
-         "load_codes": CODES_DIR, "load_flags": SANITY_DIR}
+         "load_codes": CODES_DIR, "load_flags": SANITY_DIR, "load_notes": NOTES_DIR}
 
 
 def value(field: pa.Field):
@@ -50,7 +50,7 @@ def experiment(tmp_path):
     store = ResultStore(tmp_path / "exp" / "results")
     for table, schema in TABLES.items():
         row = {f.name: value(f) for f in schema}
-        suffix = "__fgsm__eps0.1__b0" if table == EXAMPLES_DIR else ""
+        suffix = "__fgsm__eps0.1__b0" if table in (EXAMPLES_DIR, NOTES_DIR) else ""
         store.write_atomic(without_partitions(rows_to_table([row], schema, fill={})), trial_file(store, table, TRIAL, suffix))
     return tmp_path / "exp"
 
