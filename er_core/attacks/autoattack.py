@@ -48,7 +48,14 @@ class AutoAttackLinf(Attack):
     version: Optional[str] = None  # None: 'rand' if model.randomized else 'standard'
     seed: int = 0
     batch_size: int = 500
-    at_least: ClassVar[dict] = {"batch_size": 1}
+    # The EoT probe, for randomized models only (the ``rand`` suite): APGD-CE with EoT over
+    # ``eot_probe_iter`` samples instead of the suite's 20, on up to ``eot_probe_examples`` of the
+    # batch's examples the suite left standing; how many it breaks is a note of the batch (the
+    # ``eot_insufficient`` flag). 100 is five times the suite's EoT, the larger-EoT check Croce and
+    # Hein's own flags_doc recommends; 20 examples keep the probe a small share of the suite.
+    eot_probe_examples: int = 20
+    eot_probe_iter: int = 100
+    at_least: ClassVar[dict] = {"batch_size": 1, "eot_probe_examples": 0, "eot_probe_iter": 1}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,17 +86,47 @@ class AutoAttackLinf(Attack):
                 f"the model has {num_classes}"
             )
         devices = [x.device] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), library_warnings() as notes:
+        probe = ()
+        with torch.random.fork_rng(devices=devices), library_warnings() as said:
             adversary = build_adversary(model, self.eps, version, self.seed, x.device, num_classes)
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=self.batch_size)
+            if version == "rand" and self.eot_probe_examples:
+                probe = (self._eot_probe(adversary, model, x, y, x_adv),)
+        notes = tuple((WARNING_NOTE, m) for m in dict.fromkeys(said)) + probe
         return AttackResult(x_adv=x_adv, queries=None, gradient_failed=_masked_gradient(model, x, y, x_adv),
-                            notes=tuple(dict.fromkeys(notes)))
+                            notes=notes)
+
+    def _eot_probe(self, adversary, model, x, y, x_adv) -> tuple:
+        """(``EOT_PROBE_NOTE``, "broken/probed"): APGD-CE at ``eot_probe_iter`` EoT samples on the
+        first ``eot_probe_examples`` examples correct clean and still standing after the suite."""
+        with torch.no_grad():
+            standing = (model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)
+        idx = standing.nonzero().flatten()[: self.eot_probe_examples]
+        if len(idx) == 0:
+            return EOT_PROBE_NOTE, "0/0"
+        adversary.apgd.loss = "ce"
+        adversary.apgd.eot_iter = self.eot_probe_iter
+        probed = adversary.apgd.perturb(x[idx], y[idx])
+        with torch.no_grad():
+            broken = int((model(probed).argmax(1) != y[idx]).sum())
+        return EOT_PROBE_NOTE, f"{broken}/{len(idx)}"
+
+    def config(self) -> dict:
+        # The probe changes no row (it only adds a note), so at its defaults it is left out of
+        # the fingerprint and rows written before it existed keep theirs.
+        config = super().config()
+        for name, default in (("eot_probe_examples", 20), ("eot_probe_iter", 100)):
+            if config[name] == default:
+                del config[name]
+        return config
 
 
 # pyautoattack's own checks (its ``checks`` module: a randomized or dynamic model, outputs that
 # are not logits, too few classes for the targeted attacks, Square succeeding where APGD failed)
 # report through this logger, or as Python warnings where it has none.
 LIBRARY_LOGGER = "auto-attack"
+# The kinds of note a batch keeps (``AttackResult.notes``: (kind, message) pairs).
+WARNING_NOTE, EOT_PROBE_NOTE = "warning", "eot_probe"
 
 
 class _Collect(logging.Handler):

@@ -17,19 +17,13 @@ from __future__ import annotations
 import math
 
 from .attacks import (
-    autoattack_warning, black_box_stronger, fgsm_stronger, perturbation_out_of_bounds, pgd_overestimates, pgd_unconverged, zero_gradients,
+    autoattack_warning, black_box_stronger, eot_insufficient, fgsm_stronger, perturbation_out_of_bounds, pgd_overestimates, pgd_unconverged, zero_gradients,
 )
 from .base import ALPHA, AttackOutcome, Flag, NotChecked, TrialEvidence, outcomes_from_records, paired_gap
 from .sweep import eps0_mismatch, no_decay, non_monotonic
 from .training import (
     CLASSIFICATION_LOSS_METRICS, COLLAPSED, CRITIC_LIVE_METRIC, CRITIC_W_METRIC, collapsed, critic_dead, final_loss,
 )
-
-
-def _not_recorded(what: str):
-    def rule(ev: TrialEvidence):
-        return NotChecked(f"the evaluation does not record {what} yet")
-    return rule
 
 
 #: name → rule, in the order the report lists them.
@@ -46,7 +40,7 @@ RULES = {
     "eps0_mismatch": eps0_mismatch,
     "critic_dead": critic_dead,
     "autoattack_warning": autoattack_warning,
-    "eot_insufficient": _not_recorded("a larger-EoT verdict for randomized models"),
+    "eot_insufficient": eot_insufficient,
 }
 FLAG_NAMES = tuple(RULES)
 
@@ -94,7 +88,7 @@ def _clean_from_outcomes(outcomes: list[AttackOutcome]):
 __all__ = [
     "ALPHA", "AttackOutcome", "CLASSIFICATION_LOSS_METRICS", "autoattack_warning", "COLLAPSED", "CRITIC_LIVE_METRIC", "CRITIC_W_METRIC",
     "FLAG_NAMES", "Flag", "NotChecked", "RULES", "TrialEvidence", "black_box_stronger", "check", "collapsed",
-    "critic_dead", "eps0_mismatch", "evidence", "fgsm_stronger", "final_loss", "no_decay", "non_monotonic",
+    "critic_dead", "eot_insufficient", "eps0_mismatch", "evidence", "fgsm_stronger", "final_loss", "no_decay", "non_monotonic",
     "outcomes_from_records", "paired_gap", "perturbation_out_of_bounds", "pgd_overestimates", "pgd_unconverged",
     "trial_flags", "zero_gradients",
 ]

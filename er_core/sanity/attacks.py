@@ -9,7 +9,7 @@ evaluation shows and beyond chance (``base.significant``).
 
 from __future__ import annotations
 
-from .base import Flag, NotChecked, TrialEvidence, paired_gap, significant
+from .base import ALPHA, Flag, NotChecked, TrialEvidence, paired_gap, significant
 
 PGD_ATTACK, FGSM_ATTACK, AUTOATTACK, RAYS = "pgd", "fgsm", "autoattack", "rays"
 # The convergence probe: PGD with 100 steps × 5 restarts (er_core/attacks/pgd_probe.py) at the
@@ -128,6 +128,43 @@ def autoattack_warning(ev: TrialEvidence):
     return flags
 
 
+# The EoT probe breaking more than 2% of the evaluated examples that EoT-20 left standing: the
+# suite's expectation was too coarse for this randomized model (Athalye et al. 2018 §4.1).
+EOT_MARGIN = 0.02
+
+
+def eot_insufficient(ev: TrialEvidence):
+    """For a randomized model: AutoAttack's larger-EoT probe (``er_core.attacks.autoattack``:
+    APGD-CE with EoT-100 on up to 20 still-standing examples per batch) broke examples the
+    ``rand`` suite's EoT-20 left robust, beyond :data:`EOT_MARGIN` of the evaluated examples and
+    beyond chance (the probe can only break more, so every broken example is one discordant pair
+    in one direction)."""
+    runs = ev.of(AUTOATTACK)
+    if not runs:
+        return NotChecked("the plan has no AutoAttack")
+    if not any(o.randomized for o in runs):
+        return NotChecked("the model is deterministic: expectation over transformation does not apply")
+    if ev.notes is None:
+        return NotChecked("AutoAttack's notes were not read")
+    flags, probed_any = [], False
+    for o in (o for o in runs if o.randomized):
+        counts = [m.split("/") for a, e, b, kind, m in ev.notes
+                  if a == AUTOATTACK and float(e) == o.eps and kind == "eot_probe"]
+        if not counts:
+            continue
+        probed_any = True
+        broken, probed = sum(int(c[0]) for c in counts), sum(int(c[1]) for c in counts)
+        share = broken / len(o.evaluated)
+        p = 0.5 ** broken
+        if share > EOT_MARGIN and p < ALPHA:
+            flags.append(Flag(ev.trial_id, "eot_insufficient", share, EOT_MARGIN,
+                              f"ε={o.eps:g}: EoT-100 broke {broken} of {probed} examples EoT-20 left standing "
+                              f"({share:.3f} of {len(o.evaluated)} evaluated, p = {p:.1e})", AUTOATTACK, o.eps))
+    if not probed_any:
+        return NotChecked("no AutoAttack batch kept an EoT probe (evaluated before er-grid ran it)")
+    return flags
+
+
 def perturbation_out_of_bounds(ev: TrialEvidence):
     bounded = [o for o in ev.outcomes if o.norm == "Linf"]
     if not bounded:
@@ -138,5 +175,5 @@ def perturbation_out_of_bounds(ev: TrialEvidence):
             for o in bounded if o.out_of_bounds]
 
 
-__all__ = ["AUTOATTACK", "FGSM_ATTACK", "PGD_ATTACK", "PROBE_ATTACK", "RAYS", "autoattack_warning", "black_box_stronger",
+__all__ = ["AUTOATTACK", "FGSM_ATTACK", "PGD_ATTACK", "PROBE_ATTACK", "RAYS", "autoattack_warning", "black_box_stronger", "eot_insufficient",
            "fgsm_stronger", "perturbation_out_of_bounds", "pgd_overestimates", "pgd_unconverged", "zero_gradients"]

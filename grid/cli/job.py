@@ -97,6 +97,9 @@ def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None, cal
     return "\n".join(lines)
 
 
+RUN_TIME_CHECKS = ("collapsed", "critic_dead", "autoattack_warning", "eot_insufficient")
+
+
 def plan_lines(trial) -> list[str]:
     """One dataset's evaluation plan: each attack's ε and its gradient passes per example (as the
     attack states them), and the plan-dependent sanity checks it cannot run, with why."""
@@ -115,6 +118,9 @@ def plan_lines(trial) -> list[str]:
     outcomes = [AttackOutcome(i.attack, i.build().norm, float(i.eps), frozenset(), frozenset(), 0, clean=frozenset())
                 for i in trial.eval_plan]
     _flags, unchecked = check({"trial_id": trial.trial_id, "clean_accuracy": 1.0}, outcomes, 10)
-    plan_bound = {k: v for k, v in unchecked.items() if k not in ("collapsed", "critic_dead")}
+    # Checks that read what a run records (the training curve, AutoAttack's notes) are judged then.
+    plan_bound = {k: v for k, v in unchecked.items() if k not in RUN_TIME_CHECKS}
+    if not any(i.attack == "autoattack" for i in trial.eval_plan):
+        plan_bound.update({k: "the plan has no AutoAttack" for k in ("autoattack_warning", "eot_insufficient")})
     cannot = "; ".join(f"{k} ({v})" for k, v in plan_bound.items()) or "none"
     return [f"{trial.dataset} plan: {'; '.join(parts)}", f"{trial.dataset} sanity checks the plan cannot run: {cannot}"]

@@ -173,6 +173,7 @@ def attack_passes(spec, trial: "TrialConfig") -> float:
     attack = spec.build()
     if isinstance(attack, AutoAttackLinf) and attack.resolved_version(model) == "rand":
         passes = autoattack_suite_passes(attack.eps, "rand", info(trial.dataset).num_classes)
+        passes += eot_probe_passes(attack, trial.eval_batch_size)
     else:
         passes = attack.gradient_passes()
     return passes * model.forward
@@ -196,6 +197,19 @@ def autoattack_suite_passes(eps: float, version: str, num_classes: int) -> float
                          f"it counts {list(APGD_SUBATTACKS)}")
     apgd = adversary.apgd
     return float(len(adversary.attacks_to_run) * apgd.n_restarts * (apgd.n_iter + 1) * apgd.eot_iter)
+
+
+def eot_probe_passes(attack, batch_size: int) -> float:
+    """Per evaluated example, at most what AutoAttack's larger-EoT probe spends on a randomized
+    model: APGD-CE (one start gradient and ``n_iter`` steps, each over ``eot_probe_iter`` noisy
+    passes) on up to ``eot_probe_examples`` of every batch of ``batch_size``."""
+    import torch
+
+    from er_core.attacks.autoattack import build_adversary
+
+    apgd = build_adversary(torch.nn.Identity(), attack.eps, "rand", 0, "cpu", 10).apgd
+    share = min(attack.eot_probe_examples, batch_size) / batch_size
+    return share * (apgd.n_iter + 1) * attack.eot_probe_iter
 
 
 def verdict_passes(trial: "TrialConfig") -> float:

@@ -24,7 +24,7 @@ from grid.common.faults import KILL_AFTER_BATCHES_ENV, kill_if_asked
 from grid.common.fingerprint import canonical_json, eval_subset_tag, library_versions
 from grid.store.layout import EXAMPLES_DIR, notes_path
 from grid.store.rows import rows_to_table, without_partitions
-from grid.store.schemas import NOTES_SCHEMA, RECORDED, WARNING
+from grid.store.schemas import NOTES_SCHEMA, RECORDED
 
 from .base import Stage, TrialBundle
 
@@ -101,12 +101,13 @@ def attack_with_oom_retry(model, attack: str, x, y, eps: float, sample_idx: list
 
 
 def write_notes(store, trial, attack: str, eps: float, batch: int, notes: list) -> str:
-    """One batch's notes: a ``recorded`` row, then one row per distinct warning. Written before
-    the batch itself, so a committed batch always has its notes committed too."""
+    """One batch's notes: a ``recorded`` row, then one row per distinct (kind, message) the attack
+    gave (``AttackResult.notes``). Written before the batch itself, so a committed batch always
+    has its notes committed too."""
     key = {"experiment": trial.experiment, "dataset": trial.dataset, "method": trial.method,
            "trial_id": trial.trial_id, "attack": attack, "eps": float(eps), "batch": int(batch)}
     rows = [{**key, "kind": RECORDED, "message": ""}]
-    rows += [{**key, "kind": WARNING, "message": m} for m in dict.fromkeys(notes)]
+    rows += [{**key, "kind": kind, "message": message} for kind, message in dict.fromkeys(notes)]
     path = notes_path(store, trial, attack, eps, batch)
     store.write_atomic(without_partitions(rows_to_table(rows, NOTES_SCHEMA, fill={})), path)
     return path

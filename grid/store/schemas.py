@@ -145,7 +145,8 @@ SANITY_SCHEMA = pa.schema([
 ])
 
 #: Per evaluation batch of an attack whose library checks the model (AutoAttack): one
-#: ``recorded`` row (the batch's notes were kept, none or some), then one row per warning.
+#: ``recorded`` row (the batch's notes were kept, none or some), then one row per note: a
+#: ``warning`` of pyautoattack's checks, or the ``eot_probe``'s "broken/probed" (randomized models).
 NOTES_SCHEMA = pa.schema([
     column("experiment", pa.string()),
     column("dataset", pa.string()),
@@ -154,12 +155,12 @@ NOTES_SCHEMA = pa.schema([
     column("attack", pa.string()),
     column("eps", pa.float64()),
     column("batch", pa.int64()),
-    column("kind", pa.string()),                          # "recorded" | "warning"
+    column("kind", pa.string()),                          # "recorded" | "warning" | "eot_probe"
     column("message", pa.string()),                       # the library's words ("" on the recorded row)
     column("code_version", pa.string()),
     column("created_at", UTC_TIMESTAMP),
 ])
-RECORDED, WARNING = "recorded", "warning"
+RECORDED = "recorded"
 
-__all__ = ["ADVERSARIAL", "NOTES_SCHEMA", "RECORDED", "WARNING", "CODES_SCHEMA", "DETECTION_SCHEMA", "NATURAL", "ROW_SCHEMA", "SANITY_SCHEMA",
+__all__ = ["ADVERSARIAL", "NOTES_SCHEMA", "RECORDED", "CODES_SCHEMA", "DETECTION_SCHEMA", "NATURAL", "ROW_SCHEMA", "SANITY_SCHEMA",
            "TRIAL_SCHEMA", "UTC_TIMESTAMP", "column"]

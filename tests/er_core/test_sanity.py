@@ -53,7 +53,7 @@ def records(model, digits, attacks: dict, eps: float = EPS, notes: list = None) 
         rows = attack_batch(model, attack, x, y, at_eps, sample_idx=idx.tolist(), notes=said, **options)
         out += [{**r, "attack": attack, "eps": at_eps, "norm": "Linf"} for r in rows]
         if notes is not None and attack == "autoattack":
-            notes += [(attack, at_eps, 0, "recorded", "")] + [(attack, at_eps, 0, "warning", m) for m in said]
+            notes += [(attack, at_eps, 0, "recorded", "")] + [(attack, at_eps, 0, kind, m) for kind, m in said]
     return out
 
 
@@ -280,3 +280,34 @@ def test_no_decay_needs_ε_half_the_range():
     assert sanity.no_decay(ev(rows("pgd", 0.5, [1] * 120 + [0] * 880))) == []   # 0.12 ≤ 1/C + 0.05
     # Trained at 0.3 (MNIST) with a sweep ending at 0.4: nothing to judge, and it says so.
     assert isinstance(sanity.no_decay(ev(rows("pgd", 0.4, [1] * 900 + [0] * 100))), sanity.NotChecked)
+
+
+def test_the_eot_probe_runs_on_a_randomized_model_and_feeds_its_flag(digits):
+    """AutoAttack's ``rand`` suite on an RSE model (one noisy pass per forward, to stay quick)
+    ends with the larger-EoT probe, whose "broken/probed" note the rule reads; planted probe
+    counts then trip ``eot_insufficient`` only beyond 2% of the examples and beyond chance."""
+    method = make("rse", "digits", ensemble=1, init_seed=0)
+    fit(method, digits, epochs=1, batch_size=64, seed=0)
+    model = method.model.eval()
+    idx = eval_indices("digits", 10, 0)
+    said: list = []
+    rows = attack_batch(model, "autoattack", digits.x_test[idx], digits.y_test[idx], 0.05, sample_idx=idx.tolist(),
+                        notes=said, eot_probe_examples=2, eot_probe_iter=5)
+    (probe,) = [m for kind, m in said if kind == "eot_probe"]
+    broken, probed = map(int, probe.split("/"))
+    assert 0 <= broken <= probed <= 2 and all(r["randomized"] for r in rows)
+
+    evaluated = [{"attack": "autoattack", "eps": 0.3, "norm": "Linf", "sample_idx": i, "correct_clean": True,
+                  "correct_adv": i < 60, "gradient_failed": False, "linf": 0.3, "randomized": True} for i in range(100)]
+    outcomes = sanity.outcomes_from_records(evaluated)
+
+    def notes(count: str) -> list:
+        return [("autoattack", 0.3, 0, "recorded", ""), ("autoattack", 0.3, 0, "eot_probe", count)]
+
+    (flag,) = sanity.eot_insufficient(sanity.evidence({"trial_id": "t"}, outcomes, 10, notes("12/20")))
+    assert flag.value == pytest.approx(0.12) and "EoT-100 broke 12 of 20" in flag.evidence
+    assert sanity.eot_insufficient(sanity.evidence({"trial_id": "t"}, outcomes, 10, notes("2/20"))) == []
+    unprobed = sanity.evidence({"trial_id": "t"}, outcomes, 10, notes("0/0")[:1])
+    assert "EoT probe" in sanity.eot_insufficient(unprobed).reason
+    deterministic = sanity.outcomes_from_records([dict(r, randomized=False) for r in evaluated])
+    assert "deterministic" in sanity.eot_insufficient(sanity.evidence({"trial_id": "t"}, deterministic, 10, notes("12/20"))).reason

@@ -88,7 +88,7 @@ class NoisyLinear(nn.Module):
 def test_rand_version_runs_apgd_ce_and_dlr_with_eot(digits, monkeypatch):
     """On a randomized model AutoAttack really runs its 'rand' version: APGD-CE then APGD-DLR,
     each averaging 20 EOT gradient samples, and nothing of 'standard' (no targeted APGD, FAB or
-    Square). Recorded by a spy around pyautoattack's own APGD (which still runs)."""
+    Square), then the EoT probe. Recorded by a spy around pyautoattack's own APGD (which still runs)."""
     from pyautoattack.autopgd_base import APGDAttack
 
     model = NoisyLinear(digits).eval()
@@ -105,6 +105,9 @@ def test_rand_version_runs_apgd_ce_and_dlr_with_eot(digits, monkeypatch):
     # (measured over global seeds 0–2: 3–4 of 7–8 correct examples left robust).
     torch.manual_seed(0)
     result = make_attack("autoattack", eps=0.1, seed=0)(model, x, y)
-    assert runs == [("APGDAttack", "ce", 20), ("APGDAttack", "dlr", 20)]
+    # Then the larger-EoT probe on the examples still standing: APGD-CE over 100 samples.
+    assert runs == [("APGDAttack", "ce", 20), ("APGDAttack", "dlr", 20), ("APGDAttack", "ce", 100)]
+    (probe,) = [m for kind, m in result.notes if kind == "eot_probe"]
+    assert int(probe.split("/")[1]) >= 1
     assert (result.x_adv - x).abs().max() <= 0.1 + 1e-6
     assert (result.x_adv != x).any()  # fooled examples came back as APGD's output, not x

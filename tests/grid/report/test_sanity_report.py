@@ -154,7 +154,7 @@ def test_the_report_names_every_check_a_plan_could_not_run():
     section = report_markdown(rows).split("## Sanity checks")[1].split("\n## ")[0]
     assert "Not checked" in section
     for check, why in (("no_decay", "ε ≥ 0.5"), ("pgd_unconverged", "pgd_probe"), ("eps0_mismatch", "ε = 0"),
-                       ("autoattack_warning", "no AutoAttack"), ("eot_insufficient", "does not record")):
+                       ("autoattack_warning", "no AutoAttack"), ("eot_insufficient", "no AutoAttack")):
         line = next(x for x in section.splitlines() if f"`{check}`" in x)
         assert why in line and "| 1 |" in line, line
     assert "`zero_gradients`" not in section

@@ -222,6 +222,9 @@ def test_autoattack_on_rse_runs_the_rand_suite_with_eot():
     apgd = rand.attacks_to_run, rand.apgd
     assert apgd[1].eot_iter > 1
     suite = len(apgd[0]) * apgd[1].n_restarts * (apgd[1].n_iter + 1) * apgd[1].eot_iter  # start gradient + steps
+    # Then the larger-EoT probe: APGD-CE with EoT-100 on up to 20 examples of each batch.
+    batch = SMOKE["eval_batch_size"]
+    suite += min(20, batch) / batch * (apgd[1].n_iter + 1) * 100
     standard = make("autoattack", eps=0.1).gradient_passes()
     one = _pass_seconds()
 
