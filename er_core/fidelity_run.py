@@ -153,11 +153,8 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
             said: list = []
             rows += evaluate.attack_batch(model, item["attack"], x_all[here], y_all[here], item["eps"],
                                           sample_idx=idx.tolist(), notes=said, **item["options"])
-            # As the grid keeps them (grid.stages.evaluation.write_notes): one "recorded" entry per
-            # batch of an attack whose library checks the model, then its notes.
-            if attack_class(item["attack"]).reports_notes:
-                notes += [(item["attack"], float(item["eps"]), b, "recorded", "")]
-                notes += [(item["attack"], float(item["eps"]), b, kind, m) for kind, m in dict.fromkeys(said)]
+            if attack_class(item["attack"]).reports_notes:  # as the grid keeps them
+                notes += sanity.batch_notes(item["attack"], item["eps"], b, said)
         norm = _norm(item)
         rows = [{**r, "attack": item["attack"], "eps": item["eps"], "norm": norm} for r in rows]
         accuracy[column_name(item["attack"], item["eps"])] = (

@@ -37,9 +37,10 @@ reused (Athalye et al. 2018, ``obfuscated-gradients/defensegan/attack.ipynb``, i
 adversarial ``CarliniL2``): 5 binary-search steps, 30,000 iterations, lr 0.1, c₀ = 1, no early
 abort, and c capped at c₀·10⁴ as its 5 rounds cap it. Only the settings: the notebook optimises
 Defense-GAN's latent code through its generator, and keeps a round's last success rather than its
-smallest; here the pixels are optimised and the smallest success kept. A preset fills only the options left unset, so ``preset="defensegan", steps=3000`` is the
-notebook's setting with fewer iterations; the resolved values and a non-default preset's name are
-in :meth:`~er_core.attacks.base.Attack.config`, so rows of two settings never share a fingerprint.
+smallest; here the pixels are optimised and the smallest success kept. A preset fills only the
+options left unset, so ``preset="defensegan", steps=3000`` is the notebook's setting with fewer
+iterations; the resolved values and a non-default preset's name are in
+:meth:`~er_core.attacks.base.Attack.config`, so rows of two settings never share a fingerprint.
 
 x, x_adv in [0, 1], shapes (N, C, H, W).
 Usage: ``make("cw_l2", eps=0.0, steps=200, search_steps=9)(model, x, y).extra["l2"]``;

@@ -19,7 +19,9 @@ import math
 from .attacks import (
     autoattack_warning, black_box_stronger, eot_insufficient, fgsm_stronger, perturbation_out_of_bounds, pgd_overestimates, pgd_unconverged, zero_gradients,
 )
-from .base import ALPHA, AttackOutcome, Flag, NotChecked, TrialEvidence, outcomes_from_records, paired_gap
+from .base import (
+    ALPHA, AttackOutcome, Flag, NotChecked, TrialEvidence, batch_notes, outcomes_from_records, paired_gap,
+)
 from .sweep import eps0_mismatch, no_decay, non_monotonic
 from .training import (
     CLASSIFICATION_LOSS_METRICS, COLLAPSED, CRITIC_LIVE_METRIC, CRITIC_W_METRIC, collapsed, critic_dead, final_loss,
@@ -86,7 +88,7 @@ def _clean_from_outcomes(outcomes: list[AttackOutcome]):
 
 
 __all__ = [
-    "ALPHA", "AttackOutcome", "CLASSIFICATION_LOSS_METRICS", "autoattack_warning", "COLLAPSED", "CRITIC_LIVE_METRIC", "CRITIC_W_METRIC",
+    "ALPHA", "AttackOutcome", "CLASSIFICATION_LOSS_METRICS", "autoattack_warning", "batch_notes", "COLLAPSED", "CRITIC_LIVE_METRIC", "CRITIC_W_METRIC",
     "FLAG_NAMES", "Flag", "NotChecked", "RULES", "TrialEvidence", "black_box_stronger", "check", "collapsed",
     "critic_dead", "eot_insufficient", "eps0_mismatch", "evidence", "fgsm_stronger", "final_loss", "no_decay", "non_monotonic",
     "outcomes_from_records", "paired_gap", "perturbation_out_of_bounds", "pgd_overestimates", "pgd_unconverged",

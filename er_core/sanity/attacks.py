@@ -9,7 +9,7 @@ evaluation shows and beyond chance (``base.significant``).
 
 from __future__ import annotations
 
-from .base import ALPHA, Flag, NotChecked, TrialEvidence, paired_gap, significant
+from .base import ALPHA, RECORDED_NOTE, Flag, NotChecked, TrialEvidence, paired_gap, significant
 
 PGD_ATTACK, FGSM_ATTACK, AUTOATTACK, RAYS = "pgd", "fgsm", "autoattack", "rays"
 # The convergence probe: PGD with 100 steps × 5 restarts (er_core/attacks/pgd_probe.py) at the
@@ -113,7 +113,7 @@ def autoattack_warning(ev: TrialEvidence):
         return NotChecked("the plan has no AutoAttack")
     if ev.notes is None:
         return NotChecked("AutoAttack's notes were not read")
-    recorded = {(a, float(e), b) for a, e, b, kind, _m in ev.notes if a == AUTOATTACK and kind == "recorded"}
+    recorded = {(a, float(e), b) for a, e, b, kind, _m in ev.notes if a == AUTOATTACK and kind == RECORDED_NOTE}
     if not recorded:
         return NotChecked("no AutoAttack batch kept its notes (evaluated before er-grid recorded them)")
     flags = []

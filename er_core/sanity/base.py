@@ -77,8 +77,7 @@ class TrialEvidence:
     train_eps: Optional[float] = None
     clean_accuracy: Optional[float] = None
     losses: tuple = ()  # per-epoch metric dicts (``losses_json``)
-    # What attacks' libraries warned of, per batch: (attack, ε, batch, kind, message) with kind
-    # "recorded" (the batch kept its notes) or "warning"; None where no notes were read.
+    # What attacks' libraries said, per batch (:func:`batch_notes`); None where none were read.
     notes: Optional[tuple] = None
 
     def of(self, attack: str, norm: Optional[str] = None) -> list[AttackOutcome]:
@@ -112,6 +111,18 @@ def outcomes_from_records(records: Iterable[dict]) -> list[AttackOutcome]:
     return out
 
 
+#: The note every batch of a noting attack keeps, said or not: "this batch's notes were kept".
+RECORDED_NOTE = "recorded"
+
+
+def batch_notes(attack: str, eps: float, batch: int, said) -> list[tuple]:
+    """One evaluation batch's notes as the rules read them, (attack, ε, batch, kind, message):
+    a ``recorded`` entry, then each distinct (kind, message) the attack gave
+    (``AttackResult.notes``: AutoAttack's ``warning`` notes and its ``eot_probe``)."""
+    return [(attack, float(eps), int(batch), RECORDED_NOTE, "")] + [
+        (attack, float(eps), int(batch), kind, message) for kind, message in dict.fromkeys(said)]
+
+
 def paired_gap(lower: AttackOutcome, higher: AttackOutcome) -> tuple[float, float, int]:
     """(accuracy of ``higher`` minus ``lower`` on the examples both evaluated, one-sided exact
     McNemar p-value that ``higher`` is not truly above, number of shared examples)."""
@@ -132,5 +143,6 @@ def significant(gap: float, p: float, margin: float) -> bool:
     return not math.isnan(gap) and gap > margin and p < ALPHA
 
 
-__all__ = ["ALPHA", "LINF_TOLERANCE", "AttackOutcome", "Flag", "NotChecked", "TrialEvidence", "outcomes_from_records",
+__all__ = ["ALPHA", "LINF_TOLERANCE", "RECORDED_NOTE", "AttackOutcome", "Flag", "NotChecked", "TrialEvidence",
+           "batch_notes", "outcomes_from_records",
            "paired_gap", "significant"]

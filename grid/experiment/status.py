@@ -26,7 +26,7 @@ from typing import Optional
 
 from grid.common.locations import filesystem, join, results_location
 from grid.spec import TrialConfig
-from grid.stages import STAGES
+from grid.stages import missing_files
 from grid.store import EXAMPLES_DIR, ResultStore, check_store
 
 from .files import checkpoint_epochs
@@ -88,8 +88,7 @@ def status(path: str, progress=None) -> ExperimentStatus:
         epochs, seconds = epochs_done(experiment, trial)
         intact = {f"{results.base}/{c.path}" for c in check.intact.get(trial.trial_id, ())}
         # DONE means every stage the trial wants has committed every file it makes, intact.
-        complete = all(path in intact for stage in STAGES if stage.wants(trial)
-                       for path in stage.files(results, trial))
+        complete = not any(missing_files(results, trial, intact).values())
         out.append(TrialStatus(
             name=trial.name, trial_id=trial.trial_id, state=_state(bool(damaged), bool(complete), epochs, trial.epochs),
             epochs_done=epochs, epochs=trial.epochs, batches_done=len(planned & committed),

@@ -172,25 +172,32 @@ def attack_passes(spec, trial: "TrialConfig") -> float:
     model = model_passes(trial)
     attack = spec.build()
     if isinstance(attack, AutoAttackLinf) and attack.resolved_version(model) == "rand":
-        passes = autoattack_suite_passes(attack.eps, "rand", info(trial.dataset).num_classes)
-        passes += eot_probe_passes(attack, trial.eval_batch_size)
+        classes = info(trial.dataset).num_classes
+        passes = autoattack_suite_passes(attack.eps, "rand", classes)
+        passes += eot_probe_passes(attack, trial.eval_batch_size, classes)
     else:
         passes = attack.gradient_passes()
     return passes * model.forward
 
 
 @functools.lru_cache(maxsize=None)
-def autoattack_suite_passes(eps: float, version: str, num_classes: int) -> float:
-    """At most how many forward + backward passes per example pyautoattack's ``version`` suite of
-    APGD attacks spends, from the settings of the object the wrapper runs
-    (``er_core.attacks.autoattack.build_adversary``): per sub-attack and restart, a start gradient
-    and ``n_iter`` steps, each the mean of ``eot_iter`` gradients. A suite with another kind of
-    sub-attack (the standard one's FAB, Square) has no count here: a ValueError."""
+def _adversary(eps: float, version: str, num_classes: int):
+    """The pyautoattack object the wrapper runs (``er_core.attacks.autoattack.build_adversary``),
+    built once per setting: its sub-attacks' settings are what the cost counts."""
     import torch
 
     from er_core.attacks.autoattack import build_adversary
 
-    adversary = build_adversary(torch.nn.Identity(), eps, version, 0, "cpu", num_classes)
+    return build_adversary(torch.nn.Identity(), eps, version, 0, "cpu", num_classes)
+
+
+def autoattack_suite_passes(eps: float, version: str, num_classes: int) -> float:
+    """At most how many forward + backward passes per example pyautoattack's ``version`` suite of
+    APGD attacks spends, from the settings of the object the wrapper runs: per sub-attack and
+    restart, a start gradient and ``n_iter`` steps, each the mean of ``eot_iter`` gradients. A
+    suite with another kind of sub-attack (the standard one's FAB, Square) has no count here: a
+    ValueError."""
+    adversary = _adversary(eps, version, num_classes)
     others = [name for name in adversary.attacks_to_run if name not in APGD_SUBATTACKS]
     if others:
         raise ValueError(f"cost model: AutoAttack's {version!r} suite runs {others}, whose passes it cannot count; "
@@ -199,15 +206,11 @@ def autoattack_suite_passes(eps: float, version: str, num_classes: int) -> float
     return float(len(adversary.attacks_to_run) * apgd.n_restarts * (apgd.n_iter + 1) * apgd.eot_iter)
 
 
-def eot_probe_passes(attack, batch_size: int) -> float:
+def eot_probe_passes(attack, batch_size: int, num_classes: int) -> float:
     """Per evaluated example, at most what AutoAttack's larger-EoT probe spends on a randomized
     model: APGD-CE (one start gradient and ``n_iter`` steps, each over ``eot_probe_iter`` noisy
     passes) on up to ``eot_probe_examples`` of every batch of ``batch_size``."""
-    import torch
-
-    from er_core.attacks.autoattack import build_adversary
-
-    apgd = build_adversary(torch.nn.Identity(), attack.eps, "rand", 0, "cpu", 10).apgd
+    apgd = _adversary(attack.eps, "rand", num_classes).apgd
     share = min(attack.eot_probe_examples, batch_size) / batch_size
     return share * (apgd.n_iter + 1) * attack.eot_probe_iter
 

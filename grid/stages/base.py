@@ -47,11 +47,15 @@ class TrialBundle:
 
     @functools.cached_property
     def batches(self) -> list:
-        """The evaluation subset's batches of test indices (``er_core.eval_subset``), computed once."""
-        from er_core.eval_subset import eval_batches
+        """The evaluation subset's batches of test indices, computed once per bundle."""
+        return trial_batches(self.trial)
 
-        t = self.trial
-        return eval_batches(t.dataset, t.eval_n, t.eval_seed, t.eval_batch_size)
+
+def trial_batches(trial) -> list:
+    """``trial``'s evaluation subset cut into its batches of test indices (``er_core.eval_subset``)."""
+    from er_core.eval_subset import eval_batches
+
+    return eval_batches(trial.dataset, trial.eval_n, trial.eval_seed, trial.eval_batch_size)
 
 
 class Stage:
@@ -100,4 +104,4 @@ class SingleFileStage(Stage):
         return 1
 
 
-__all__ = ["SingleFileStage", "Stage", "TrialBundle"]
+__all__ = ["SingleFileStage", "Stage", "TrialBundle", "trial_batches"]

@@ -25,7 +25,7 @@ from grid.store.layout import codes_path
 from grid.store.rows import rows_to_table, without_partitions
 from grid.store.schemas import ADVERSARIAL, CODES_SCHEMA, NATURAL
 
-from .base import SingleFileStage, TrialBundle
+from .base import SingleFileStage, TrialBundle, trial_batches
 
 #: The key of ``attack_config`` that records how the codes stage's ε was chosen.
 EPS_RULE_KEY = "eps_rule"
@@ -66,11 +66,11 @@ def run_codes_stage(store, trial, model, data, checkpoint_hash: str, batches=Non
     """
     import torch
 
-    from er_core.eval_subset import batch_seed, eval_batches
+    from er_core.eval_subset import batch_seed
     from er_core.torch_utils import model_device
 
     if batches is None:
-        batches = eval_batches(trial.dataset, trial.eval_n, trial.eval_seed, trial.eval_batch_size)
+        batches = trial_batches(trial)
     spec, choice = codes_attack(store, trial)
     attack = spec.build()
     config = canonical_json({**attack.config(), EPS_RULE_KEY: choice})

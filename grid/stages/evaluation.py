@@ -20,13 +20,15 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from er_core.sanity.base import batch_notes
 from grid.common.faults import KILL_AFTER_BATCHES_ENV, kill_if_asked
 from grid.common.fingerprint import canonical_json, eval_subset_tag, library_versions
+from grid.store import manifest
 from grid.store.layout import EXAMPLES_DIR, notes_path
 from grid.store.rows import rows_to_table, without_partitions
-from grid.store.schemas import NOTES_SCHEMA, RECORDED
+from grid.store.schemas import NOTES_SCHEMA
 
-from .base import Stage, TrialBundle
+from .base import Stage, TrialBundle, trial_batches
 
 
 class FingerprintMismatch(RuntimeError):
@@ -106,8 +108,8 @@ def write_notes(store, trial, attack: str, eps: float, batch: int, notes: list) 
     has its notes committed too."""
     key = {"experiment": trial.experiment, "dataset": trial.dataset, "method": trial.method,
            "trial_id": trial.trial_id, "attack": attack, "eps": float(eps), "batch": int(batch)}
-    rows = [{**key, "kind": RECORDED, "message": ""}]
-    rows += [{**key, "kind": kind, "message": message} for kind, message in dict.fromkeys(notes)]
+    rows = [{**key, "kind": kind, "message": message}
+            for *_where, kind, message in batch_notes(attack, eps, batch, notes)]
     path = notes_path(store, trial, attack, eps, batch)
     store.write_atomic(without_partitions(rows_to_table(rows, NOTES_SCHEMA, fill={})), path)
     return path
@@ -123,11 +125,11 @@ def evaluate(model, data, trial, store, checkpoint_hash: str, report_progress: C
     import torch
 
     from er_core.attacks import attack_class
-    from er_core.eval_subset import batch_seed, eval_batches
+    from er_core.eval_subset import batch_seed
     from er_core.torch_utils import model_device
 
     if batches is None:
-        batches = eval_batches(trial.dataset, trial.eval_n, trial.eval_seed, trial.eval_batch_size)
+        batches = trial_batches(trial)
     fingerprints = {
         (item.attack, float(item.eps)): eval_fingerprint(trial, item.attack, item.eps, item.options, checkpoint_hash)
         for item in trial.eval_plan
@@ -140,8 +142,8 @@ def evaluate(model, data, trial, store, checkpoint_hash: str, report_progress: C
     for item in trial.eval_plan:
         if attack_class(item.attack).reports_notes:
             for b in range(len(batches)):
-                path = notes_path(store, trial, item.attack, float(item.eps), b)
-                if store.relative(path) in commits and not store.is_committed_intact(path):
+                commit = commits.get(store.relative(notes_path(store, trial, item.attack, float(item.eps), b)))
+                if commit is not None and manifest.verify(store.fs, store.base, commit)[1] is not None:
                     done.discard((item.attack, float(item.eps), b))
     todo = [(item, b) for item in trial.eval_plan for b in range(len(batches))
             if (item.attack, float(item.eps), b) not in done]

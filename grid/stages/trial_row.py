@@ -11,18 +11,17 @@ import time
 
 from grid.store.layout import trial_row_path
 
-from .base import SingleFileStage, TrialBundle
+from .base import SingleFileStage, TrialBundle, trial_batches
 
 
 def subset_accuracy(model, data, trial, batches=None) -> float:
     """Clean accuracy on the evaluation subset, judged like the rows' ``correct_clean``: per
     evaluation batch, through ``er_core.evaluate.judge`` over the model's passes."""
     import er_core.evaluate
-    from er_core.eval_subset import eval_batches
     from er_core.torch_utils import model_device
 
     if batches is None:
-        batches = eval_batches(trial.dataset, trial.eval_n, trial.eval_seed, trial.eval_batch_size)
+        batches = trial_batches(trial)
     device = model_device(model)
     passes = er_core.evaluate.passes_for(model)
     correct = 0

@@ -34,15 +34,7 @@ def load_trials(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFra
 
 def load_detection(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
     """Detection rows under ``root`` (columns of ``DETECTION_SCHEMA``)."""
-    store = open_results(root)
-    # The store prunes files by "<trial_id>.parquet" names; detection files carry a plan hash
-    # too, so trial_id is filtered on the rows instead of the file names.
-    trial_ids = filters.pop("trial_id", None)
-    df = store.load_table(DETECTION_DIR, DETECTION_SCHEMA, filters, damaged=damaged)
-    if trial_ids is not None:
-        wanted = list(trial_ids) if isinstance(trial_ids, (list, tuple, set, frozenset)) else [trial_ids]
-        df = df[df["trial_id"].isin(wanted)].reset_index(drop=True)
-    return df
+    return open_results(root).load_table(DETECTION_DIR, DETECTION_SCHEMA, filters, damaged=damaged)
 
 
 def load_codes(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
@@ -58,15 +50,7 @@ def load_flags(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFram
 
 def load_notes(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
     """What attacks' own libraries warned of, per evaluation batch (columns of ``NOTES_SCHEMA``)."""
-    store = open_results(root)
-    # Notes files carry attack, ε and batch in their names, like example batches: filter trial_id
-    # on the rows, as for detection.
-    trial_ids = filters.pop("trial_id", None)
-    df = store.load_table(NOTES_DIR, NOTES_SCHEMA, filters, damaged=damaged)
-    if trial_ids is not None:
-        wanted = list(trial_ids) if isinstance(trial_ids, (list, tuple, set, frozenset)) else [trial_ids]
-        df = df[df["trial_id"].isin(wanted)].reset_index(drop=True)
-    return df
+    return open_results(root).load_table(NOTES_DIR, NOTES_SCHEMA, filters, damaged=damaged)
 
 
 __all__ = ["load", "load_codes", "load_detection", "load_flags", "load_notes", "load_trials"]

@@ -160,7 +160,6 @@ NOTES_SCHEMA = pa.schema([
     column("code_version", pa.string()),
     column("created_at", UTC_TIMESTAMP),
 ])
-RECORDED = "recorded"
 
-__all__ = ["ADVERSARIAL", "NOTES_SCHEMA", "RECORDED", "CODES_SCHEMA", "DETECTION_SCHEMA", "NATURAL", "ROW_SCHEMA", "SANITY_SCHEMA",
+__all__ = ["ADVERSARIAL", "NOTES_SCHEMA", "CODES_SCHEMA", "DETECTION_SCHEMA", "NATURAL", "ROW_SCHEMA", "SANITY_SCHEMA",
            "TRIAL_SCHEMA", "UTC_TIMESTAMP", "column"]

@@ -53,7 +53,7 @@ def records(model, digits, attacks: dict, eps: float = EPS, notes: list = None) 
         rows = attack_batch(model, attack, x, y, at_eps, sample_idx=idx.tolist(), notes=said, **options)
         out += [{**r, "attack": attack, "eps": at_eps, "norm": "Linf"} for r in rows]
         if notes is not None and attack == "autoattack":
-            notes += [(attack, at_eps, 0, "recorded", "")] + [(attack, at_eps, 0, kind, m) for kind, m in said]
+            notes += sanity.batch_notes(attack, at_eps, 0, said)
     return out
 
 
