@@ -67,7 +67,7 @@ def plain_loop(spec, storage: Path) -> float:
         t0 = time.perf_counter()
         E.evaluate(method.model, data, trial, store, digest, lambda done, total: None)
         R.write_trial_row(store, trial, state, digest, R.subset_accuracy(method.model, data, trial), "cpu",
-                          wall_seconds=state.train_seconds + time.perf_counter() - t0)
+                          wall_seconds=state.train_seconds + time.perf_counter() - t0, hyperparams=method.hyperparams)
     return time.perf_counter() - started
 
 

@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -50,7 +51,8 @@ from er_core.dataset_info import INFO, info
 
 @dataclass(frozen=True)
 class Data:
-    """A loaded dataset: float32 NCHW images in [0, 1], int64 labels."""
+    """A loaded dataset: float32 NCHW images in [0, 1], int64 labels; ``x_val``/``y_val`` the
+    validation split taken out of the training set (``er_core.validation``), None without one."""
 
     name: str
     x_train: torch.Tensor
@@ -58,6 +60,8 @@ class Data:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    x_val: Optional[torch.Tensor] = None
+    y_val: Optional[torch.Tensor] = None
 
     def test_examples(self, indices: torch.Tensor, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Test images and labels at ``indices`` (a tensor on any device), moved to ``device``
@@ -367,8 +371,9 @@ def for_training(data: Data, device: str | torch.device) -> Data:
     on the device instead of copying each one over. Otherwise ``data`` itself."""
     if str(device) == "cpu" or not info(data.name).on_device:
         return data
-    return dataclasses.replace(data, x_train=data.x_train.to(device), y_train=data.y_train.to(device),
-                               x_test=data.x_test.to(device), y_test=data.y_test.to(device))
+    moved = {k: getattr(data, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")
+             if getattr(data, k) is not None}
+    return dataclasses.replace(data, **moved)
 
 
 def eval_indices(name: str, n: int = 1000, seed: int = 0) -> torch.Tensor:

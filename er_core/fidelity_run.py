@@ -77,7 +77,7 @@ def expand(spec: dict) -> list[dict]:
                 "epochs": int(spec["epochs"]), "batch_size": int(spec.get("batch_size", 128)),
                 "hyperparams": hyperparams, "eval_plan": plan, "eval_n": _eval_n(spec, dataset),
                 "eval_seed": int(spec.get("eval_seed", 0)), "eval_batch_size": int(spec.get("eval_batch_size", 250)),
-                "data_root": spec.get("data_root"),
+                "data_root": spec.get("data_root"), "validation_n": _validation_n(spec, dataset),
             })
     return trials
 
@@ -90,6 +90,17 @@ def _per_dataset(value, dataset: str) -> list:
     if value is None:
         raise ValueError(f"spec.train_eps: needed for dataset {dataset!r} (a method trains on adversarial examples)")
     return list(value)
+
+
+def _validation_n(spec: dict, dataset: str) -> int:
+    """Training images held out for validation: the spec's ``validation_n`` (an int or per dataset),
+    else the dataset's ``validation_size`` (as the grid)."""
+    from .dataset_info import info
+
+    value = spec.get("validation_n")
+    if isinstance(value, dict):
+        value = value.get(dataset)
+    return info(dataset).validation_size if value is None else int(value)
 
 
 def _eval_n(spec: dict, dataset: str) -> int:
@@ -125,14 +136,23 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     from . import data as er_data
     from . import evaluate, methods, sanity, train
     from .attacks import attack_class
+    from .dataset_info import info
     from .eval_subset import batch_seed, eval_batches
+    from .validation import validation_metrics, with_validation
 
     torch.set_num_threads(max(1, threads))
     root = None if trial["data_root"] is None else Path(trial["data_root"]) / trial["dataset"]
-    data = er_data.for_training(er_data.load(trial["dataset"], root=root), device)
+    loaded = with_validation(er_data.load(trial["dataset"], root=root), trial.get("validation_n", 0))
+    data = er_data.for_training(loaded, device)
     method = methods.make(trial["method"], trial["dataset"], device=device, **trial["hyperparams"])
+    val_eps = trial["train_eps"] if trial["train_eps"] is not None else info(trial["dataset"]).train_eps
+
+    def watch(epoch_done: int, metrics: dict) -> None:  # the grid's per-epoch validation reading
+        metrics.update(validation_metrics(method.model, data, val_eps, trial["seed"], epoch_done))
+
     started = time.perf_counter()
-    history = train.fit(method, data, epochs=trial["epochs"], batch_size=trial["batch_size"], seed=trial["seed"])
+    history = train.fit(method, data, epochs=trial["epochs"], batch_size=trial["batch_size"], seed=trial["seed"],
+                        on_epoch=watch)
     train_seconds = time.perf_counter() - started
 
     model = method.model.eval()

@@ -6,8 +6,10 @@ Every model takes images in [0, 1], float32 NCHW, and normalises them in its fir
 Encoders (the paper's Appendix G is not in our copy; these are standard choices):
 
 - ``digits`` (1×8×8): conv3×3(32)-ReLU-pool → conv3×3(64)-ReLU-pool → fc 256→128-ReLU → code.
-- ``mnist`` (1×28×28): conv5×5(32)-ReLU-pool → conv5×5(64)-ReLU-pool → fc 3136→256-ReLU → code
-  (Madry et al.'s MNIST net with a 256- instead of 1024-unit fc layer, to stay CPU friendly).
+- ``mnist`` (1×28×28): conv5×5(32)-ReLU-pool → conv5×5(64)-ReLU-pool → fc 3136→1024-ReLU → code
+  (Madry et al.'s MNIST net, the baseline the paper compares against). The fc width is the
+  dataset's ``encoder_fc`` (``er_core.dataset_info``) and a setting (``encoder_fc=256`` is the
+  narrower net this project used before; measurements in ``dataset_info``).
 - ``cifar10`` (3×32×32), ``stl10`` (3×96×96), ``tiny_imagenet`` (3×64×64): VGG19 with
   BatchNorm (16 conv layers in 5 pooled stages). The same conv stack serves all three sizes;
   a global average pool after the last stage (1×1 for 32 px, 3×3 for 96 px, 2×2 for 64 px)
@@ -140,13 +142,13 @@ def _vgg19(channels: int, noise: tuple[float, float]):
     return blocks, c_in
 
 
-# Registry: dataset → builder(channels, noise stds) -> (blocks, feature_dim).
+# Registry: dataset → builder(channels, noise stds, fc width or None) -> (blocks, feature_dim).
 ENCODERS: dict[str, Callable] = {
-    "digits": lambda c, noise: _small_cnn(c, 8, 3, (32, 64), 128, noise),
-    "mnist": lambda c, noise: _small_cnn(c, 28, 5, (32, 64), 256, noise),
-    "cifar10": lambda c, noise: _vgg19(c, noise),
-    "stl10": lambda c, noise: _vgg19(c, noise),
-    "tiny_imagenet": lambda c, noise: _vgg19(c, noise),
+    "digits": lambda c, noise, fc: _small_cnn(c, 8, 3, (32, 64), fc, noise),
+    "mnist": lambda c, noise, fc: _small_cnn(c, 28, 5, (32, 64), fc, noise),
+    "cifar10": lambda c, noise, fc: _vgg19(c, noise),
+    "stl10": lambda c, noise, fc: _vgg19(c, noise),
+    "tiny_imagenet": lambda c, noise, fc: _vgg19(c, noise),
 }
 
 
@@ -171,10 +173,15 @@ class ERNet(nn.Module):
 
     def __init__(
         self, dataset: str, code_dim: int | None = None, dropout: float = 0.0, rse: RSEConfig | None = None,
-        init: str = "torch",
+        init: str = "torch", encoder_fc: int | None = None,
     ) -> None:
         super().__init__()
         ds = info(dataset)
+        if encoder_fc is not None and ds.encoder_fc is None:
+            raise ValueError(f"encoder_fc applies to the small CNNs (digits, mnist), not to {dataset}'s VGG19")
+        encoder_fc = ds.encoder_fc if encoder_fc is None else int(encoder_fc)
+        if encoder_fc is not None and encoder_fc < 1:
+            raise ValueError(f"encoder_fc must be ≥ 1, got {encoder_fc}")
         if init not in ENCODER_INITS:
             raise ValueError(f"init must be one of {list(ENCODER_INITS)}, got {init!r}")
         code_dim = ds.code_dim if code_dim is None else int(code_dim)
@@ -189,7 +196,7 @@ class ERNet(nn.Module):
         self.randomized = rse is not None
         noise = (rse.init_noise, rse.inner_noise) if rse is not None else (0.0, 0.0)
         self.normalize = Normalize(*ds.normalization)
-        blocks, feature_dim = ENCODERS[dataset](ds.channels, noise)
+        blocks, feature_dim = ENCODERS[dataset](ds.channels, noise, encoder_fc)
         self.blocks = nn.ModuleList(blocks)
         self.feature_dim = feature_dim
         self.code = nn.Linear(feature_dim, code_dim)
@@ -239,8 +246,9 @@ class VAENet(ERNet):
     the paper does not give its VAE-CLA decoder).
     """
 
-    def __init__(self, dataset: str, code_dim: int | None = None, dropout: float = 0.0, init: str = "torch") -> None:
-        super().__init__(dataset, code_dim=code_dim, dropout=dropout, init=init)
+    def __init__(self, dataset: str, code_dim: int | None = None, dropout: float = 0.0, init: str = "torch",
+                 encoder_fc: int | None = None) -> None:
+        super().__init__(dataset, code_dim=code_dim, dropout=dropout, init=init, encoder_fc=encoder_fc)
         ds = info(dataset)
         self.image_shape = ds.shape
         self.logvar = nn.Linear(self.feature_dim, self.code_dim)
@@ -283,14 +291,17 @@ class Critic(nn.Module):
 
 
 def build_model(
-    dataset: str, code_dim: int | None = None, dropout: float = 0.0, rse: RSEConfig | None = None, init: str = "torch"
+    dataset: str, code_dim: int | None = None, dropout: float = 0.0, rse: RSEConfig | None = None, init: str = "torch",
+    encoder_fc: int | None = None,
 ) -> ERNet:
-    """The encoder+classifier for ``dataset`` (see module docstring); ``code_dim`` None → default."""
+    """The encoder+classifier for ``dataset`` (see module docstring); ``code_dim`` / ``encoder_fc``
+    None → the dataset's default."""
     info(dataset)  # one clear error for an unknown dataset
-    return ERNet(dataset, code_dim=code_dim, dropout=dropout, rse=rse, init=init)
+    return ERNet(dataset, code_dim=code_dim, dropout=dropout, rse=rse, init=init, encoder_fc=encoder_fc)
 
 
-def build_vae(dataset: str, code_dim: int | None = None, dropout: float = 0.0, init: str = "torch") -> VAENet:
+def build_vae(dataset: str, code_dim: int | None = None, dropout: float = 0.0, init: str = "torch",
+              encoder_fc: int | None = None) -> VAENet:
     """The VAE-CLA network for ``dataset``."""
     info(dataset)
-    return VAENet(dataset, code_dim=code_dim, dropout=dropout, init=init)
+    return VAENet(dataset, code_dim=code_dim, dropout=dropout, init=init, encoder_fc=encoder_fc)

@@ -4,9 +4,10 @@ Reproducible and resumable: at the start of epoch e (0-based) the shuffle order 
 a ``torch.Generator`` seeded with derive_seed(seed, e, "shuffle") and torch's global RNG
 (PGD random starts, prior samples, RSE noise, dropout) is reseeded with
 derive_seed(seed, e, "global"), and ``method.begin_epoch(e, epochs)`` sets the epoch's
-learning rate and training ε (functions of e only). Nothing carries over between epochs except the method's
-state, so a method restored from an epoch-k ``state_dict`` and fitted from
-``start_epoch=k`` ends with the same weights as an uninterrupted run (on the same device
+learning rate and training ε (functions of e only). With the method's ``augment`` set to
+``crop_flip`` the epoch's crops and flips come from derive_seed(seed, e, "augment")
+(``er_core.augment``). Nothing carries over between epochs except the method's state, so a
+method restored from an epoch-k ``state_dict`` and fitted from ``start_epoch=k`` ends with the same weights as an uninterrupted run (on the same device
 and torch build). Knows nothing about Ray.
 """
 
@@ -18,6 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from . import torch_utils
+from .augment import crop_flip, draw_epoch
 from .data import Data
 
 
@@ -54,17 +56,23 @@ def fit(
     if n == 0 or len(y_all) != n:
         raise ValueError(f"data.x_train/y_train must be non-empty and equally long, got {n} and {len(y_all)}")
     device = method.device
+    hp = getattr(method, "hp", {})
+    padding = int(hp.get("crop_padding") or 0) if hp.get("augment") == "crop_flip" else None
     history = []
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, "shuffle")))
         torch.manual_seed(derive_seed(seed, epoch, "global"))
         scheduled = method.begin_epoch(epoch, epochs)
+        if padding is not None:
+            draws = draw_epoch(n, padding, torch.Generator().manual_seed(derive_seed(seed, epoch, "augment")))
         sums: dict[str, float] = {}
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             x = x_all[idx].to(device, non_blocking=True)
             y = y_all[idx].to(device, non_blocking=True)
+            if padding is not None:
+                x = crop_flip(x, padding, draws.batch(i, i + len(idx), device))
             logs = method.train_step(x, y)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)

@@ -12,8 +12,8 @@ neither Ray, torch nor pyarrow.
 """
 
 
-def load_model(experiment: str, trial_id: str, epoch=None, device: str = "cpu"):
+def load_model(experiment: str, trial_id: str, epoch=None, device: str = "cpu", best_validation: bool = False):
     """The er_core method of a trial with its trained weights; see :func:`grid.experiment.models.load_model`."""
     from grid.experiment.models import load_model as load
 
-    return load(experiment, trial_id, epoch=epoch, device=device)
+    return load(experiment, trial_id, epoch=epoch, device=device, best_validation=best_validation)

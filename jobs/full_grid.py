@@ -75,7 +75,9 @@ PAPER = {
     # λ ≥ 30 collapsed the code, so the sweep brackets the default rather than the
     # literal-Algorithm-1 scale.
     "lams": [1.0, 5.0, 10.0],
-    "seeds": [0],
+    # Three seeds where the headline comparisons are (MNIST, CIFAR10): the seed-to-seed spread
+    # (2–4 points on digits) is as large as the differences the paper reports.
+    "seeds": {"mnist": [0, 1, 2], "cifar10": [0, 1, 2]},
     "epochs": 30,
     "batch_size": 128,
     "eval_plan": {d: paper_plan(d) for d in PAPER_DATASETS},

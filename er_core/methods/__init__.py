@@ -9,7 +9,7 @@ with its default (per-dataset ones resolved when ``dataset`` is given, else show
 
 from __future__ import annotations
 
-from .base import PER_DATASET, Method, resolve
+from .base import FROM_RECIPE, PER_DATASET, Method, resolve
 from .e_cla import ECLA
 from .er import ER
 from .er_minus import ERMinus
@@ -45,11 +45,13 @@ def make(name: str, dataset: str, device="cpu", **hyperparams) -> Method:
 
 
 def defaults(name: str, dataset: str | None = None) -> dict:
-    """Every hyperparameter of ``name`` with its default (per-dataset ones: None unless ``dataset``)."""
+    """Every hyperparameter of ``name`` with its default (per-dataset and recipe ones: None unless
+    ``dataset``)."""
     cls = method_class(name)
     if dataset is not None:
         return resolve(cls, dataset, {})
-    return {k: (None if p.default is PER_DATASET else p.default) for k, p in cls.PARAMS.items()}
+    return {k: (None if p.default is PER_DATASET or p.default is FROM_RECIPE else p.default)
+            for k, p in cls.PARAMS.items()}
 
 
 def describe(name: str) -> dict[str, str]:

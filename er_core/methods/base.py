@@ -14,7 +14,10 @@ global RNG state, so ``make`` with the same arguments builds the same weights.
 Hyperparameters are declared as :class:`Param` entries in each class's ``PARAMS``: default,
 one-line doc, and the values it accepts (inclusive numeric bounds ``low``/``high`` or a tuple
 of ``choices``), checked once in :func:`resolve` before anything is built. A default of
-``PER_DATASET`` is the same-named field of the dataset's record (``er_core.dataset_info``).
+``PER_DATASET`` is the same-named field of the dataset's record (``er_core.dataset_info``); a
+default of ``FROM_RECIPE`` is the same-named field of the method's training recipe
+(``er_core.recipes``: optimiser, lr, momentum, weight decay, lr schedule, augmentation), and the
+recipe itself defaults to the dataset's.
 
 Per-epoch schedules (``methods.schedule``): ``fit`` calls ``begin_epoch(epoch, epochs)`` at
 the start of every epoch; it sets the epoch's learning rate (``lr_schedule``) and, for
@@ -33,16 +36,21 @@ import torch.nn.functional as F
 from ..attacks.pgd import pgd_examples
 from ..dataset_info import info
 from ..nets import ENCODER_INITS, ERNet, build_model
+from ..recipes import AUGMENTS, OPTIMIZERS, RECIPES, recipe
 from ..torch_utils import eval_mode
 from .schedule import LR_SCHEDULES, lr_factor, warmup_eps
 
 
-class _PerDataset:
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
     def __repr__(self) -> str:
-        return "PER_DATASET"
+        return self.name
 
 
-PER_DATASET = _PerDataset()
+PER_DATASET = _Marker("PER_DATASET")  # the dataset record's same-named field
+FROM_RECIPE = _Marker("FROM_RECIPE")  # the same-named field of the method's recipe
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     choices: tuple | None = None
+    nullable: bool = False  # None accepted besides the bounded values
 
     @property
     def bounded(self) -> bool:
@@ -67,6 +76,8 @@ class Param:
 
     def check(self, method: str, key: str, value: Any) -> None:
         """ValueError naming ``method``, ``key`` and the accepted values unless ``value`` is one."""
+        if value is None and self.nullable:
+            return
         if self.bounded:
             low = float("-inf") if self.low is None else self.low
             high = float("inf") if self.high is None else self.high
@@ -77,15 +88,34 @@ class Param:
 
 
 class Method:
-    """Base class: builds the model and the Adam optimiser; subclasses write ``loss``/``train_step``."""
+    """Base class: builds the model and its recipe's optimiser; subclasses write ``loss``/``train_step``."""
 
     name: ClassVar[str] = "method"
     display_name: ClassVar[str] = "method"  # as the paper's tables and figures write it
     uses_lambda: ClassVar[bool] = False
     uses_train_eps: ClassVar[bool] = False
     PARAMS: ClassVar[dict[str, Param]] = {
-        "lr": Param(1e-3, "Adam learning rate of encoder+classifier (Kingma & Ba's default).", low=0.0),
+        # The recipe first: resolve() fills the FROM_RECIPE defaults below from it.
+        "recipe": Param(PER_DATASET, "training recipe (er_core.recipes): 'adam' for digits/MNIST, "
+                        "'sgd_piecewise' (SGD, piecewise lr, weight decay, crop + flip) for the colour sets.",
+                        choices=tuple(RECIPES)),
+        "optimizer": Param(FROM_RECIPE, "optimiser of encoder+classifier: 'adam' or 'sgd' (momentum).",
+                           choices=OPTIMIZERS),
+        "lr": Param(FROM_RECIPE, "base learning rate of encoder+classifier (the recipe's).", low=0.0),
+        "momentum": Param(FROM_RECIPE, "SGD momentum (unused by Adam).", low=0.0, high=0.999),
+        "weight_decay": Param(FROM_RECIPE, "weight decay of every encoder+classifier parameter.", low=0.0),
+        "lr_schedule": Param(
+            FROM_RECIPE,
+            "per-epoch lr schedule: 'constant', 'piecewise' (×0.1 at 50% and 75% of the epochs) or "
+            "'cosine' (methods.schedule).",
+            choices=LR_SCHEDULES,
+        ),
+        "augment": Param(FROM_RECIPE, "training augmentation: 'none' or 'crop_flip' (er_core.augment).",
+                         choices=AUGMENTS),
+        "crop_padding": Param(FROM_RECIPE, "zero padding of the random crop (augment='crop_flip').", low=0),
         "code_dim": Param(PER_DATASET, "size k of the code z (dataset_info's code_dim).", low=1),
+        "encoder_fc": Param(PER_DATASET, "width of the small CNN's fc layer (digits 128, MNIST 1,024 as "
+                            "Madry et al.); None for VGG19 (dataset_info).", low=1, nullable=True),
         "dropout": Param(0.0, "dropout before the classifier head (for KD's MC passes).", low=0.0, high=0.999),
         "init_seed": Param(0, "seed of the weight initialisation (independent of the global RNG)."),
         "encoder_init": Param(
@@ -93,13 +123,6 @@ class Method:
             "encoder init: 'torch' (PyTorch's default; code std ≈ 0.02 at init) or 'he' (code std ≈ 1, "
             "near the prior). Default torch: with 'he' ER−'s robustness gain over E-CLA on digits vanished (nets).",
             choices=ENCODER_INITS,
-        ),
-        "lr_schedule": Param(
-            "constant",
-            "per-epoch lr schedule: 'constant', 'piecewise' (×0.1 at 50% and 75% of the epochs) or "
-            "'cosine' (methods.schedule). Default constant: Adam at 1e-3 without decay is what every "
-            "convergence measurement of these methods used.",
-            choices=LR_SCHEDULES,
         ),
     }
 
@@ -124,11 +147,12 @@ class Method:
     def build(self) -> None:
         """Create ``self.model`` (and ``self.critic``); runs under the init seed."""
         self.model: ERNet = build_model(
-            self.dataset, code_dim=self.hp["code_dim"], dropout=self.hp["dropout"], init=self.hp["encoder_init"]
+            self.dataset, code_dim=self.hp["code_dim"], dropout=self.hp["dropout"], init=self.hp["encoder_init"],
+            encoder_fc=self.hp["encoder_fc"],
         )
 
     def make_optimizers(self) -> None:
-        self.optimizers["model"] = torch.optim.Adam(self.model.parameters(), lr=self.hp["lr"])
+        self.optimizers["model"] = model_optimizer(self.model.parameters(), self.hp)
 
     @property
     def randomized(self) -> bool:
@@ -221,9 +245,18 @@ def resolve(cls: type[Method], dataset: str, given: dict) -> dict:
         value = given[key] if key in given and given[key] is not None else p.default
         if value is PER_DATASET:
             value = getattr(record, key)
+        elif value is FROM_RECIPE:
+            value = getattr(recipe(out["recipe"]), key)
         p.check(cls.name, key, value)
         out[key] = value
     return out
+
+
+def model_optimizer(params, hp: dict) -> torch.optim.Optimizer:
+    """The encoder+classifier optimiser the hyperparameters name (Adam, or SGD with momentum)."""
+    if hp["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+    return torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
 
 
 def step_size(hp: dict, eps: float | None = None) -> float:

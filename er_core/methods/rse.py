@@ -27,7 +27,7 @@ class RSE(Method):
     def build(self) -> None:
         rse = RSEConfig(float(self.hp["init_noise"]), float(self.hp["inner_noise"]), int(self.hp["ensemble"]))
         self.model = build_model(self.dataset, code_dim=self.hp["code_dim"], dropout=self.hp["dropout"], rse=rse,
-                                 init=self.hp["encoder_init"])
+                                 init=self.hp["encoder_init"], encoder_fc=self.hp["encoder_fc"])
 
     def loss(self, x, y):
         ce = cross_entropy(self.model(x), y)  # train mode: one noisy pass

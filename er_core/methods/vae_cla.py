@@ -36,7 +36,8 @@ class VAECLA(Method):
 
     def build(self) -> None:
         self.model = build_vae(
-            self.dataset, code_dim=self.hp["code_dim"], dropout=self.hp["dropout"], init=self.hp["encoder_init"]
+            self.dataset, code_dim=self.hp["code_dim"], dropout=self.hp["dropout"], init=self.hp["encoder_init"],
+            encoder_fc=self.hp["encoder_fc"],
         )
 
     def loss(self, x, y):

@@ -93,8 +93,19 @@ def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None, cal
     for t in trials:
         first.setdefault(t.dataset, t)
     for dataset, t in first.items():
+        lines.append(training_line(spec, t))
         lines += plan_lines(t)
     return "\n".join(lines)
+
+
+def training_line(spec, trial) -> str:
+    """One dataset's training: recipe and its settings, seeds, validation split, evaluated checkpoint."""
+    settings = trial.recipe_settings()
+    shown = ", ".join(f"{k} {settings[k]}" for k in ("optimizer", "lr", "momentum", "weight_decay", "lr_schedule",
+                                                      "augment") if k in settings)
+    seeds = list(spec.seeds_for(trial.dataset))
+    return (f"{trial.dataset} training: recipe {settings['name']} ({shown}); seeds {seeds}; validation "
+            f"{trial.validation_n} training images; evaluates the {trial.evaluate.replace('_', '-')} checkpoint")
 
 
 RUN_TIME_CHECKS = ("collapsed", "critic_dead", "autoattack_warning", "eot_insufficient")

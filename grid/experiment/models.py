@@ -21,13 +21,17 @@ from .files import STATE_FILE, checkpoint_epochs
 from .spec_record import experiment_folder, read_record, recorded_trial
 
 
-def load_model(experiment: str, trial_id: str, epoch: Optional[int] = None, device: str = "cpu"):
+def load_model(experiment: str, trial_id: str, epoch: Optional[int] = None, device: str = "cpu",
+               best_validation: bool = False):
     """The ``er_core`` method of trial ``trial_id`` with its trained weights (model, critic, optimisers).
 
     experiment: the experiment folder ``<storage>/<experiment>`` (or its ``results`` folder);
     trial_id: the 10-hex-digit id (``trial_id`` column of the result rows); epoch: the epoch
-    whose checkpoint to load (None: the newest kept); device: where the weights go.
-    Raises ValueError naming what is missing (no such trial, no checkpoint of that epoch).
+    whose checkpoint to load (None: the newest kept); device: where the weights go;
+    best_validation: put the best-validation epoch's model weights (carried in every checkpoint of a
+    trial with a validation split) into ``method.model`` instead, and set ``method.loaded_epoch`` to it.
+    Raises ValueError naming what is missing (no such trial, no checkpoint of that epoch, no
+    validation readings).
     """
     import torch
 
@@ -53,5 +57,12 @@ def load_model(experiment: str, trial_id: str, epoch: Optional[int] = None, devi
         payload = torch.load(io.BytesIO(stream.read()), map_location=device, weights_only=True)
     method = er_core.methods.make(config.method, config.dataset, device=device, **config.method_hyperparams())
     method.load_state_dict(payload["method"])
+    method.loaded_epoch = int(payload["epoch"])
+    if best_validation:
+        if "best_model" not in payload:
+            raise ValueError(f"best_validation: trial {trial_id} has no validation readings (validation_n "
+                             f"{config.validation_n}); load the last epoch instead")
+        method.model.load_state_dict(payload["best_model"])
+        method.loaded_epoch = int(payload["best_epoch"])
     method.model.eval()
     return method

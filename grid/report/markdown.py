@@ -28,8 +28,10 @@ from .metrics import ACC_BY, CONFIG_COLUMNS, WORST_CASE, robust_accuracy
 from .names import dataset_name, method_name
 from .paper_values import (
     AUTOATTACK, CW_ATTACK, CW_READINGS, PGD_ATTACK, RAYS, CWReading, cw_reading_fit, paper_comparison_section,
+    paper_eps,
 )
 from .sanity import headline_rows, sanity_section
+from .selection import chosen_lambdas, headline_lambdas, selection_section
 from .settings import settings_section
 from .tables import (
     FIGURE4_METHODS, attack_table, config_labels, cw_accuracy, cw_table, figure_table, pgd_curves, settings_table,
@@ -53,6 +55,7 @@ class ReportContext:
     flags: Optional[pd.DataFrame] = None  # sanity flags per trial (grid.stages.sanity)
     cw_acc: Optional[pd.DataFrame] = None  # Table 2's accuracies (grid.report.tables.cw_accuracy)
     notes_df: Optional[pd.DataFrame] = None  # attacks' notes per batch (grid.store.load_notes), or None
+    selection: list = field(default_factory=list)  # the λ-selection section's lines (grid.report.selection)
 
 
 Section = Callable[[ReportContext], list]  # a section builder: context → markdown lines
@@ -77,9 +80,14 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
         flags = flags_from_frames(df, trials_df, notes_df)
     df, trials_df = headline_rows(df, flags), (None if trials_df is None else headline_rows(trials_df, flags))
     # The accuracy table (with the worst case) is computed once and shared: on a full grid
-    # this is the slow step.
-    ctx = ReportContext(df, trials_df, det_df, tuple(cw_readings), list(figures or []), links_from,
-                        acc=robust_accuracy(df, by=ACC_BY), flags=flags, notes_df=notes_df)
+    # this is the slow step. λ chosen on validation: the headline sections see only the chosen
+    # λ, the selection section every λ (grid.report.selection).
+    acc = robust_accuracy(df, by=ACC_BY)
+    choice = chosen_lambdas(trials_df)
+    selection = selection_section(choice, trials_df, acc, paper_eps)
+    ctx = ReportContext(headline_lambdas(df, choice), headline_lambdas(trials_df, choice), det_df, tuple(cw_readings),
+                        list(figures or []), links_from, acc=headline_lambdas(acc, choice), flags=flags,
+                        notes_df=notes_df, selection=selection)
     if not df.empty and (df["attack"] == CW_ATTACK).any():  # once, for Table 2 and the comparison
         ctx.cw_acc = cw_accuracy(df, ctx.cw_readings)
     parts = ["# ER-Grid results", "",
@@ -297,7 +305,12 @@ def comparisons_section(ctx: ReportContext) -> list[str]:
     return comparison_section(ctx.df)
 
 
+def lambda_selection_section(ctx: ReportContext) -> list[str]:
+    return ctx.selection
+
+
 SECTIONS: list[Section] = [
-    sanity_checks_section, paper_section, comparisons_section, figures_section, embedding_section, table1_section, table2_section,
+    sanity_checks_section, paper_section, comparisons_section, lambda_selection_section, figures_section,
+    embedding_section, table1_section, table2_section,
     table3_section, worst_case_section, row_settings_section, trials_section, detection_section, settings_section,
 ]

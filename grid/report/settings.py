@@ -25,6 +25,8 @@ def settings_section(ctx) -> list[str]:
         return out + ["_no rows_", ""]
     out += ["### Attacks", "", attack_settings(df), ""]
     out += ["### Trials (training settings, seeds)", "", training_settings(df), ""]
+    if ctx.trials_df is not None and not ctx.trials_df.empty and "recipe" in ctx.trials_df.columns:
+        out += ["### Training recipes (er_core.recipes)", "", recipe_settings(ctx.trials_df), ""]
     if ctx.trials_df is not None and not ctx.trials_df.empty and "device" in ctx.trials_df.columns:
         devices = ctx.trials_df["device"].value_counts()
         out += ["### Devices", "", *[f"- {device}: {count} trial(s)" for device, count in devices.items()], ""]
@@ -63,6 +65,24 @@ def training_settings(df: pd.DataFrame) -> str:
                      ", ".join(str(int(s)) for s in sorted(group["seed"].unique())),
                      str(group["trial_id"].nunique())])
     return markdown_table(["dataset", "method", "train ε", "λ", "epochs", "seeds", "trials"], rows)
+
+
+RECIPE_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "lr_schedule", "augment", "crop_padding")
+
+
+def recipe_settings(trials_df: pd.DataFrame) -> str:
+    """One row per (dataset, method, recipe and its resolved settings, validation split, evaluated
+    checkpoint): what every trial trained with, read from its trial row."""
+    rows = {}
+    for t in trials_df.to_dict("records"):
+        hp = json_or_text(t.get("hyperparams_json") or "{}")
+        hp = hp if isinstance(hp, dict) else {}
+        settings = ", ".join(f"{k}={hp[k]}" for k in RECIPE_KEYS if k in hp) or "–"
+        key = (dataset_name(t["dataset"]), method_name(t["method"]), str(t.get("recipe") or "–"), settings,
+               str(t.get("validation_n", "–")), str(t.get("evaluate") or "–"))
+        rows[key] = rows.get(key, 0) + 1
+    return markdown_table(["dataset", "method", "recipe", "settings", "validation images", "evaluated", "trials"],
+                          [[*key, str(count)] for key, count in sorted(rows.items())])
 
 
 def _options(config_json: str) -> str:

@@ -103,8 +103,14 @@ def trial_cost(trial: "TrialConfig", epoch_seconds: Optional[dict] = None,
     or :func:`calibrate`'s); ``keep_checkpoints``: checkpoints kept (None: one per epoch)."""
     dataset = info(trial.dataset)
     epoch = (epoch_seconds or {}).get(dataset.name, dataset.epoch_seconds)
-    train = trial.epochs * epoch * (1.0 + PGD_STEP_COST * training_steps(trial))
     per_pass = PGD_STEP_COST * epoch / dataset.train_size
+    # Training covers the images outside the validation split; every epoch then reads the split
+    # once clean and once under PGD-10 (er_core.validation, which imports torch: imported here).
+    from er_core.validation import VALIDATION_PGD_STEPS
+
+    trained = (dataset.train_size - trial.validation_n) / dataset.train_size
+    train = trial.epochs * epoch * (1.0 + PGD_STEP_COST * training_steps(trial)) * trained
+    train += trial.epochs * trial.validation_n * (VALIDATION_PGD_STEPS + 2 * FORWARD_PASS) * per_pass
     verdict = verdict_passes(trial)
     passes = trial.eval_n * verdict  # the trial row's clean accuracy
     # Each attack states its own passes per example from its settings (Attack.gradient_passes);

@@ -23,7 +23,8 @@ YAML fields (defaults in brackets)::
     train_eps: {mnist: [0.3], cifar10: [0.03]}   # per dataset; needed where a method trains on
                                                  # adversarial examples; a list = every dataset
     lams: [1.0]                    # λ, needed where a method uses it
-    seeds: [0]                     # [[0]]
+    seeds: [0]                     # [[0]]; or per dataset {mnist: [0, 1, 2], cifar10: [0]}
+                                   # (datasets left out: [0])
     epochs: 30
     batch_size: 128                # [128]
     hyperparams: {er: {lr: 0.001}} # per method, keys of er_core.methods.defaults(m) [{}]
@@ -44,6 +45,13 @@ YAML fields (defaults in brackets)::
     codes: true                    # [false]; the code z under PGD for Figures 5/6, by default at the
                                    # swept ε nearest 50% PGD accuracy (grid/spec/codes_plan.py)
     keep_checkpoints: 3            # [3]; checkpoints kept per trial, newest first (null: all)
+    validation_n: {mnist: 5000}    # [each dataset's validation_size]; training images held out
+                                   # (er_core.validation); int or per-dataset dict; 0 = none
+    evaluate: last                 # [last]; or best_validation: the stages evaluate the epoch
+                                   # with the best PGD accuracy on the validation split
+
+Recipes (optimiser, lr schedule, weight decay, augmentation) are per dataset
+(``er_core.recipes``) and a method hyperparameter (``hyperparams: {madry: {recipe: adam}}``).
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from er_core.attack_spec import AttackSpec
+from er_core.dataset_info import info
 from grid.common.fingerprint import short_hash
 
 from .checks import load_yaml
@@ -101,6 +110,12 @@ class TrialConfig:
     # The codes stage for the t-SNE figures (grid.stages.codes), likewise run on the trained model:
     # PGD at an ε fixed here or chosen from the trial's PGD rows (grid.spec.codes_plan).
     codes: Optional[CodesPlan] = None
+    # The training recipe's name (er_core.recipes; the method's ``recipe`` hyperparameter, else the
+    # dataset's), the validation split's size (er_core.validation: taken out of the training
+    # set) and which checkpoint the stages evaluate: the last epoch's or the best on validation.
+    recipe: Optional[str] = None
+    validation_n: int = 0
+    evaluate: str = "last"
 
     # Fields that say where a trial runs or what is run after training, not what training
     # and the evaluation plan compute: left out of trial_id.
@@ -133,9 +148,17 @@ class TrialConfig:
 
     @functools.cached_property
     def trial_id(self) -> str:
-        """10 hex digits of sha256 over the canonical JSON of the config without ``_NOT_HASHED``."""
+        """10 hex digits of sha256 over the canonical JSON of the config without ``_NOT_HASHED``,
+        with the recipe's settings beside its name (a recipe changed in the registry is a new trial)."""
         payload = {k: v for k, v in self.to_dict().items() if k not in self._NOT_HASHED}
+        payload["recipe_settings"] = self.recipe_settings()
         return short_hash(payload, 10)
+
+    def recipe_settings(self) -> dict:
+        """The recipe's settings (er_core.recipes) as a plain dict."""
+        from er_core.recipes import trial_recipe
+
+        return trial_recipe(self.dataset, {"recipe": self.recipe, **self.hyperparams}).to_dict()
 
     @property
     def name(self) -> str:
@@ -152,6 +175,8 @@ class TrialConfig:
         ``init_seed``), so results over seeds vary the initial weights, not only the batch order.
         """
         merged = {"init_seed": self.seed, **self.hyperparams}
+        if self.recipe is not None:
+            merged["recipe"] = self.recipe
         if self.lam is not None:
             merged["lam"] = self.lam
         if self.train_eps is not None:
@@ -229,6 +254,8 @@ class GridSpec:
     # two before it (a fallback if the newest was cut short). Every epoch's would be hundreds
     # of GB on the paper grid's VGG19 trials. None keeps all.
     keep_checkpoints: Optional[int] = 3
+    validation_n: Any = None
+    evaluate: str = "last"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -268,6 +295,9 @@ class GridSpec:
     def eval_n_for(self, dataset: str) -> int:
         return self.eval_n[dataset] if isinstance(self.eval_n, dict) else self.eval_n
 
+    def seeds_for(self, dataset: str) -> tuple:
+        return self.seeds.get(dataset, (0,)) if isinstance(self.seeds, dict) else self.seeds
+
     def expand(self) -> list[TrialConfig]:
         """All trials, in dataset → method → train ε → λ → seed order; trial_ids are unique."""
         methods = methods_module()
@@ -279,7 +309,7 @@ class GridSpec:
                 lam_axis = self.lams if methods.uses_lambda(method) else (None,)
                 for train_eps in eps_axis:
                     for lam in lam_axis:
-                        for seed in self.seeds:
+                        for seed in self.seeds_for(dataset):
                             trials.append(
                                 TrialConfig(
                                     experiment=self.experiment,
@@ -299,6 +329,9 @@ class GridSpec:
                                     data_root=self.data_root,
                                     detection=trial_detection_plan(self.detection, dataset, method),
                                     codes=trial_codes_plan(self.codes, dataset, plan),
+                                    recipe=self.hyperparams.get(method, {}).get("recipe") or info(dataset).recipe,
+                                    validation_n=self.validation_n[dataset],
+                                    evaluate=self.evaluate,
                                 )
                             )
         ids = [t.trial_id for t in trials]

@@ -25,6 +25,8 @@ from .fields import (
 
 # Starts with a letter: a Hive directory "experiment=2024" would be read back as an integer.
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+# Which checkpoint the post-training stages evaluate (TrialConfig.evaluate).
+EVALUATE_CHOICES = ("last", "best_validation")
 # λ and training ε are grid axes, never per-method hyperparameters.
 AXIS_HYPERPARAMS = ("lam", "train_eps")
 
@@ -68,10 +70,7 @@ def validate_spec(spec) -> None:
     set_("num_nodes", positive_int("num_nodes", spec.num_nodes))
     set_("max_failures", int_at_least("max_failures", spec.max_failures, minimum=-1))
 
-    seeds = non_empty_list("seeds", spec.seeds)
-    seeds = tuple(int_at_least(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds))
-    no_duplicates("seeds", seeds)
-    set_("seeds", seeds)
+    set_("seeds", _seeds(spec))
 
     set_("train_eps", _train_eps(spec, adv_methods))
     set_("lams", _lams(spec, lam_methods))
@@ -81,6 +80,13 @@ def validate_spec(spec) -> None:
     set_("resources", _resources_by_dataset(spec))
     set_("detection", validate_detection_spec(spec.detection, spec.datasets, spec.methods, spec.hyperparams))
     set_("codes", validate_codes_spec(spec.codes, spec.datasets))
+    set_("validation_n", _validation_n(spec))
+    if spec.evaluate not in EVALUATE_CHOICES:
+        raise ValueError(f"spec.evaluate: {spec.evaluate!r} is not one of {', '.join(EVALUATE_CHOICES)}")
+    if spec.evaluate == "best_validation" and not all(spec.validation_n.values()):
+        empty = [d for d, n in spec.validation_n.items() if not n]
+        raise ValueError(f"spec.evaluate: best_validation needs a validation split; validation_n is 0 for "
+                         f"{', '.join(empty)}")
     if spec.keep_checkpoints is not None:
         set_("keep_checkpoints", positive_int("keep_checkpoints", spec.keep_checkpoints))
 
@@ -94,6 +100,41 @@ def validate_spec(spec) -> None:
         )
     if spec.data_root is not None and (not isinstance(spec.data_root, str) or not spec.data_root):
         raise ValueError(f"spec.data_root: expected a path string or null, got {spec.data_root!r}")
+
+
+def _seeds(spec):
+    """A list of seeds for every dataset, or a dict dataset → list (datasets left out: [0])."""
+    def one_list(where: str, value) -> tuple:
+        seeds = non_empty_list(where, value)
+        seeds = tuple(int_at_least(f"{where}[{i}]", s, minimum=0) for i, s in enumerate(seeds))
+        no_duplicates(where, seeds)
+        return seeds
+
+    if not isinstance(spec.seeds, dict):
+        return one_list("seeds", spec.seeds)
+    unknown = sorted(set(spec.seeds) - set(spec.datasets))
+    if unknown:
+        raise ValueError(f"spec.seeds: {unknown} not in spec.datasets; valid: {', '.join(spec.datasets)}")
+    return {d: one_list(f"seeds.{d}", spec.seeds[d]) if d in spec.seeds else (0,) for d in spec.datasets}
+
+
+def _validation_n(spec) -> dict:
+    """dataset → training images held out for validation (default: the dataset's validation_size)."""
+    raw = spec.validation_n
+    if raw is not None and not isinstance(raw, dict):
+        raw = {d: raw for d in spec.datasets}
+    raw = raw or {}
+    unknown = sorted(set(raw) - set(spec.datasets))
+    if unknown:
+        raise ValueError(f"spec.validation_n: {unknown} not in spec.datasets; valid: {', '.join(spec.datasets)}")
+    out = {}
+    for d in spec.datasets:
+        n = raw.get(d, DATASETS[d].validation_size)
+        out[d] = int_at_least(f"validation_n.{d}", n, minimum=0)
+        if out[d] >= DATASETS[d].train_size:
+            raise ValueError(f"spec.validation_n.{d}: {n} is not below the training set's "
+                             f"{DATASETS[d].train_size} images")
+    return out
 
 
 def _train_eps(spec, adv_methods: list) -> dict:

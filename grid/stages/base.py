@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 
 def _quiet(done: int, total: int) -> None:
@@ -28,7 +28,9 @@ class TrialBundle:
     carries; ``device``: where the model is; ``state``: the training record (finished epoch,
     per-epoch losses, training seconds) that the trial row keeps; ``started``: when the
     post-training work began (``time.perf_counter``), for the trial row's wall time;
-    ``report_progress(done, total)``: evaluation batches done, for Tune's progress table.
+    ``report_progress(done, total)``: evaluation batches done, for Tune's progress table;
+    ``evaluated_epoch``: the epoch whose weights ``method.model`` holds (the best on validation
+    where the trial asks for it), kept in the trial row.
     """
 
     trial: Any  # grid.spec.TrialConfig
@@ -38,6 +40,7 @@ class TrialBundle:
     checkpoint_hash: str
     device: str
     state: Any  # grid.trial.checkpoints.TrainState
+    evaluated_epoch: Optional[int] = None  # the epoch whose weights are evaluated (None: the last)
     started: float = dataclasses.field(default_factory=time.perf_counter)
     report_progress: Callable[[int, int], None] = _quiet
 

@@ -42,13 +42,17 @@ def device_name(device: str) -> str:
 
 
 def write_trial_row(store, trial, state, checkpoint_hash: str, clean_accuracy: float, device: str,
-                    wall_seconds: float) -> None:
-    """The trial-level row: training curve, clean accuracy, wall time, device."""
+                    wall_seconds: float, hyperparams: dict, evaluated_epoch: int | None = None) -> None:
+    """The trial-level row: training curve, clean accuracy, wall time, device, the recipe and
+    every resolved hyperparameter, and which epoch's weights were evaluated."""
     store.write_trial({
         "trial_id": trial.trial_id, "experiment": trial.experiment, "dataset": trial.dataset,
         "method": trial.method, "train_eps": trial.train_eps, "lam": trial.lam, "seed": trial.seed,
         "epochs": trial.epochs, "clean_accuracy": clean_accuracy, "losses_json": json.dumps(state.losses),
         "wall_seconds": wall_seconds, "device": device_name(device), "checkpoint_hash": checkpoint_hash,
+        "recipe": str(hyperparams["recipe"]), "hyperparams_json": json.dumps(hyperparams, sort_keys=True),
+        "validation_n": trial.validation_n, "evaluate": trial.evaluate,
+        "evaluated_epoch": state.epoch if evaluated_epoch is None else evaluated_epoch,
     })
 
 
@@ -64,7 +68,8 @@ class TrialRowStage(SingleFileStage):
     def compute(self, bundle: TrialBundle) -> None:
         accuracy = subset_accuracy(bundle.model, bundle.data, bundle.trial, bundle.batches)
         write_trial_row(bundle.store, bundle.trial, bundle.state, bundle.checkpoint_hash, accuracy, bundle.device,
-                        wall_seconds=bundle.state.train_seconds + time.perf_counter() - bundle.started)
+                        wall_seconds=bundle.state.train_seconds + time.perf_counter() - bundle.started,
+                        hyperparams=bundle.method.hyperparams, evaluated_epoch=bundle.evaluated_epoch)
 
 
 STAGE = TrialRowStage()

@@ -65,6 +65,11 @@ TRIAL_SCHEMA = pa.schema([
     column("wall_seconds", pa.float64()),               # training + evaluation wall time
     column("device", pa.string()),                      # e.g. "cuda:0 (NVIDIA H100)" or "cpu"
     column("checkpoint_hash", pa.string()),
+    column("recipe", pa.string()),                      # er_core.recipes name
+    column("hyperparams_json", pa.string()),            # every method hyperparameter as resolved
+    column("validation_n", pa.int64()),                 # training images held out for validation
+    column("evaluate", pa.string()),                    # "last" | "best_validation"
+    column("evaluated_epoch", pa.int64()),              # epoch whose weights were evaluated
     column("code_version", pa.string()),
     column("created_at", UTC_TIMESTAMP),
 ])

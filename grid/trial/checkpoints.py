@@ -25,6 +25,27 @@ class TrainState:
     epoch: int = 0
     losses: list = dataclasses.field(default_factory=list)  # one dict of mean losses per epoch
     train_seconds: float = 0.0
+    # The epoch with the best PGD accuracy on the validation split so far (first of equals) and
+    # the model's weights then: they travel in every checkpoint, so whatever keep_checkpoints
+    # drops, the best-validation model stays loadable beside the last (Rice et al.'s early stop).
+    best_epoch: int = 0
+    best_val_pgd: float = -1.0
+    best_model: dict | None = None
+
+    def watch_validation(self, model: torch.nn.Module, epoch_done: int, metrics: dict) -> None:
+        """Keep ``model``'s weights if this epoch's ``val_pgd`` beats every earlier one."""
+        if "val_pgd" in metrics and metrics["val_pgd"] > self.best_val_pgd:
+            self.best_epoch, self.best_val_pgd = epoch_done, float(metrics["val_pgd"])
+            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def evaluated_epoch(method, state: TrainState, evaluate: str) -> int:
+    """Put the weights the stages evaluate into ``method.model`` and return their epoch: the
+    last epoch's (``evaluate`` "last", or no validation split) or the best on validation."""
+    if evaluate == "best_validation" and state.best_model is not None:
+        method.model.load_state_dict(state.best_model)
+        return state.best_epoch
+    return state.epoch
 
 
 def save_state(method, state: TrainState, directory: Path) -> None:
@@ -35,7 +56,11 @@ def save_state(method, state: TrainState, directory: Path) -> None:
         "losses": json.dumps(state.losses),
         "train_seconds": state.train_seconds,
         "torch_rng": torch.get_rng_state(),
+        "best_epoch": state.best_epoch,
+        "best_val_pgd": state.best_val_pgd,
     }
+    if state.best_model is not None:
+        payload["best_model"] = state.best_model
     tmp = directory / (STATE_FILE + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, directory / STATE_FILE)
@@ -92,6 +117,9 @@ def restore_state(method, checkpoint) -> TrainState:
         epoch=int(payload["epoch"]),
         losses=json.loads(payload["losses"]),
         train_seconds=float(payload["train_seconds"]),
+        best_epoch=int(payload.get("best_epoch", 0)),
+        best_val_pgd=float(payload.get("best_val_pgd", -1.0)),
+        best_model=payload.get("best_model"),
     )
 
 

@@ -20,9 +20,11 @@ Steps:
 2. :func:`load_trial_data`: the dataset once per trial; small datasets move to the trial's
    device as whole tensors, larger ones stay on the host;
 3. :func:`train`: the remaining epochs through ``er_core.train.fit``; after every epoch a
-   checkpoint is reported with the metrics (losses and clean accuracy on a held-out slice; every
-   report has the same keys, ``grid.trial.progress``);
-4. ``grid.stages.run_stages``: evaluation, detection, codes, trial row, sanity, each skipping
+   checkpoint is reported with the metrics (losses, clean accuracy on a held-out test slice and,
+   with a validation split, clean and PGD-10 accuracy on it; every report has the same keys,
+   ``grid.trial.progress``); the best-validation weights travel in the checkpoint;
+4. the evaluated weights: the last epoch's, or the best on validation (``evaluate``);
+5. ``grid.stages.run_stages``: evaluation, detection, codes, trial row, sanity, each skipping
    what is committed and intact.
 
 Test hooks (``grid.common.faults``, used by the resume tests; unset in normal runs) SIGKILL the
@@ -41,14 +43,18 @@ import torch
 import er_core.data
 import er_core.methods
 import er_core.train
+import er_core.dataset_info
 from er_core.eval_subset import holdout_indices
+from er_core.validation import validation_metrics, with_validation
 from grid.common.faults import KILL_AFTER_EPOCHS_ENV, kill_if_asked
 from grid.common.locations import filesystem
 from grid.spec import TrialConfig
 from grid.stages import TrialBundle, run_stages
 from grid.store import ResultStore
 
-from .checkpoints import TrainState, checkpoint_candidates, restore_latest, save_state, stored_checkpoints, weights_hash
+from .checkpoints import (
+    TrainState, checkpoint_candidates, evaluated_epoch, restore_latest, save_state, stored_checkpoints, weights_hash,
+)
 from .data_staging import local_dataset_dir
 from .progress import ProgressReport, holdout_accuracy
 
@@ -71,20 +77,24 @@ def train_and_evaluate(config: dict) -> None:
 
     def report_epoch(epoch_done: int, metrics: dict, state_now: TrainState) -> None:
         kill_if_asked(KILL_AFTER_EPOCHS_ENV, epoch_done - 1)
-        metrics = {**metrics, "holdout_accuracy": holdout_accuracy(method.model, data, holdout)}
-        state_now.losses[-1]["holdout_accuracy"] = metrics["holdout_accuracy"]
+        watched = {"holdout_accuracy": holdout_accuracy(method.model, data, holdout),
+                   **validation_metrics(method.model, data, validation_eps(trial), trial.seed, epoch_done)}
+        metrics = {**metrics, **watched}
+        state_now.losses[-1].update(watched)
+        state_now.watch_validation(method.model, epoch_done, watched)
         with tempfile.TemporaryDirectory(prefix="er_grid_ckpt_") as tmp:
             save_state(method, state_now, Path(tmp))
             tune.report(progress.train(epoch_done, metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
 
     state = train(method, data, trial, state, report_epoch)
+    evaluated = evaluated_epoch(method, state, trial.evaluate)
 
     def report_progress(done: int, total: int) -> None:
         tune.report(progress.evaluation(done, total))
 
     run_stages(TrialBundle(trial=trial, store=store, method=method, data=data,
                            checkpoint_hash=weights_hash(method.model), device=device, state=state,
-                           report_progress=report_progress))
+                           evaluated_epoch=evaluated, report_progress=report_progress))
 
 
 def repair_trial(trial_dict: dict, trial_path: str, results_root: str) -> dict[str, int]:
@@ -99,9 +109,11 @@ def repair_trial(trial_dict: dict, trial_path: str, results_root: str) -> dict[s
         raise RuntimeError(f"{trial.name}: the newest complete checkpoint is epoch {state.epoch} of "
                            f"{trial.epochs}; repair only re-evaluates trained trials")
     data = load_trial_data(trial, device)
+    evaluated = evaluated_epoch(method, state, trial.evaluate)
     # wall_seconds of a rewritten trial row: training (from the checkpoint) plus this repair.
     return run_stages(TrialBundle(trial=trial, store=ResultStore(results_root), method=method, data=data,
-                                  checkpoint_hash=weights_hash(method.model), device=device, state=state))
+                                  checkpoint_hash=weights_hash(method.model), device=device, state=state,
+                                  evaluated_epoch=evaluated))
 
 
 def trial_method(trial: TrialConfig) -> tuple[str, object]:
@@ -147,7 +159,14 @@ def load_trial_data(trial: TrialConfig, device: str) -> er_core.data.Data:
     ``grid.trial.data_staging``); None means er_core's default. Nothing is downloaded here.
     """
     root = None if trial.data_root is None else local_dataset_dir(trial.data_root, trial.dataset)
-    return er_core.data.for_training(er_core.data.load(trial.dataset, root=root), device)
+    data = with_validation(er_core.data.load(trial.dataset, root=root), trial.validation_n)
+    return er_core.data.for_training(data, device)
+
+
+def validation_eps(trial: TrialConfig) -> float:
+    """The ε of the validation PGD: the trial's training ε, else its dataset's default (so the
+    methods trained on clean images are watched at the ε their comparisons use)."""
+    return float(trial.train_eps if trial.train_eps is not None else er_core.dataset_info.info(trial.dataset).train_eps)
 
 
 def train(method, data, trial: TrialConfig, state: TrainState,

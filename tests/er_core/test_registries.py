@@ -15,7 +15,8 @@ from er_core.attacks import ATTACKS
 from er_core.attacks import make as make_attack
 from er_core.dataset_info import INFO, DatasetInfo
 from er_core.methods import METHODS
-from er_core.methods.base import PER_DATASET, Param, resolve
+from er_core.methods.base import FROM_RECIPE, PER_DATASET, Param, resolve
+from er_core.recipes import RECIPES, Recipe
 
 
 def _is_int(value) -> bool:
@@ -97,6 +98,8 @@ def test_every_method_entry_is_complete(key):
             assert param.low <= param.high, setting
         if param.default is PER_DATASET:
             assert setting in record_fields, f"{setting}: PER_DATASET needs a DatasetInfo field of that name"
+        elif param.default is FROM_RECIPE:
+            assert setting in Recipe.HYPERPARAMS, f"{setting}: FROM_RECIPE needs a Recipe field of that name"
         else:
             param.check(key, setting, param.default)
     for dataset in INFO:
@@ -105,6 +108,8 @@ def test_every_method_entry_is_complete(key):
             if param.default is PER_DATASET:
                 assert resolved[setting] == getattr(INFO[dataset], setting)
                 param.check(key, setting, resolved[setting])
+            if param.default is FROM_RECIPE:
+                assert resolved[setting] == getattr(RECIPES[INFO[dataset].recipe], setting)
 
 
 # ---------------------------------------------------------------- attacks

@@ -150,10 +150,10 @@ def test_query_filters_that_match_nothing_exit_2(results, capsys):
 def test_dry_run_prints_trials_and_gpu_hours(capsys):
     assert job_main({"paper": PAPER, "smoke": SMOKE}, default="paper", argv=["--dry-run"]) == 0
     text = capsys.readouterr().out
-    # Per dataset: none, rse, e_cla, vae_cla (1 each) + madry, trades (1 training ε each)
-    # + er, er_trades (1 ε × 3 λ each) + er_minus (3 λ) = 15; four datasets.
-    assert "60 trials (mnist: 15, cifar10: 15, stl10: 15, tiny_imagenet: 15)" in text
-    assert "GPU-hours" in text and text.count("mnist-") == 15
+    # Per dataset and seed: none, rse, e_cla, vae_cla (1 each) + madry, trades (1 training ε each)
+    # + er, er_trades (1 ε × 3 λ each) + er_minus (3 λ) = 15; MNIST and CIFAR10 run 3 seeds.
+    assert "120 trials (mnist: 45, cifar10: 45, stl10: 15, tiny_imagenet: 15)" in text
+    assert "GPU-hours" in text and text.count("mnist-") == 45
     assert job_main({"paper": PAPER, "smoke": SMOKE}, default="paper", argv=["--preset", "smoke", "--dry-run"]) == 0
     assert "3 trials (digits: 3); evaluation rows: 720" in capsys.readouterr().out
 

@@ -61,7 +61,8 @@ def smoke_store(tmp_path_factory):
         state = T.train(method, data, trial, C.TrainState(), lambda *args: None)
         checkpoint_hash = C.weights_hash(method.model)
         E.evaluate(method.model, data, trial, store, checkpoint_hash, lambda done, total: None)
-        R.write_trial_row(store, trial, state, checkpoint_hash, R.subset_accuracy(method.model, data, trial), "cpu", 1.0)
+        R.write_trial_row(store, trial, state, checkpoint_hash, R.subset_accuracy(method.model, data, trial), "cpu", 1.0,
+                          hyperparams=method.hyperparams)
         sanity.check_trial(store, trial)  # what train_and_evaluate does after the trial row
         trials[trial.method] = trial
     return root, trials

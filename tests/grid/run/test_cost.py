@@ -46,6 +46,21 @@ def test_dry_run_prints_gpu_wall_time_and_storage(capsys):
     assert job_main({"paper": PAPER}, default="paper", argv=["--dry-run", "--gpus", "0"]) == 2
 
 
+def test_paper_dry_run_shows_three_seeds_recipes_and_validation(capsys):
+    assert job_main({"paper": PAPER}, default="paper", argv=["--dry-run"]) == 0
+    text = capsys.readouterr().out
+    lines = {line.split(" training: ")[0]: line for line in text.splitlines() if " training: recipe " in line}
+    assert set(lines) == {"mnist", "cifar10", "stl10", "tiny_imagenet"}
+    assert "recipe adam" in lines["mnist"] and "seeds [0, 1, 2]" in lines["mnist"]
+    assert "recipe sgd_piecewise" in lines["cifar10"] and "seeds [0, 1, 2]" in lines["cifar10"]
+    assert "weight_decay 0.0005" in lines["cifar10"] and "augment crop_flip" in lines["cifar10"]
+    assert "seeds [0]" in lines["stl10"] and "validation 5000 training images" in lines["mnist"]
+    trials = GridSpec.from_dict(PAPER).expand()
+    for dataset, seeds in (("mnist", {0, 1, 2}), ("cifar10", {0, 1, 2}), ("stl10", {0})):
+        for method in ("madry", "er", "e_cla", "er_minus"):
+            assert {t.seed for t in trials if t.dataset == dataset and t.method == method} == seeds
+
+
 def test_calibration_rescales_from_recorded_epoch_seconds():
     trials = GridSpec.from_dict(SMOKE).expand()
     rows = pd.DataFrame([{
@@ -91,7 +106,8 @@ def test_dry_run_calibrates_from_a_stores_trial_rows(tmp_path, capsys):
         "trial_id": trial.trial_id, "experiment": "smoke", "dataset": "digits", "method": trial.method,
         "train_eps": None, "lam": None, "seed": 0, "epochs": 3, "clean_accuracy": 0.9,
         "losses_json": json.dumps([{"seconds": 4.0}] * 3), "wall_seconds": 12.0, "device": "cpu",
-        "checkpoint_hash": "abc",
+        "checkpoint_hash": "abc", "recipe": "adam", "hyperparams_json": "{}", "validation_n": 0, "evaluate": "last",
+        "evaluated_epoch": 3,
     })
     presets = {"smoke": SMOKE}
     assert job_main(presets, default="smoke", argv=["--dry-run"]) == 0

@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 import er_core.data
 import grid
-from grid.store import load_codes
+from grid.store import load_codes, load_trials
 from grid.store import load
 from ray_helpers import run_cli
 
@@ -49,6 +49,9 @@ SPEC = {
     "eval_batch_size": 20,
     "codes": {"steps": 5},
     "keep_checkpoints": 2,
+    # A validation split, and the stages evaluate the best epoch on it (Rice et al.'s early stop).
+    "validation_n": 200,
+    "evaluate": "best_validation",
     "max_failures": 0,  # a killed trial errors out; `er-grid resume` brings it back
 }
 
@@ -123,10 +126,19 @@ def test_tsne_figure_has_four_panels_and_the_report_links_it(experiment, tmp_pat
 
 
 def test_load_model_predicts_the_stored_clean_labels(experiment):
+    """With ``evaluate: best_validation`` the rows come from the best-validation weights, which every
+    checkpoint carries beside the last epoch's: loading them reproduces the rows' predictions."""
     rows = load(experiment / "results", attack="pgd")
+    trials = load_trials(experiment / "results").set_index("trial_id")
     data = er_core.data.load("digits")
     for trial_id, mine in rows.groupby("trial_id"):
-        method = grid.load_model(str(experiment), trial_id)
+        method = grid.load_model(str(experiment), trial_id, best_validation=True)
+        assert method.loaded_epoch == trials.loc[trial_id, "evaluated_epoch"]
+        losses = json.loads(trials.loc[trial_id, "losses_json"])
+        readings = [e["val_pgd"] for e in losses]
+        assert len(readings) == 3 and readings[method.loaded_epoch - 1] == max(readings)
+        assert trials.loc[trial_id, "validation_n"] == 200 and trials.loc[trial_id, "recipe"] == "adam"
+        assert json.loads(trials.loc[trial_id, "hyperparams_json"])["optimizer"] == "adam"
         mine = mine.sort_values("sample_idx")
         idx = torch.tensor(mine["sample_idx"].to_numpy())
         with torch.no_grad():
@@ -143,8 +155,8 @@ def test_every_report_has_the_same_keys_and_status_estimates_time(experiment, ca
     for trial_dir in trial_dirs(experiment):
         reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line]
         ours = [{k for k in r if k in ("phase", "holdout_accuracy", "eval_batches_done", "eval_batches_total",
-                                       "loss", "epoch")} for r in reports]
-        assert all(keys == ours[0] for keys in ours) and "holdout_accuracy" in ours[0], trial_dir.name
+                                       "loss", "epoch", "val_pgd", "val_clean")} for r in reports]
+        assert all(keys == ours[0] for keys in ours) and {"holdout_accuracy", "val_pgd"} <= ours[0], trial_dir.name
         train = [r for r in reports if r["phase"] == "train"]
         assert all(0.0 <= r["holdout_accuracy"] <= 1.0 for r in train)
         assert any(r["phase"] == "eval" for r in reports)

@@ -74,7 +74,7 @@ def test_method_hyperparams_merge_axes():
     spec = copy.deepcopy(base_spec())
     spec["hyperparams"] = {"er": {"lr": 0.01}}
     er = next(t for t in GridSpec.from_dict(spec).expand() if t.method == "er")
-    assert er.method_hyperparams() == {"init_seed": er.seed, "lr": 0.01, "lam": 1.0, "train_eps": 0.1}
+    assert er.method_hyperparams() == {"init_seed": er.seed, "lr": 0.01, "lam": 1.0, "train_eps": 0.1, "recipe": "adam"}
 
     # The trial's seed seeds the initial weights unless the spec pins init_seed.
     spec["hyperparams"] = {"er": {"init_seed": 7}}

@@ -51,7 +51,9 @@ def test_notes_are_kept_per_autoattack_batch_and_raise_the_flag(tmp_path, digits
         "randomized defense").all()
     store.write_trial({"trial_id": trial.trial_id, "experiment": trial.experiment, "dataset": "digits", "method": "none",
                        "train_eps": None, "lam": None, "seed": 0, "epochs": 1, "clean_accuracy": 0.9,
-                       "losses_json": "[]", "wall_seconds": 1.0, "device": "cpu", "checkpoint_hash": "abc"})
+                       "losses_json": "[]", "wall_seconds": 1.0, "device": "cpu", "checkpoint_hash": "abc",
+                       "recipe": "adam", "hyperparams_json": "{}", "validation_n": 0, "evaluate": "last",
+                       "evaluated_epoch": 1})
     flags = check_trial(store, trial)
     assert "autoattack_warning" in {f.flag for f in flags}
     assert "autoattack_warning" in set(load_flags(results)["flag"])

@@ -102,8 +102,10 @@ def test_trial_row_holds_the_clean_accuracy_epochs_losses_and_wall_time(resumed_
     assert accuracy == pytest.approx(direct, abs=1e-12)
     assert accuracy == pytest.approx(load(store)["correct_clean"].mean(), abs=1e-12)
 
-    R.write_trial_row(store, trial, state, digest, accuracy, "cpu", wall_seconds=state.train_seconds + 0.25)
-    R.write_trial_row(store, trial, state, digest, accuracy, "cpu", wall_seconds=state.train_seconds + 0.5)
+    R.write_trial_row(store, trial, state, digest, accuracy, "cpu", wall_seconds=state.train_seconds + 0.25,
+                      hyperparams=method.hyperparams)
+    R.write_trial_row(store, trial, state, digest, accuracy, "cpu", wall_seconds=state.train_seconds + 0.5,
+                      hyperparams=method.hyperparams)
     (row,) = load_trials(store).to_dict("records")  # rewritten, not added
     assert row["trial_id"] == trial.trial_id and row["epochs"] == 2 and row["seed"] == trial.seed
     assert row["clean_accuracy"] == accuracy and row["device"] == "cpu" and row["checkpoint_hash"] == digest

@@ -42,7 +42,8 @@ def trial_row(**overrides) -> dict:
         "trial_id": KEY["trial_id"], "experiment": "unit", "dataset": "digits", "method": "er",
         "train_eps": 0.1, "lam": None, "seed": 0, "epochs": 2, "clean_accuracy": 0.9,
         "losses_json": json.dumps([{"loss": 1.0}, {"loss": 0.5}]), "wall_seconds": 3.0,
-        "device": "cpu", "checkpoint_hash": "c0ffee", **overrides,
+        "device": "cpu", "checkpoint_hash": "c0ffee", "recipe": "adam", "hyperparams_json": "{}",
+        "validation_n": 0, "evaluate": "last", "evaluated_epoch": 2, **overrides,
     }
 
 
