@@ -3,7 +3,7 @@
 ``attack_batch(model, attack_name, x, y, eps, sample_idx=None, passes=None, **options)`` is a
 short pipeline: build the attack (``attacks.make`` validates name, ε and options) → judge the
 clean batch → run the attack (timed) → measure the perturbation → judge the adversarial batch
-→ records. Records are dicts of Python scalars with the keys in :data:`RECORD_KEYS`; the grid adds
+→ records. Examples misclassified clean are not attacked (:func:`attack_correct`). Records are dicts of Python scalars with the keys in :data:`RECORD_KEYS`; the grid adds
 its trial columns and writes them as parquet rows.
 
 Distortion is measured on ``x_adv − x`` exactly as the attack returned it: ``l2`` (plain ℓ2
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .attacks import make
+from .attacks.base import AttackResult, check_batch
 from .torch_utils import predict
 
 RECORD_KEYS = (
@@ -75,12 +76,14 @@ def attack_batch(
     sample_idx: Optional[Sequence[int] | torch.Tensor] = None,
     passes: Optional[int] = None,
     notes: Optional[list] = None,
+    skip_misclassified: bool = True,
     **options,
 ) -> list[dict]:
     """Per-example records of attacking (x, y) with ``attack_name`` at ``eps``; see module doc.
 
     ``notes``: where given, the warnings the attack's library raised about this batch are
-    appended to it (``AttackResult.notes``)."""
+    appended to it (``AttackResult.notes``). ``skip_misclassified``: attack only the examples
+    judged correct clean (:func:`attack_correct`)."""
     attack = make(attack_name, eps, **options)
     n = len(x)
     if sample_idx is None:
@@ -90,15 +93,18 @@ def attack_batch(
         raise ValueError(f"sample_idx must have one entry per example ({n}), got {len(sample_idx)}")
     randomized = is_randomized(model)
     passes = passes_for(model, passes)
+    check_batch(attack_name, x, y)  # before any pass of the model
 
+    pred_clean = judge(model, x, y, passes)
     start = time.perf_counter()
-    result = attack(model, x, y)  # validates x and y before anything else runs
+    attacked = pred_clean == y if skip_misclassified else None
+    result = attack_correct(attack, model, x, y, attacked)
     seconds = (time.perf_counter() - start) / max(n, 1)
     if notes is not None:
         notes.extend(result.notes)
-
-    pred_clean = judge(model, x, y, passes)
     pred_adv = judge(model, result.x_adv, y, passes)
+    if attacked is not None:  # not attacked: the clean verdict stands (a randomized model's too)
+        pred_adv = torch.where(attacked, pred_adv, pred_clean)
     delta = (result.x_adv - x).flatten(1)
     l2 = delta.norm(dim=1)
     l2_rms = l2 / math.sqrt(delta.shape[1])
@@ -129,9 +135,41 @@ def attack_batch(
     ]
 
 
+def attack_correct(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   correct: Optional[torch.Tensor]) -> AttackResult:
+    """``attack`` on the examples where ``correct`` is True (None: on all of them).
+
+    An example the model misclassifies clean is not robust whatever an attack finds (robust =
+    correct clean and under attack), so attacking it is a wasted pass: its x_adv is x itself
+    (``pred_adv`` = the clean verdict, so ``correct_adv`` is False, distortion 0, 0 queries).
+    AutoAttack skips such examples internally too. The attacked subset is a fixed function of
+    the batch and the model, so a batch redone after a resume attacks the same examples with
+    the same random draws.
+    """
+    if correct is None or bool(correct.all()):
+        return attack(model, x, y)
+    n = len(x)
+    x_adv = x.detach().clone()
+    queries = torch.zeros(n, dtype=torch.int64)
+    failed = torch.zeros(n, dtype=torch.bool)
+    if not bool(correct.any()):
+        return AttackResult(x_adv=x_adv, queries=queries, gradient_failed=failed)
+    part = attack(model, x[correct], y[correct])
+    x_adv[correct] = part.x_adv
+    where = correct.cpu()
+    counted = part.queries is not None
+    if counted:
+        queries[where] = part.queries.cpu().to(torch.int64)
+    if part.gradient_failed is not None:
+        failed[where] = part.gradient_failed.cpu().bool()
+    return AttackResult(x_adv=x_adv, queries=queries if counted else None, gradient_failed=failed, notes=part.notes)
+
+
 def attack_fingerprint(attack_name: str, eps: float, **options) -> dict:
     """The attack's full config (validated through ``make``) plus the library versions."""
     config = make(attack_name, eps, **options).config()
+    # Part of what produced a row: attack_batch attacks only the examples correct clean.
+    config["skips_misclassified"] = True
     config["torch_version"] = torch.__version__
     config["pyautoattack_version"] = metadata.version("pyautoattack")
     return config

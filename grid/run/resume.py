@@ -2,7 +2,8 @@
 trials and resumes errored ones from their last checkpoint (Tune's ``restart_errored`` would
 throw the checkpoints away, so it is not used); then the repair (``grid.run.repair``) runs the
 missing stages of every trial Tune considers finished whose stored files are damaged or
-incomplete.
+incomplete. An experiment whose every trial is already DONE is answered from the store, without
+starting Ray.
 
 Trust: ``resume`` restores through ``Tuner.restore``, which unpickles the experiment state
 (``tuner.pkl``, ``experiment_state-*.json``): resume only folders you (or your cluster) wrote.
@@ -17,6 +18,7 @@ import re
 from grid.common.errors import GridError
 from grid.common.locations import filesystem, storage_location
 from grid.experiment.spec_record import experiment_folder
+from grid.experiment.status import status
 
 from .repair import repair_finished_trials
 from .session import connect, trainable
@@ -42,6 +44,9 @@ def resume(path: str) -> RunSummary:
             "give the folder <storage>/<experiment> that `er-grid run` printed"
         )
     check_tune_state(path)
+    finished = already_finished(path)
+    if finished is not None:
+        return finished
     connect()
     try:
         tuner = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True, resume_errored=True)
@@ -50,6 +55,18 @@ def resume(path: str) -> RunSummary:
         raise GridError(f"{path}: Ray Tune's experiment state is damaged ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
     return repair_finished_trials(path, tuner.fit())
+
+
+def already_finished(path: str) -> RunSummary | None:
+    """The summary of an experiment whose every planned trial is DONE (every stage's files
+    committed and intact, ``grid.experiment.status``), read from the store alone; None when
+    anything is left to do. Then ``resume`` starts no Ray at all: restoring Tune would start a
+    local cluster (half a minute) only to find nothing to run."""
+    report = status(path)
+    if report.damaged_records or any(t.state != "DONE" for t in report.trials):
+        return None
+    return RunSummary(experiment_path=path, trials=len(report.trials), terminated=len(report.trials), errored=0,
+                      errors=())
 
 
 def check_tune_state(path: str) -> None:
@@ -70,4 +87,4 @@ def check_tune_state(path: str) -> None:
                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
 
 
-__all__ = ["check_tune_state", "resume"]
+__all__ = ["already_finished", "check_tune_state", "resume"]

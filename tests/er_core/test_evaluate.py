@@ -63,15 +63,17 @@ def test_records_keys_types_and_consistency(batch):
         assert r["correct_adv"] == (r["pred_adv"] == r["label"])
         assert r["linf"] <= 0.05 + 1e-6
         assert math.isclose(r["l2_rms"], r["l2"] / 8.0, rel_tol=1e-6)
-        assert r["queries"] == 6 and r["randomized"] is False and r["seconds"] > 0
+        # 5 steps + the final check; the three misclassified from the start are not attacked.
+        assert r["queries"] == (6 if r["correct_clean"] else 0) and r["randomized"] is False and r["seconds"] > 0
     assert [r["correct_clean"] for r in records[:3]] == [False] * 3
     assert sum(r["correct_adv"] for r in records) < sum(r["correct_clean"] for r in records)
 
 
 def test_distortion_measured_on_returned_images(batch):
     model, x, y = batch
-    records = attack_batch(model, "cw_l2", x[:4], y[:4], 0.0, steps=20, search_steps=2)
-    result = make_attack("cw_l2", 0.0, steps=20, search_steps=2)(model, x[:4], y[:4])
+    # x[3:7]: all correct clean, so all attacked (the first three are not: see below).
+    records = attack_batch(model, "cw_l2", x[3:7], y[3:7], 0.0, steps=20, search_steps=2)
+    result = make_attack("cw_l2", 0.0, steps=20, search_steps=2)(model, x[3:7], y[3:7])
     assert [r["l2"] for r in records] == pytest.approx(result.extra["l2"].tolist(), rel=1e-6)
     fgsm = attack_batch(model, "fgsm", x[:4], y[:4], 0.1)
     assert all(r["queries"] == -1 for r in fgsm)
@@ -112,3 +114,37 @@ def test_fingerprint_has_full_config_and_versions():
     assert attack_fingerprint("cw_l2", 0.0)["norm"] == "L2"
     with pytest.raises(ValueError, match="unknown option"):
         attack_fingerprint("pgd", 0.1, step=3)
+
+
+def test_examples_misclassified_clean_are_not_attacked_and_keep_their_verdict():
+    """Robust = correct clean and under attack, so attacking an example the model already gets
+    wrong is a wasted pass: its row keeps the clean prediction, ``correct_adv`` False, no
+    distortion; every other example's row is what attacking the whole batch gives (FGSM, which
+    draws nothing, makes that exact)."""
+    import er_core.data
+    import er_core.methods
+    from er_core.evaluate import attack_batch
+    from er_core.train import fit
+
+    data = er_core.data.load("digits")
+    method = er_core.methods.make("none", "digits")
+    fit(method, data, epochs=1, batch_size=64, seed=0)  # one epoch: right on some, wrong on others
+    model = method.model.eval()
+    x, y = data.x_test[:120], data.y_test[:120]
+    for attack in ("fgsm", "pgd"):
+        options = {"steps": 5} if attack == "pgd" else {}
+        skipped = attack_batch(model, attack, x, y, 0.1, **options)
+        full = attack_batch(model, attack, x, y, 0.1, skip_misclassified=False, **options)
+        wrong = [r for r in skipped if not r["correct_clean"]]
+        assert 5 < len(wrong) < 115, len(wrong)  # both kinds present, so the test can fail
+        for r in wrong:
+            assert r["pred_adv"] == r["pred_clean"] and not r["correct_adv"] and r["linf"] == 0.0
+            assert r["queries"] in (0, -1)
+        for mine, theirs in zip(skipped, full):
+            assert (mine["correct_clean"], mine["pred_clean"]) == (theirs["correct_clean"], theirs["pred_clean"])
+            # (An attack on a misclassified example can even land on the label: robust stays False.)
+            if attack == "fgsm" and mine["correct_clean"]:
+                assert mine["pred_adv"] == theirs["pred_adv"] and mine["linf"] == theirs["linf"]
+        if attack == "fgsm":
+            robust = [r["correct_clean"] and r["correct_adv"] for r in skipped]
+            assert robust == [r["correct_clean"] and r["correct_adv"] for r in full]

@@ -225,3 +225,21 @@ def test_status_and_query_run_with_torch_unimportable(experiment, command):
         assert [line for line in without.stdout.splitlines() if not line.startswith("time remaining")] == strip
     else:
         assert without.stdout == with_torch.stdout and "worst_case" in without.stdout
+
+
+def test_resume_of_a_finished_experiment_starts_no_ray(experiment):
+    """Every trial DONE and intact: ``resume`` answers from the store; no Ray is initialised
+    (no local head started, none joined: RAY_ADDRESS is unset for the process)."""
+    import os
+    import subprocess
+    import sys
+
+    from ray_helpers import REPO
+
+    code = ("import ray\nfrom grid.run.resume import resume\n"
+            f"summary = resume({str(experiment)!r})\n"
+            "assert summary.ok and summary.trials == 2, summary\n"
+            "assert not ray.is_initialized(), 'resume started Ray'\nprint('answered from the store')")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and "answered from the store" in done.stdout, done.stderr[-3000:]
