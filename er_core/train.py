@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from . import torch_utils
+from .accel import prepare_batch, step_context
 from .augment import crop_flip, draw_epoch
 from .data import Data
 
@@ -73,7 +74,8 @@ def fit(
             y = y_all[idx].to(device, non_blocking=True)
             if padding is not None:
                 x = crop_flip(x, padding, draws.batch(i, i + len(idx), device))
-            logs = method.train_step(x, y)
+            with step_context(hp, device):
+                logs = method.train_step(prepare_batch(x, hp), y)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
         metrics = {"epoch": epoch + 1, **scheduled, **{k: v / n for k, v in sums.items()}}

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..accel import prepare_model
 from ..attacks.pgd import pgd_examples
 from ..dataset_info import info
 from ..nets import ENCODER_INITS, ERNet, build_model
@@ -118,6 +119,11 @@ class Method:
                             "Madry et al.); None for VGG19 (dataset_info).", low=1, nullable=True),
         "dropout": Param(0.0, "dropout before the classifier head (for KD's MC passes).", low=0.0, high=0.999),
         "init_seed": Param(0, "seed of the weight initialisation (independent of the global RNG)."),
+        # GPU speed levers (er_core.accel), off until measured on the device.
+        "compile_model": Param(False, "torch.compile the model for training (er_core.accel).", choices=(False, True)),
+        "channels_last": Param(False, "channels-last weights and batches in training (er_core.accel).",
+                               choices=(False, True)),
+        "autocast_bf16": Param(False, "training steps under bf16 autocast (er_core.accel).", choices=(False, True)),
         "encoder_init": Param(
             "torch",
             "encoder init: 'torch' (PyTorch's default; code std ≈ 0.02 at init) or 'he' (code std ≈ 1, "
@@ -138,6 +144,7 @@ class Method:
         self.model.to(self.device)
         if self.critic is not None:
             self.critic.to(self.device)
+        prepare_model(self.model, self.hp)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.make_optimizers()
 
