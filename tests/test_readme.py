@@ -52,6 +52,8 @@ EXERCISED_BY: dict[str, list[str]] = {
     # The smoke preset through the trainable's own steps, and its dry run through the job file.
     "python jobs/fidelity.py --preset smoke": ["tests/grid/report/test_sanity_report.py::test_flags_are_stored_per_trial",
                                                "tests/grid/scenarios/test_fidelity_job.py::test_smoke_preset_has_the_same_shape_on_digits"],
+    "pip install ./tests/plugins/tiny_defense": [
+        "tests/grid/scenarios/test_plugin_grid.py::test_a_killed_and_resumed_plugin_grid_equals_an_uninterrupted_one"],
     "python jobs/fidelity.py --no-ray": ["tests/er_core/test_fidelity_run.py::test_runs_with_er_core_alone_and_writes_the_table"],
 }
 

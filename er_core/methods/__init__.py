@@ -5,6 +5,7 @@ model, critic and optimisers. ``defaults(name, dataset=None)`` lists every hyper
 with its default (per-dataset ones resolved when ``dataset`` is given, else shown as
 ``None``); ``describe(name)`` gives each one's documentation. ``uses_lambda(name)`` /
 ``uses_train_eps(name)`` say which grid axes apply, so the grid expands no duplicate trials.
+Methods from other packages: ``er_core.methods.plugins``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,24 @@ METHODS: dict[str, type[Method]] = {
 
 
 def method_class(name: str) -> type[Method]:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
-    return METHODS[name]
+    """The class of a built-in method, or of a plugin (``module:Class`` or an entry point of
+    group ``er_grid.methods``, ``er_core.methods.plugins``; importing it runs its code)."""
+    if name in METHODS:
+        return METHODS[name]
+    from .plugins import PluginError, entry_point_names, load_plugin
+
+    try:
+        return load_plugin(name)
+    except PluginError as err:
+        if ":" in name or name in entry_point_names():
+            raise
+        installed = ", ".join(entry_point_names()) or "none"
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}, a 'module:Class' "
+                         f"name or an installed er_grid.methods entry point ({installed})") from err
+
+
+def is_builtin(name: str) -> bool:
+    return name in METHODS
 
 
 def make(name: str, dataset: str, device="cpu", **hyperparams) -> Method:
@@ -67,4 +83,5 @@ def uses_train_eps(name: str) -> bool:
     return method_class(name).uses_train_eps
 
 
-__all__ = ["METHODS", "Method", "make", "defaults", "describe", "uses_lambda", "uses_train_eps"]
+__all__ = ["METHODS", "Method", "defaults", "describe", "is_builtin", "make", "method_class", "uses_lambda",
+           "uses_train_eps"]

@@ -3,10 +3,18 @@ that turns user errors into that line, and the summary of a run."""
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import sys
 from typing import Callable, Optional
 
 EXIT_OK, EXIT_TRIAL_ERRORS, EXIT_USAGE = 0, 1, 2
+# A reader that stopped early (`er-grid query … | head`) is not an error: nothing is printed and
+# the exit code is 141 = 128 + SIGPIPE, what the shell reports for a Unix tool that SIGPIPE ended
+# (`seq 100000 | head`), so a pipeline under `set -o pipefail` still sees the output was cut.
+# Not SIGPIPE's default action itself: that would also kill a run whose socket (Ray, S3) closed.
+EXIT_BROKEN_PIPE = 128 + int(signal.SIGPIPE)
 
 
 class UsageError(ValueError):
@@ -38,7 +46,16 @@ def guarded(command: Callable[[], int]) -> int:
     import yaml
 
     try:
-        return command()
+        code = command()
+        sys.stdout.flush()  # a reader gone meanwhile shows here, inside the guard, not at exit
+        return code
+    except BrokenPipeError as err:
+        if not stdout_reader_gone():
+            message = f"{err.strerror or err}"  # a socket's, not our output's: a real error
+        else:
+            # Python flushes stdout again at exit; point it at /dev/null so that says nothing.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
     except OSError as err:
         # Permission denied, is/not a directory, disk full, missing file, object-store errors.
         where = f": {err.filename}" if getattr(err, "filename", None) else ""
@@ -52,4 +69,18 @@ def guarded(command: Callable[[], int]) -> int:
     return EXIT_USAGE
 
 
-__all__ = ["EXIT_OK", "EXIT_TRIAL_ERRORS", "EXIT_USAGE", "UsageError", "guarded", "print_summary", "spec_with_storage"]
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it: then a BrokenPipeError is the reader
+    leaving (``| head``). ``poll`` flags such a pipe with POLLERR (Linux, macOS)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # stdout replaced by an object without a descriptor (tests, notebooks)
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _fd, events in poller.poll(0))
+
+
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_OK", "EXIT_TRIAL_ERRORS", "EXIT_USAGE", "UsageError", "guarded", "print_summary", "spec_with_storage"]

@@ -25,7 +25,7 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None,
     parser.add_argument("--dry-run", action="store_true", help="print the trials and a GPU-hours estimate only")
     parser.add_argument("--storage", help="storage path or URI (default: the spec's storage_path)")
     parser.add_argument("--gpus", type=int, default=1, help="--dry-run: GPUs to estimate the wall time for")
-    parser.add_argument("--calibrate", metavar="RESULTS",
+    parser.add_argument("--calibrate", metavar="EXPERIMENT_OR_RESULTS",
                         help="--dry-run: rescale the per-epoch costs from a finished experiment's trial rows")
     args = parser.parse_args(argv)
 

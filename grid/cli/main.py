@@ -1,17 +1,20 @@
 """``er-grid``: run, resume and inspect grids; query and report their results.
 
     er-grid run SPEC.yaml [--storage PATH|URI]      run every trial of a spec (Ray Tune)
-    er-grid resume EXPERIMENT                       continue a crashed/killed/preempted run
-    er-grid status EXPERIMENT                       trials, eval batches, damaged and stray files
-    er-grid query RESULTS [--dataset D ...] [--method M ...] [--attack A ...] [--eps E ...]
+    er-grid resume EXPERIMENT_OR_RESULTS            continue a crashed/killed/preempted run
+    er-grid status EXPERIMENT_OR_RESULTS            trials, eval batches, damaged and stray files
+    er-grid query EXPERIMENT_OR_RESULTS [--dataset D ...] [--method M ...] [--attack A ...] [--eps E ...]
                   [--experiment X ...] [--by COLS] [--format table|csv|parquet] [--out FILE]
-    er-grid report RESULTS [--out FILE] [--figures DIR] [--html FILE] [--json FILE]
+    er-grid report EXPERIMENT_OR_RESULTS [--out FILE] [--figures DIR] [--html FILE] [--json FILE]
                   the paper's tables (markdown), Figures 3–6 (PNG + PDF), HTML, JSON records
-    er-grid data fetch NAME [--root DIR] | data check [NAME] [--root DIR]   datasets (grid/data_cli.py)
+    er-grid submit [--address URL] -- ENTRYPOINT   ray job submit, with this checkout's code version
+    er-grid data fetch NAME [--root DIR] | data check [NAME] [--root DIR]   datasets (grid/cli/data.py)
+    er-grid --version                               the package version and the code version rows record
 
-EXPERIMENT and RESULTS follow one convention (``grid.store.open_results``): the experiment
+EXPERIMENT_OR_RESULTS follows one convention (``grid.store.open_results``): the experiment
 folder ``<storage>/<experiment>`` (printed by ``run``) or its ``results`` folder, local or a
-URI; a folder with no results is one clear error. User errors, damaged files and OS errors
+URI; a folder with no results is one clear error. Filter values and ``--by`` columns that match
+nothing are named with the values there are. User errors, damaged files and OS errors
 (permission, is/not a directory, disk full) print one line naming the field or path and exit
 with 2; ``run``/``resume`` exit with 1 when a trial errored. ``status``, ``query`` and
 ``report`` read only er-grid's own JSON and parquet, never a pickle (``grid.experiment.status``).
@@ -30,6 +33,7 @@ from typing import Optional, Sequence
 from grid.common.files import write_bytes_atomic, write_text_atomic
 
 from .common import EXIT_OK, UsageError, guarded, print_summary, spec_with_storage
+from .filters import check_by, check_filters
 
 FORMATS = ("table", "csv", "parquet")
 FILTERS = ("experiment", "dataset", "method", "attack", "eps")
@@ -49,7 +53,7 @@ def cmd_run(args) -> int:
 def cmd_resume(args) -> int:
     from grid.run import resume
 
-    return print_summary(resume(args.experiment))
+    return print_summary(resume(args.path))
 
 
 def cmd_status(args) -> int:
@@ -57,7 +61,7 @@ def cmd_status(args) -> int:
 
     from grid.experiment import status
 
-    report = status(args.experiment, progress=lambda it: tqdm(it, desc="reading trials", unit="trial",
+    report = status(args.path, progress=lambda it: tqdm(it, desc="reading trials", unit="trial",
                                                                leave=False, disable=None))
     trials = report.trials
     states: dict[str, int] = {}
@@ -117,15 +121,16 @@ def cmd_query(args) -> int:
     # Grouped by attack, the attack filter selects table rows (the worst case needs every
     # attack's rows); otherwise it selects the example rows, so that one attack is left.
     _check_destination(args.out, "--out")
+    check_by(args.by)
     by_attack = "attack" in args.by
     filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and by_attack)}
-    df = _load_rows(args.results, filters, args.skip_damaged)
+    df = _load_rows(args.path, filters, args.skip_damaged)
     # Refuses (exit 2, naming the keys) a --by that would average over attacks, ε or datasets.
     table = query_table(df, by=args.by, worst_case=not args.no_worst_case)
     from grid.report.sanity import add_flags_column
     from grid.store import flags_for_trials
 
-    flags = flags_for_trials(results_root(args.results), df["trial_id"].unique(),
+    flags = flags_for_trials(results_root(args.path), df["trial_id"].unique(),
                              damaged="skip" if args.skip_damaged else "raise")
     table = add_flags_column(table, df, flags)
     if args.attack and by_attack:
@@ -150,8 +155,8 @@ def cmd_report(args) -> int:
     if args.figures:
         Path(args.figures).mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
     damaged = "skip" if args.skip_damaged else "raise"
-    df = _load_rows(args.results, {}, args.skip_damaged)
-    root = results_root(args.results)
+    df = _load_rows(args.path, {}, args.skip_damaged)
+    root = results_root(args.path)
     done = write_report(df, load_trials(root, damaged=damaged), load_detection(root, damaged=damaged),
                         out=_path(args.out), figures_dir=_path(args.figures), html_path=_path(args.html),
                         json_path=_path(args.json), results_root=root, notes_df=load_notes(root, damaged=damaged))
@@ -186,6 +191,7 @@ def _load_rows(results: str, filters: dict, skip_damaged: bool = False):
     from grid.store import DamagedStore, load
 
     root = results_root(results)
+    check_filters(root, results, filters)
     try:
         df = load(root, **filters)
     except DamagedStore as err:
@@ -195,7 +201,9 @@ def _load_rows(results: str, filters: dict, skip_damaged: bool = False):
         print(f"er-grid: warning: {err}; leaving them out", file=sys.stderr)
         df = load(root, damaged="skip", **filters)
     if df.empty:
-        raise UsageError(f"no result rows match {filters or 'anything'} in {results}")
+        # Every value is there (checked above), but not together (a method never run on that dataset).
+        together = f"{filters} together" if filters else "anything"
+        raise UsageError(f"no result rows match {together} in {results}")
     return df
 
 
@@ -278,6 +286,8 @@ def _csv_list(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="er-grid", description="Run and inspect ER-Grid experiments.")
+    parser.add_argument("--version", action=VersionAction,
+                        help="print the package version and the code version result rows record, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run every trial of a YAML spec")
@@ -286,15 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="resume an interrupted experiment")
-    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment folder <storage>/<experiment> (or its results/)")
+    add_path_argument(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="trials, evaluation batches done, damaged and stray files")
-    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment folder <storage>/<experiment> (or its results/)")
+    add_path_argument(p)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("query", help="robust accuracy per dataset/method/attack/ε (and worst case)")
-    p.add_argument("results", metavar="RESULTS", help="results root or experiment folder")
+    add_path_argument(p)
     p.add_argument("--experiment", nargs="+", help="only these experiments")
     p.add_argument("--dataset", nargs="+", help="only these datasets")
     p.add_argument("--method", nargs="+", help="only these methods")
@@ -309,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("report", help="the paper's tables as markdown")
-    p.add_argument("results", metavar="RESULTS", help="results root or experiment folder")
+    add_path_argument(p)
     p.add_argument("--out", help="write the markdown to this file")
     p.add_argument("--figures", metavar="DIR",
                    help="also write the paper's Figures 3/4 (figure3/figure4) and the t-SNE Figures 5/6 "
@@ -321,9 +331,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     from .data import add_data_parser
+    from .submit import add_submit_parser
 
+    add_submit_parser(sub)  # er-grid submit -- ENTRYPOINT
     add_data_parser(sub)  # er-grid data fetch|check
     return parser
+
+
+PATH_METAVAR = "EXPERIMENT_OR_RESULTS"
+
+
+def add_path_argument(p: argparse.ArgumentParser) -> None:
+    """The one positional of resume, status, query and report: either folder, by one convention."""
+    p.add_argument("path", metavar=PATH_METAVAR,
+                   help="the experiment folder <storage>/<experiment> or its results/ folder, local or a URI")
+
+
+class VersionAction(argparse.Action):
+    """``--version``: resolved only when asked (the code version runs git), then exit 0."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib import metadata
+
+        from grid.common.fingerprint import er_grid_code_version
+
+        print(f"er-grid {metadata.version('er-grid')} (code version {er_grid_code_version()})")
+        parser.exit()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

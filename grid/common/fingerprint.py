@@ -10,6 +10,8 @@ import functools
 import hashlib
 import json
 import math
+import os
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -70,19 +72,52 @@ def library_versions() -> str:
     return json.dumps(versions, sort_keys=True, separators=(",", ":"))
 
 
+#: The code version a driver resolved, travelling to its trials. ``er-grid submit`` puts it in the
+#: job's runtime env (Ray hands a job's ``env_vars`` to its driver and every worker), and a driver
+#: exports it before it starts Ray (:func:`export_code_version`), because the working directory
+#: ``ray job submit`` uploads has no ``.git``: without it those rows recorded the bare package version.
+CODE_VERSION_ENV = "ER_GRID_CODE_VERSION"
+_VERSION_TEXT = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
+
+
 @functools.lru_cache(maxsize=1)
 def er_grid_code_version() -> str:
     """``<package version>[+g<git short hash>[.dirty]]``, computed once per process.
 
-    The git part is present only where the source tree is a git checkout (not on a Ray
-    worker whose working_dir upload excludes ``.git``); "dirty" marks uncommitted changes
-    to tracked files, since such rows cannot be reproduced from the hash alone.
+    The value of ``$ER_GRID_CODE_VERSION`` when set (the driver's or the submitter's, see
+    :data:`CODE_VERSION_ENV`), else :func:`checkout_code_version` of this source tree.
+    """
+    travelled = os.environ.get(CODE_VERSION_ENV, "").strip()
+    if travelled:
+        if not _VERSION_TEXT.fullmatch(travelled):
+            raise ValueError(f"{CODE_VERSION_ENV}={travelled!r}: expected a version such as 0.1.0+g2f7b7f5 "
+                             "(letters, digits, '.', '+', '_', '-'); unset it to read the source tree's")
+        return travelled
+    return checkout_code_version(Path(__file__).resolve().parents[2])  # grid/common/fingerprint.py → checkout
+
+
+def export_code_version() -> str:
+    """Resolve the code version here and put it in this process's environment (unless already
+    set), so the processes started from here (a local Ray's raylet and its workers inherit the
+    environment) record the same version as the driver, wherever their copy of the code lies."""
+    version = er_grid_code_version()
+    os.environ.setdefault(CODE_VERSION_ENV, version)
+    return version
+
+
+def checkout_code_version(repo: Path) -> str:
+    """``<package version>[+g<git short hash>[.dirty]]`` of the source tree at ``repo``.
+
+    The git part is present only where ``repo`` is the root of a git checkout (not a Ray
+    working_dir upload, which excludes ``.git``, nor a tree that merely lies inside some other
+    repository); "dirty" marks uncommitted changes to tracked files, since such rows cannot be
+    reproduced from the hash alone.
     """
     try:
         version = metadata.version("er-grid")
     except metadata.PackageNotFoundError:
         version = "0+unknown"
-    repo = Path(__file__).resolve().parents[2]  # grid/common/fingerprint.py → the checkout
+    repo = Path(repo)
     if not (repo / ".git").exists():
         return version
     try:

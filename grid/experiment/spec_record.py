@@ -13,6 +13,7 @@ import json
 
 import pyarrow.fs as pafs
 
+from grid.common.bounded_json import bounded_json, read_at_most
 from grid.common.errors import GridError
 from grid.common.fingerprint import canonical_json
 from grid.common.locations import filesystem, folder_candidates, storage_location
@@ -23,6 +24,9 @@ from .files import SPEC_FILE
 
 # What a trial's record leaves out: where it runs, which is not part of what it computes.
 NOT_RECORDED = ("resources", "data_root")
+# A record holds ~3 KB per trial and a spec has at most grid.spec.MAX_TRIALS (10,000) trials.
+MAX_RECORD_BYTES = 64 << 20
+MAX_TRIAL_RECORD_BYTES = 1 << 20
 
 
 def trial_records(spec: GridSpec) -> dict:
@@ -51,11 +55,8 @@ def read_record(path: str) -> dict:
     if fs.get_file_info(f"{base}/{SPEC_FILE}").type != pafs.FileType.File:
         raise GridError(f"{path} is not an experiment folder made by `er-grid run` (no {SPEC_FILE})")
     with fs.open_input_stream(f"{base}/{SPEC_FILE}") as stream:
-        text = stream.read()
-    try:
-        record = json.loads(text)
-    except ValueError as err:
-        raise GridError(f"{where} is damaged (not JSON: {err})") from err
+        text = read_at_most(stream, MAX_RECORD_BYTES)
+    record = bounded_json(text, where, MAX_RECORD_BYTES)  # DamagedRecord, a GridError, naming the file
     if not isinstance(record, dict) or not isinstance(record.get("trials"), dict):
         raise GridError(f"{where} is not a spec record written by this version of er-grid")
     return record
@@ -105,7 +106,8 @@ def experiment_folder(path: str) -> str:
 def recorded_trial(record: dict, trial_id: str) -> TrialConfig:
     """One trial of a spec record, with default resources and no data root (where it ran is
     not recorded); ValueError when the record's config does not hash to its id."""
-    values = dict(json.loads(record["trials"][trial_id]), resources=dict(DEFAULT_RESOURCES), data_root=None)
+    values = dict(bounded_json(record["trials"][trial_id], f"trial {trial_id}'s record", MAX_TRIAL_RECORD_BYTES),
+                  resources=dict(DEFAULT_RESOURCES), data_root=None)
     trial = TrialConfig.from_dict(values)
     if trial.trial_id != trial_id:
         raise ValueError(f"trial {trial_id} hashes to {trial.trial_id}")

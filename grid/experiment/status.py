@@ -4,7 +4,8 @@ Read, all plain JSON or parquet written by er-grid itself:
 
 - ``<experiment>/grid_spec.json``: the planned trials (``grid.experiment.spec_record``);
 - ``<experiment>/<trial name>/checkpoint_*/epoch.json``: the epochs each trial finished (the
-  sidecar the trainable writes beside every checkpoint);
+  sidecar the trainable writes beside every checkpoint), each checked against the spec: a
+  sidecar claiming epoch 99 of 2 is damaged, never counted;
 - ``<experiment>/results``: the commit record and every committed file, verified
   (``grid.store.check``).
 
@@ -28,8 +29,9 @@ from grid.common.locations import filesystem, join, results_location
 from grid.spec import TrialConfig
 from grid.stages import missing_files
 from grid.store import EXAMPLES_DIR, ResultStore, check_store
+from grid.store.manifest import batch_key
 
-from .files import checkpoint_epochs
+from .files import scan_checkpoints
 from .spec_record import experiment_folder, planned_trials
 
 
@@ -42,7 +44,7 @@ class TrialStatus:
     epochs: int
     batches_done: int  # planned (attack, ε, batch) committed and intact
     batches_total: int
-    damaged: tuple = ()  # "relative path: reason" per committed file that is missing or changed
+    damaged: tuple = ()  # "path: reason" per committed file missing or changed, per sidecar that cannot be true
     elapsed_s: float = 0.0  # training seconds so far, from the newest checkpoint's sidecar
     config: Optional[TrialConfig] = None  # for the time-remaining estimate (grid.trial.progress)
 
@@ -64,8 +66,16 @@ class ExperimentStatus:
 def epochs_done(experiment: str, trial: TrialConfig) -> tuple[int, float]:
     """(newest epoch with a complete checkpoint sidecar in the trial's folder, its training
     seconds so far); (0, 0.0) if none."""
+    return checkpoint_progress(experiment, trial)[:2]
+
+
+def checkpoint_progress(experiment: str, trial: TrialConfig) -> tuple[int, float, list]:
+    """:func:`epochs_done` and the trial's damaged sidecars (``"<trial name>/<folder>/epoch.json
+    is damaged (…)"``): a sidecar claiming more epochs than the spec plans is not believed."""
     fs, folder = filesystem(join(experiment, trial.name))
-    return max(((epoch, seconds) for epoch, seconds, _path in checkpoint_epochs(fs, folder)), default=(0, 0.0))
+    found, damaged = scan_checkpoints(fs, folder, trial.epochs)
+    epoch, seconds = max(((epoch, seconds) for epoch, seconds, _path in found), default=(0, 0.0))
+    return epoch, seconds, [f"{trial.name}/{line}" for line in damaged]
 
 
 def status(path: str, progress=None) -> ExperimentStatus:
@@ -81,11 +91,10 @@ def status(path: str, progress=None) -> ExperimentStatus:
     check = check_store(results)
     out = []
     for trial in (progress(trials) if progress else trials):
-        committed = {(c.key["attack"], float(c.key["eps"]), int(c.key["batch"]))
-                     for c in check.intact_commits(trial.trial_id, EXAMPLES_DIR)}
+        committed = {batch_key(c) for c in check.intact_commits(trial.trial_id, EXAMPLES_DIR)}
         planned = set(trial.eval_batches())
-        damaged = tuple(f"{c.path}: {reason}" for c, reason in check.damaged.get(trial.trial_id, ()))
-        epochs, seconds = epochs_done(experiment, trial)
+        epochs, seconds, sidecars = checkpoint_progress(experiment, trial)
+        damaged = tuple(f"{c.path}: {reason}" for c, reason in check.damaged.get(trial.trial_id, ())) + tuple(sidecars)
         intact = {f"{results.base}/{c.path}" for c in check.intact.get(trial.trial_id, ())}
         # DONE means every stage the trial wants has committed every file it makes, intact.
         complete = not any(missing_files(results, trial, intact).values())
@@ -117,4 +126,4 @@ def trials_to_repair(report: ExperimentStatus) -> list[str]:
     return [t.trial_id for t in report.trials if t.epochs_done >= t.epochs and t.state != "DONE"]
 
 
-__all__ = ["ExperimentStatus", "TrialStatus", "epochs_done", "status", "trials_to_repair"]
+__all__ = ["ExperimentStatus", "TrialStatus", "checkpoint_progress", "epochs_done", "status", "trials_to_repair"]

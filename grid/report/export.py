@@ -4,9 +4,9 @@ and machine-readable JSON records.
 - :func:`write_report`: what ``er-grid report`` does: figures (Figures 3/4 and the t-SNE
   Figures 5/6) into a folder, the markdown linking them (links relative to the markdown file),
   optionally the HTML and JSON files. Every file is written atomically.
-- :func:`markdown_to_html`: the report's own markdown subset (headings, tables, lists, images,
-  paragraphs, inline code) to HTML, with every image embedded as base64, so one file carries the
-  whole report (no other file, no network).
+- :func:`markdown_to_html`: the markdown rendered by markdown-it-py (CommonMark and tables), with
+  every figure and its PDF embedded as base64, so one file carries the whole report (no other
+  file, no network).
 - :func:`json_records`: one record per (dataset, method, λ, training ε, attack, ε) in the
   spirit of RobustBench's model-info files: the accuracies in %, n, runs, completeness, and the
   settings behind them (attack configuration, evaluation subset, seeds, epochs, checkpoint
@@ -16,9 +16,7 @@ and machine-readable JSON records.
 from __future__ import annotations
 
 import base64
-import html
 import json
-import re
 from pathlib import Path
 from typing import Optional
 
@@ -136,86 +134,86 @@ def _percent(value) -> Optional[float]:
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}"
          "table{border-collapse:collapse;margin:1em 0;font-size:90%}th,td{border:1px solid #bbb;padding:2px 6px}"
          "th{background:#eee}img{max-width:100%}code{background:#f4f4f4;padding:0 2px}")
-IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
-LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
+# Local files a self-contained page can carry as data URIs: the figures (shown) and their PDFs
+# (a download link), so nothing the markdown links to dangles once the page travels alone.
+EMBEDDED_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
+                  ".pdf": "application/pdf"}
+# Links that still work away from this machine; every other target is a file beside the report.
+KEPT_SCHEMES = ("http://", "https://", "mailto:")
 
 
 def markdown_to_html(text: str, base: Path) -> str:
-    """The report's markdown as one self-contained HTML page; images (relative to ``base``)
-    are embedded as base64 data URIs, links to other files (the PDFs) are dropped."""
-    body, table, items, paragraph = [], [], [], []
+    """The report's markdown as one self-contained HTML page (CommonMark plus tables, rendered
+    by markdown-it-py rather than by hand, so emphasis, lists and escapes follow the spec).
 
-    def flush():
-        if table:
-            body.append(_table_html(table))
-            table.clear()
-        if items:
-            body.append("<ul>" + "".join(f"<li>{_inline(i, base)}</li>" for i in items) + "</ul>")
-            items.clear()
-        if paragraph:
-            body.append(f"<p>{_inline(' '.join(paragraph), base)}</p>")
-            paragraph.clear()
+    Images and links to local files (relative to ``base``) are embedded as base64 data URIs:
+    the figures show, their PDFs download. A link to a local file that is missing, or of a kind
+    not embedded, keeps its text and loses the link. Raw HTML in the markdown is escaped, never
+    passed through: the report quotes strings read from the store (attack configurations,
+    sanity evidence), and a store others can write must not inject markup into the page.
+    """
+    from markdown_it import MarkdownIt
 
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("|"):
-            if paragraph or items:
-                flush()
-            table.append(stripped)
-            continue
-        if table:
-            flush()
-        heading = re.match(r"^(#{1,6}) (.*)$", stripped)
-        if heading:
-            flush()
-            level = len(heading.group(1))
-            body.append(f"<h{level}>{_inline(heading.group(2), base)}</h{level}>")
-        elif stripped.startswith("- "):
-            if paragraph:
-                flush()
-            items.append(stripped[2:])
-        elif not stripped:
-            flush()
-        else:
-            paragraph.append(stripped)
-    flush()
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(text)
+    for token in tokens:
+        for child in token.children or ():
+            if child.type == "image":
+                _embed_image(child, base)
+        if token.children:
+            token.children = _embed_links(token.children, base)
+    body = md.renderer.render(tokens, md.options, {})
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ER-Grid results</title>"
-            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"<style>{STYLE}</style></head><body>\n{body}</body></html>\n")
 
 
-def _table_html(lines: list[str]) -> str:
-    rows = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in lines]
-    rows = [r for r in rows if not all(set(c) <= {"-", " "} and c for c in r)]  # the --- separator
-    head, *rest = rows
-    cells = "".join(f"<th>{html.escape(c.replace(chr(92) + '|', '|'))}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c.replace(chr(92) + '|', '|'))}</td>" for c in r) + "</tr>"
-                   for r in rest)
-    return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
+def _local_file(target: str, base: Path) -> Optional[Path]:
+    """The file a relative or absolute link target names, or None for a URL or a missing file."""
+    if not target or ":" in target.split("/", 1)[0]:
+        return None  # a scheme (http:, data:, javascript:, …): not a file beside the report
+    path = Path(target) if Path(target).is_absolute() else Path(base) / target
+    return path if path.is_file() else None
 
 
-def _inline(text: str, base: Path) -> str:
-    out, last = [], 0
-    for match in IMAGE.finditer(text):
-        out.append(_plain_inline(text[last:match.start()]))
-        out.append(_image_html(match.group(1), match.group(2), base))
-        last = match.end()
-    out.append(_plain_inline(text[last:]))
-    return "".join(out)
+def _data_uri(path: Path) -> Optional[str]:
+    kind = EMBEDDED_TYPES.get(path.suffix.lower())
+    if kind is None:
+        return None
+    return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def _plain_inline(text: str) -> str:
-    text = LINK.sub(lambda m: m.group(1), text)  # links to files beside the report do not travel
-    text = html.escape(text)
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"(?<![\w])_([^_]+)_(?![\w])", r"<em>\1</em>", text)
+def _embed_image(token, base: Path) -> None:
+    src = token.attrGet("src") or ""
+    path = _local_file(src, base)
+    uri = _data_uri(path) if path is not None else None
+    if uri is None:
+        # Said in the page instead of a broken image: which file is missing.
+        token.type, token.tag, token.content, token.children = "text", "", f"[{token.content}: {src} not found]", None
+        token.attrs = {}
+        return
+    token.attrSet("src", uri)
 
 
-def _image_html(alt: str, src: str, base: Path) -> str:
-    path = Path(src) if Path(src).is_absolute() else Path(base) / src
-    kind = {".png": "image/png", ".jpg": "image/jpeg", ".svg": "image/svg+xml"}.get(path.suffix.lower())
-    if kind is None or not path.is_file():
-        return html.escape(f"[{alt}: {src} not found]")
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:{kind};base64,{data}">'
-
-
+def _embed_links(children: list, base: Path) -> list:
+    """``children`` with each local link embedded (``download`` keeps its file name) or, where
+    it cannot travel, dropped to its text; URLs of :data:`KEPT_SCHEMES` stay as they are."""
+    out, dropping = [], []
+    for token in children:
+        if token.type == "link_open":
+            href = token.attrGet("href") or ""
+            path = _local_file(href, base)
+            uri = _data_uri(path) if path is not None else None
+            keep = uri is not None or href.startswith(KEPT_SCHEMES)
+            dropping.append(not keep)
+            if uri is not None:
+                token.attrSet("href", uri)
+                token.attrSet("download", path.name)
+            if keep:
+                out.append(token)
+            continue
+        if token.type == "link_close":
+            if not dropping.pop():
+                out.append(token)
+            continue
+        out.append(token)
+    return out

@@ -9,18 +9,24 @@ titled with those of them that ran. Files: ``figure3.png``/``figure3.pdf`` and
 Styles are fixed by the configuration, never by drawing order, so a method looks the same in
 every panel and every figure, whatever else the grid holds:
 
-- colour: one per method (:data:`METHOD_COLORS`, the colour-blind-safe Okabe–Ito palette
-  plus two; an unknown method gets a grey);
+- colour and marker: one each per method (:data:`METHOD_COLORS`, the colour-blind-safe
+  Okabe–Ito palette plus a grey, and :data:`METHOD_MARKERS`), so the marker tells two methods
+  apart where colour vision does not; the pairs the paper compares (ER / Madry, ER− / E-CLA,
+  ER-TRADES / TRADES) get hues far apart; an unknown method gets a light grey and a dot;
 - line style: one per λ value (methods without λ are solid);
-- marker: one per training ε of the method (so two training ε of one method and λ still
-  differ).
+- marker fill: one per training ε of the method (full, open, half, …), so two training ε of
+  one method and λ still differ.
+
+PDFs embed TrueType (Type 42) fonts rather than matplotlib's default Type 3, which camera-ready
+checks (IEEE PDF eXpress, ACM TAPS) reject.
 
 The legend is shared by the panels and sits outside them (constrained layout, "outside
 right"), so it never covers a line however many configurations there are. Numbers are those of
 :func:`grid.report.tables.pgd_curves` (robust = correct clean and under PGD, mean over seeds, in %);
-with several seeds a line carries ± one standard deviation error bars. Figures are drawn on
-matplotlib's Agg canvas (no display, no pyplot global state) and written atomically (a
-temporary name in the same folder, then ``os.replace``: :mod:`grid.common.files`).
+with several seeds a line carries ± one standard deviation error bars, and the legend's
+title says so. Figures are drawn on matplotlib's Agg canvas (no display, no pyplot global
+state) and written atomically (a temporary name in the same folder, then ``os.replace``:
+:mod:`grid.common.files`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -42,14 +49,25 @@ from .tables import FIGURE4_METHODS, pgd_curves
 
 DPI = 300
 FORMATS = ("png", "pdf")
-# Okabe & Ito's colour-blind-safe palette, then two more; one colour per method, fixed.
+# Okabe & Ito's eight colour-blind-safe colours plus a mid grey, one per method, fixed. The
+# paper's comparisons are drawn far apart in hue: ER vermillion / Madry blue, ER− reddish purple /
+# E-CLA bluish green, ER-TRADES orange / TRADES sky blue. (Madry orange beside ER vermillion
+# read as one hue.) Yellow, weakest on white, goes to RSE, never in a comparison.
 METHOD_COLORS = {
-    "none": "#000000", "madry": "#E69F00", "trades": "#56B4E9", "rse": "#009E73", "er": "#D55E00",
-    "er_minus": "#0072B2", "er_trades": "#CC79A7", "e_cla": "#8C564B", "vae_cla": "#9467BD",
+    "none": "#000000", "madry": "#0072B2", "trades": "#56B4E9", "rse": "#F0E442", "er": "#D55E00",
+    "er_minus": "#CC79A7", "er_trades": "#E69F00", "e_cla": "#009E73", "vae_cla": "#7F7F7F",
 }
-OTHER_COLOR = "#7F7F7F"
+# The second cue: a marker shape per method, legible in greyscale and for every colour vision.
+METHOD_MARKERS = {
+    "none": "o", "madry": "s", "trades": "^", "rse": "D", "er": "v",
+    "er_minus": "P", "er_trades": "X", "e_cla": "*", "vae_cla": "h",
+}
+OTHER_COLOR, OTHER_MARKER = "#BBBBBB", "."
 LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2)))
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+FILL_STYLES = ("full", "none", "left", "bottom", "right", "top")
+BAR_LEGEND = "error bars: ± 1 s.d. over seeds"
+# Fonts embedded as TrueType (Type 42) in PDF and PostScript; read by savefig, set per save.
+FONT_PARAMS = {"pdf.fonttype": 42, "ps.fonttype": 42}
 PANEL_SIZE = (3.6, 3.0)  # inches per dataset panel; the legend adds its own width
 
 # (file stem, methods drawn or None for all, title prefix)
@@ -73,11 +91,11 @@ class LineStyles:
             self.train_eps[method] = sorted({float(v) for v in group["train_eps"].dropna()})
 
     def style(self, method: str, lam=None, train_eps=None) -> dict:
-        color = METHOD_COLORS.get(method, OTHER_COLOR)
         linestyle = "-" if not present(lam) else LINE_STYLES[self.lams.index(float(lam)) % len(LINE_STYLES)]
         eps_list = self.train_eps.get(method, [])
-        marker = MARKERS[eps_list.index(float(train_eps)) % len(MARKERS)] if present(train_eps) else "o"
-        return {"color": color, "linestyle": linestyle, "marker": marker}
+        fill = FILL_STYLES[eps_list.index(float(train_eps)) % len(FILL_STYLES)] if present(train_eps) else "full"
+        return {"color": METHOD_COLORS.get(method, OTHER_COLOR), "linestyle": linestyle,
+                "marker": METHOD_MARKERS.get(method, OTHER_MARKER), "fillstyle": fill}
 
 
 def figure_title(prefix: str, curves: pd.DataFrame, methods: Optional[Sequence[str]]) -> str:
@@ -110,6 +128,7 @@ def pgd_figure(curves: pd.DataFrame, methods: Optional[Sequence[str]] = None, ti
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     handles: dict[str, Line2D] = {}
+    bars = False
     for ax, dataset in zip(axes, datasets):
         panel = mine[mine["dataset"] == dataset]
         for label, line in panel.groupby("label", sort=False):
@@ -124,6 +143,7 @@ def pgd_figure(curves: pd.DataFrame, methods: Optional[Sequence[str]] = None, ti
                 yerr = 100 * line["robust_std"].fillna(0.0).to_numpy(dtype=float)
                 ax.errorbar(x, y, yerr=yerr, fmt="none", ecolor=style["color"], capsize=2, linewidth=0.8,
                             label="_nolegend_")
+                bars = True
         ax.set_title(dataset_name(dataset))
         ax.set_xlabel("ε (ℓ∞, images in [0, 1])")
         ax.set_ylim(-2, 102)  # room for markers at 0 % and 100 %
@@ -131,7 +151,9 @@ def pgd_figure(curves: pd.DataFrame, methods: Optional[Sequence[str]] = None, ti
     axes[0].set_ylabel("accuracy under PGD (%)")
     if title:
         fig.suptitle(title)
-    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small", frameon=False)
+    # The bars say what they are where the reader looks up the lines: in the legend's title.
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small", frameon=False,
+               title=BAR_LEGEND if bars else None, title_fontsize="small")
     return fig
 
 
@@ -165,5 +187,6 @@ def _save(fig: Figure, path: Path, fmt: str) -> Path:
     # Rendered in memory, then written whole: a reader (or a second report run) never sees a
     # half-written file.
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=DPI)
+    with rc_context(FONT_PARAMS):  # not set globally: the caller's matplotlib stays as it was
+        fig.savefig(buffer, format=fmt, dpi=DPI)
     return write_bytes_atomic(path, buffer.getvalue())

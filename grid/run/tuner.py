@@ -12,7 +12,9 @@ Where things live, for local storage ``S`` and experiment ``E``: Tune's experime
 ``S/E/results`` (``grid.common.locations``). The trainable finds ``S/E/results`` from Tune's
 storage context at run time, so the folder ``S/E`` can be moved or copied elsewhere and resumed
 there. For an object-store ``S`` (``s3://…``) the results URI is passed to the trials
-explicitly (its query arguments such as ``endpoint_override`` are kept).
+explicitly (its query arguments such as ``endpoint_override`` are kept). The driver's code
+version is exported to its environment (``grid.common.fingerprint.export_code_version``) before
+Ray starts, so the trials of a Ray it starts record the same one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import Optional
 
 from grid.common.errors import GridError
+from grid.common.fingerprint import export_code_version
 from grid.common.locations import experiment_path, results_location, storage_location
 from grid.experiment.spec_record import check_recorded_spec, record_spec
 from grid.spec import GridSpec, TrialConfig, check_data_root, is_shared_storage
@@ -45,6 +48,10 @@ def build_tuner(spec: GridSpec, storage: Optional[str] = None):
             "multi-node runs need shared storage such as s3://bucket/prefix or gs://bucket/prefix"
         )
     trials = spec.expand()
+    # The driver's code version (its checkout's commit, or what `er-grid submit` sent with the
+    # job) into its environment before Ray starts: a local Ray's workers inherit it, so rows
+    # record the driver's version even where a worker's copy of the code has no .git.
+    export_code_version()
     results = results_location(experiment_path(storage, spec.experiment)) if "://" in storage else None
     param_space = {"trial": tune.grid_search([t.to_dict() for t in trials]), "results": results}
     run_config = tune.RunConfig(

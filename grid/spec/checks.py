@@ -1,6 +1,7 @@
-"""Spec checks that need more than a type test: duplicate YAML keys, the size of an ε range,
-method hyperparameters against their defaults' types and their er_core Params' bounds and
-choices. Used by ``grid.spec.grid_spec`` while a spec is validated, so each fails before any trial starts."""
+"""Spec checks that need more than a type test: the YAML itself (its size, duplicate keys, no
+aliases, a nesting bound), the size of an ε range, method hyperparameters against their
+defaults' types and their er_core Params' bounds and choices (a ``*seed`` one against the seed
+range). Used by ``grid.spec.grid_spec`` while a spec is validated, so each fails before any trial starts."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ import yaml
 # Most ε values one {start, stop, step} range may expand to (the paper's longest sweep has
 # 17); counted arithmetically before anything is expanded, so a tiny step fails at once.
 MAX_EPS_VALUES = 1000
+# Every integer that becomes an RNG seed (numpy's legacy seeding, torch's CUDA seeding) must be
+# a 32-bit unsigned value; checked in the spec, not when a trial overflows after start-up.
+SEED_LIMIT = 2 ** 32
+# The paper's whole grid is a 3 KB spec: 1 MB is refused before it is parsed.
+MAX_SPEC_BYTES = 1 << 20
+# Deepest a spec nests is ~6 (detection → dataset → configs → detector → option → list).
+MAX_SPEC_DEPTH = 32
 
 
 def eps_range_count(name: str, start: float, stop: float, step: float) -> int:
@@ -40,12 +48,36 @@ def check_data_root(data_root) -> None:
 
 def load_yaml(text: str, where: str):
     """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the last
-    one silently: a second ``epochs:`` further down would win unseen)."""
+    one silently: a second ``epochs:`` further down would win unseen), a text over
+    :data:`MAX_SPEC_BYTES` (before parsing), any alias (``*name``: a few lines of anchors and
+    aliases expand to billions of nodes, the "billion laughs") and nesting deeper than
+    :data:`MAX_SPEC_DEPTH`. A spec has no use for aliases: each field is written out."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise ValueError(f"spec: {where} holds {len(text):,} characters; a spec file is at most "
+                         f"{MAX_SPEC_BYTES:,} (the paper's whole grid is ~3,000)")
     return yaml.load(text, Loader=_unique_key_loader(where))
 
 
 def _unique_key_loader(where: str):
     class UniqueKeyLoader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent, index):
+            # Refused while composing, at the first alias: nothing has been expanded yet.
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise ValueError(f"spec: {where} uses a YAML alias at line {mark.line + 1}; aliases "
+                                 "(*name) are not accepted in a spec, write the value out")
+            self.depth += 1
+            try:
+                if self.depth > MAX_SPEC_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise ValueError(f"spec: {where} nests deeper than {MAX_SPEC_DEPTH} levels "
+                                     f"(at line {mark.line + 1})")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
@@ -81,6 +113,11 @@ def check_hyperparam_values(where: str, method: str, dataset: str, params: dict)
         if not ok:
             raise ValueError(f"spec.{where}.{key}: expected {type(default).__name__} like the default "
                              f"{default!r}, got {value!r}")
+    for key, value in params.items():
+        # init_seed and any other seed a method declares reach torch/numpy seeding.
+        if key.endswith("seed") and isinstance(value, int) and not isinstance(value, bool) \
+                and not 0 <= value < SEED_LIMIT:
+            raise ValueError(f"spec.{where}.{key}: {value!r} is not in [0, 2**32); a seed is a 32-bit value")
     declared = method_class(method).PARAMS
     for key, value in params.items():
         param = declared.get(key)

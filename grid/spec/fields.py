@@ -10,12 +10,13 @@ pyarrow at import: registries are imported when a field that needs them is check
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Iterable
 
 from er_core.attack_spec import AttackSpec
 from grid.common.fingerprint import canonical_json
 
-from .checks import eps_range_count
+from .checks import SEED_LIMIT, eps_range_count
 
 RESOURCE_KEYS = ("cpu", "gpu")
 DEFAULT_RESOURCES = {"cpu": 1, "gpu": 0}
@@ -23,6 +24,9 @@ DEFAULT_RESOURCES = {"cpu": 1, "gpu": 0}
 # 0.07500000000000001, or the same ε would hash differently in a list and in a range.
 EPS_DECIMALS = 12
 ATTACK_ITEM_KEYS = ("attack", "eps", "options")
+# Ray keeps resource amounts in units of 1/10,000: a smaller share is rounded to 0 and fails
+# inside Ray, so a cpu or gpu share below it is refused here.
+RESOURCE_GRANULARITY = 1e-4
 
 
 def check_keys(where: str, d: dict, *, required: Iterable[str], optional: Iterable[str] = ()) -> None:
@@ -49,7 +53,8 @@ def non_empty_list(name: str, value) -> tuple:
 
 
 def no_duplicates(name: str, values: tuple) -> None:
-    dupes = sorted({v for v in values if values.count(v) > 1}, key=str)
+    # One count over the values (a list of 40,000 seeds must answer at once, not in n² steps).
+    dupes = sorted((v for v, count in Counter(values).items() if count > 1), key=str)
     if dupes:
         raise ValueError(f"spec.{name}: duplicate value(s) {dupes}")
 
@@ -78,6 +83,14 @@ def int_at_least(name: str, value, minimum: int) -> int:
 
 def positive_int(name: str, value) -> int:
     return int_at_least(name, value, minimum=1)
+
+
+def seed_value(name: str, value) -> int:
+    """An integer in [0, 2**32): what every RNG a trial seeds accepts."""
+    value = int_at_least(name, value, minimum=0)
+    if value >= SEED_LIMIT:
+        raise ValueError(f"spec.{name}: {value!r} is not below 2**32 ({SEED_LIMIT}); a seed is a 32-bit value")
+    return value
 
 
 def finite_float(name: str, value, minimum: float = -math.inf, maximum: float = math.inf) -> float:
@@ -167,6 +180,10 @@ def resources(name: str, res) -> dict:
         raise ValueError(f"spec.{name}.cpu: must be > 0, got {cpu!r}")
     if gpu < 0:
         raise ValueError(f"spec.{name}.gpu: must be ≥ 0, got {gpu!r}")
+    for kind, amount in (("cpu", cpu), ("gpu", gpu)):
+        if 0 < amount < RESOURCE_GRANULARITY:
+            raise ValueError(f"spec.{name}.{kind}: {amount!r} is below Ray's smallest share "
+                             f"{RESOURCE_GRANULARITY} (it would be rounded to 0)")
     if 0 < gpu < 1:
         # Ray packs fractional GPUs; 0.3 would leave an unusable 0.1 on every card.
         per_card = 1.0 / gpu

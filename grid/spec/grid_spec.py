@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -116,6 +117,10 @@ class TrialConfig:
     recipe: Optional[str] = None
     validation_n: int = 0
     evaluate: str = "last"
+    # A plugin method's code identity (er_core.methods.plugins.plugin_identity: qualified name,
+    # distribution version, source hash), None for a built-in: hashed, so a changed plugin is a
+    # new trial, and recorded, so status/query/report never need to import the plugin.
+    method_identity: Optional[dict] = None
 
     # Fields that say where a trial runs or what is run after training, not what training
     # and the evaluation plan compute: left out of trial_id.
@@ -163,8 +168,10 @@ class TrialConfig:
     @property
     def name(self) -> str:
         """Readable, unique trial name: ``digits-madry-eps0.3-lamna-s0-1a2b3c``."""
+        # A plugin's "module:Class" has characters a folder name should not carry.
+        method = re.sub(r"[^A-Za-z0-9_.-]", "_", self.method)
         return (
-            f"{self.dataset}-{self.method}-eps{_fmt(self.train_eps)}-lam{_fmt(self.lam)}"
+            f"{self.dataset}-{method}-eps{_fmt(self.train_eps)}-lam{_fmt(self.lam)}"
             f"-s{self.seed}-{self.trial_id[:6]}"
         )
 
@@ -301,6 +308,9 @@ class GridSpec:
     def expand(self) -> list[TrialConfig]:
         """All trials, in dataset → method → train ε → λ → seed order; trial_ids are unique."""
         methods = methods_module()
+        from er_core.methods.plugins import plugin_identity
+
+        identities = {m: None if methods.is_builtin(m) else plugin_identity(m) for m in self.methods}
         trials = []
         for dataset in self.datasets:
             plan = self.eval_plan[dataset]
@@ -332,6 +342,7 @@ class GridSpec:
                                     recipe=self.hyperparams.get(method, {}).get("recipe") or info(dataset).recipe,
                                     validation_n=self.validation_n[dataset],
                                     evaluate=self.evaluate,
+                                    method_identity=identities[method],
                                 )
                             )
         ids = [t.trial_id for t in trials]

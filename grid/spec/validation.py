@@ -20,11 +20,15 @@ from .codes_plan import validate_codes_spec
 from .detection_plan import validate_detection_spec
 from .fields import (
     DEFAULT_RESOURCES, RESOURCE_KEYS, attack_item, attack_spec, eps_list, eps_values, finite_float, in_datasets,
-    int_at_least, name_list, no_duplicates, non_empty_list, positive_int, resources,
+    int_at_least, name_list, no_duplicates, non_empty_list, positive_int, resources, seed_value,
 )
 
 # Starts with a letter: a Hive directory "experiment=2024" would be read back as an integer.
-EXPERIMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+# Matched whole (fullmatch): with ``match``, "$" also matches before a trailing newline.
+EXPERIMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,99}")
+# Most trials one spec may expand to (the paper's grid has 60): counted from the axes before
+# anything is expanded, so 40,000 seeds are one error at once.
+MAX_TRIALS = 10_000
 # Which checkpoint the post-training stages evaluate (TrialConfig.evaluate).
 EVALUATE_CHOICES = ("last", "best_validation")
 # λ and training ε are grid axes, never per-method hyperparameters.
@@ -50,7 +54,7 @@ def validate_spec(spec) -> None:
     ``ValueError("spec.<field>: ...")`` on the first problem."""
     set_ = functools.partial(object.__setattr__, spec)
 
-    if not isinstance(spec.experiment, str) or not EXPERIMENT_NAME.match(spec.experiment):
+    if not isinstance(spec.experiment, str) or not EXPERIMENT_NAME.fullmatch(spec.experiment):
         raise ValueError(
             f"spec.experiment: {spec.experiment!r} is not a valid name; use letters, digits, "
             "'_', '.', '-' (starting with a letter, at most 100 characters)"
@@ -59,14 +63,14 @@ def validate_spec(spec) -> None:
     set_("datasets", name_list("datasets", spec.datasets, DATASETS, "dataset"))
 
     methods = methods_module()
-    set_("methods", name_list("methods", spec.methods, methods.METHODS, "method"))
+    set_("methods", _methods(spec, methods))
     adv_methods = [m for m in spec.methods if methods.uses_train_eps(m)]
     lam_methods = [m for m in spec.methods if methods.uses_lambda(m)]
 
     set_("epochs", positive_int("epochs", spec.epochs))
     set_("batch_size", positive_int("batch_size", spec.batch_size))
     set_("eval_batch_size", positive_int("eval_batch_size", spec.eval_batch_size))
-    set_("eval_seed", int_at_least("eval_seed", spec.eval_seed, minimum=0))
+    set_("eval_seed", seed_value("eval_seed", spec.eval_seed))
     set_("num_nodes", positive_int("num_nodes", spec.num_nodes))
     set_("max_failures", int_at_least("max_failures", spec.max_failures, minimum=-1))
 
@@ -74,11 +78,14 @@ def validate_spec(spec) -> None:
 
     set_("train_eps", _train_eps(spec, adv_methods))
     set_("lams", _lams(spec, lam_methods))
+    _check_trial_count(spec, adv_methods, lam_methods)
     set_("hyperparams", _hyperparams(spec, methods))
     set_("eval_n", _eval_n(spec))
     set_("eval_plan", _eval_plan(spec))
     set_("resources", _resources_by_dataset(spec))
     set_("detection", validate_detection_spec(spec.detection, spec.datasets, spec.methods, spec.hyperparams))
+    for dataset, plan in (spec.detection or {}).items():
+        seed_value(f"detection.{dataset}.split_seed", plan.split_seed)
     set_("codes", validate_codes_spec(spec.codes, spec.datasets))
     set_("validation_n", _validation_n(spec))
     if spec.evaluate not in EVALUATE_CHOICES:
@@ -102,11 +109,38 @@ def validate_spec(spec) -> None:
         raise ValueError(f"spec.data_root: expected a path string or null, got {spec.data_root!r}")
 
 
+def _methods(spec, methods) -> tuple:
+    """Built-in method names, or plugins (er_core.methods.plugins): each plugin imported once and
+    its contract checked on every dataset of the spec, before anything runs."""
+    from er_core.methods.plugins import check_contract, entry_point_names
+
+    names = non_empty_list("methods", spec.methods)
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"spec.methods: expected method names, got {name!r}")
+    no_duplicates("methods", names)
+    for name in names:
+        if methods.is_builtin(name):
+            continue
+        if ":" not in name and name not in entry_point_names():
+            raise ValueError(f"spec.methods: unknown method {name!r}; valid: {', '.join(sorted(methods.METHODS))}, "
+                             "or a plugin: 'module:Class' or an er_grid.methods entry point (README)")
+        try:
+            cls = methods.method_class(name)
+            for dataset in spec.datasets:
+                check_contract(cls, name, dataset)
+        except ValueError as err:
+            raise ValueError(f"spec.methods: {err}") from err
+    return names
+
+
 def _seeds(spec):
     """A list of seeds for every dataset, or a dict dataset → list (datasets left out: [0])."""
     def one_list(where: str, value) -> tuple:
         seeds = non_empty_list(where, value)
-        seeds = tuple(int_at_least(f"{where}[{i}]", s, minimum=0) for i, s in enumerate(seeds))
+        if len(seeds) > MAX_TRIALS:
+            raise ValueError(f"spec.{where}: {len(seeds):,} seeds; a spec expands to at most {MAX_TRIALS:,} trials")
+        seeds = tuple(seed_value(f"{where}[{i}]", s) for i, s in enumerate(seeds))
         no_duplicates(where, seeds)
         return seeds
 
@@ -116,6 +150,21 @@ def _seeds(spec):
     if unknown:
         raise ValueError(f"spec.seeds: {unknown} not in spec.datasets; valid: {', '.join(spec.datasets)}")
     return {d: one_list(f"seeds.{d}", spec.seeds[d]) if d in spec.seeds else (0,) for d in spec.datasets}
+
+
+def _check_trial_count(spec, adv_methods: list, lam_methods: list) -> None:
+    """The number of trials :meth:`GridSpec.expand` would make, counted from the axes; one
+    error naming it when above :data:`MAX_TRIALS`."""
+    count = 0
+    for dataset in spec.datasets:
+        seeds = len(spec.seeds[dataset] if isinstance(spec.seeds, dict) else spec.seeds)
+        for method in spec.methods:
+            eps = len(spec.train_eps[dataset]) if method in adv_methods else 1
+            lams = len(spec.lams) if method in lam_methods else 1
+            count += eps * lams * seeds
+    if count > MAX_TRIALS:
+        raise ValueError(f"spec.seeds: datasets × methods × train_eps × lams × seeds give {count:,} trials; "
+                         f"a spec expands to at most {MAX_TRIALS:,}")
 
 
 def _validation_n(spec) -> dict:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
-import pyarrow.fs as pafs
-
-from . import manifest
+from . import confined, manifest
 from .layout import MOVED_ASIDE_DIR
 from .read import READ_THREADS
 from .results_store import ResultStore
@@ -44,18 +42,18 @@ class StoreCheck:
 
 def check_store(store: ResultStore) -> StoreCheck:
     """Verify every committed file of ``store`` and classify every other file under it."""
-    listing = [i for i in store.fs.get_file_info(pafs.FileSelector(store.base, allow_not_found=True, recursive=True))
-               if i.type == pafs.FileType.File]
+    # Confined listing: a linked folder is listed, never walked (it may point anywhere).
+    listing = confined.list_files(store.fs, store.base)
     records_dir = f"{manifest.COMMITS_DIR}/"
     commits, good_records, bad_records = [], set(), []
-    for info in listing:
-        relative = store.relative(info.path)
+    for relative in listing:
         if not (relative.startswith(records_dir) and relative.endswith(".json") and "/" not in relative[len(records_dir):]):
             continue
         try:
-            commits += manifest.decode_manifest(relative, manifest.read_bytes(store.fs, info.path) or b"").values()
+            data = manifest.read_manifest(store.fs, store.base, relative[len(records_dir):].removesuffix(".json"))
+            commits += manifest.decode_manifest(relative, data or b"").values()
             good_records.add(relative)
-        except manifest.DamagedStore as err:
+        except (manifest.DamagedStore, ValueError) as err:
             bad_records.append((relative, str(err)))
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         reasons = list(pool.map(lambda c: manifest.verify(store.fs, store.base, c)[1], commits))
@@ -68,7 +66,7 @@ def check_store(store: ResultStore) -> StoreCheck:
         else:
             damaged.setdefault(trial_id, []).append((commit, reason))
     known = {c.path for c in commits} | good_records | {path for path, _ in bad_records}
-    others = sorted(r for r in (store.relative(i.path) for i in listing) if r not in known)
+    others = sorted(r for r in listing if r not in known)
     aside = tuple(r for r in others if r.startswith(f"{MOVED_ASIDE_DIR}/"))
     stray = tuple(r for r in others if not r.startswith(f"{MOVED_ASIDE_DIR}/"))
     return StoreCheck(root=store.root, intact=intact, damaged=damaged, damaged_records=tuple(bad_records),

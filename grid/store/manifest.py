@@ -32,6 +32,15 @@ the one entry it overwrites is counted missing and recomputed; rows are never wr
 
 :func:`verify` checks a committed file against its entry: present, same size and sha256,
 parquet with the committed schema, the committed row count, keys and ranges.
+
+Nothing in a record is trusted before it is checked (ARCHITECTURE.md, "Reading under a
+bound"): an entry's path must be relative and normalised and lie under its own table's folder
+(``grid.store.confined``), its key must hold the trial and its partition values; a manifest
+is read only up to :data:`MAX_MANIFEST_BYTES` and :data:`~grid.common.bounded_json.MAX_DEPTH`
+levels. :func:`verify` measures a file before it reads it, reads it only when its size is the
+committed one (or, to say what changed, close to it), compares the sha256 before parsing, and
+checks the parquet footer (row count, rows and decoded size within bounds) before decoding a
+value. Each failure is a reason, never an exception.
 """
 
 from __future__ import annotations
@@ -47,8 +56,25 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from grid.common.bounded_json import bounded_json
+from grid.common.errors import DamagedRecord
+
+from . import confined
+from .rows import PARTITION_COLUMNS
+
 COMMITS_DIR = "_commits"
 FORMAT = "er-grid-commits/1"
+# Bounds on what one record or file may make a reader hold. A trial's manifest is ~0.5 KB per
+# committed file (a few thousand files at most); a committed file is one batch, trial row or
+# stage table (a few MB at most); MAX_DECODED_BYTES bounds the footer's declared uncompressed size.
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_FILE_BYTES = 256 << 20
+MAX_ROWS = 1_000_000
+MAX_DECODED_BYTES = 1 << 30
+# A file of another size than committed is read only this far past its committed size, to say
+# what changed (truncated, other schema, other rows); anything larger is refused unread.
+DIAGNOSIS_SLACK = 1 << 20
+SCALARS = (str, int, float, bool, type(None))
 
 
 class DamagedStore(ValueError):
@@ -75,9 +101,49 @@ class Commit:
 
     @classmethod
     def from_json(cls, path: str, d: dict) -> "Commit":
-        return cls(path=path, table=str(d["table"]), rows=int(d["rows"]), bytes=int(d["bytes"]),
-                   sha256=str(d["sha256"]), schema=str(d["schema"]), key=dict(d["key"]),
-                   ranges={k: list(v) for k, v in d["ranges"].items()})
+        """The entry of ``path``; ValueError naming what is wrong with it (see :func:`check_entry`)."""
+        check_entry(path, d)
+        return cls(path=path, table=d["table"], rows=d["rows"], bytes=d["bytes"], sha256=d["sha256"],
+                   schema=str(d["schema"]), key=dict(d["key"]), ranges={k: list(v) for k, v in d["ranges"].items()})
+
+
+def check_entry(path: str, d) -> None:
+    """An entry er-grid could have written: a confined path under its own table's folder
+    (never ``_commits/`` or ``_moved_aside/``), counts that are integers ≥ 0, a key of scalars
+    holding the trial and its partition values, ranges as ``[min, max]`` pairs."""
+    confined.relative_path(path, "entry")
+    if not isinstance(d, dict):
+        raise ValueError(f"entry {path[:200]}: expected a mapping, got {type(d).__name__}")
+    table = d.get("table")
+    if not isinstance(table, str) or table.startswith("_") or path.split("/", 1)[0] != table:
+        raise ValueError(f"entry {path[:200]}: not a file of its table {table!r}'s folder")
+    for name in ("rows", "bytes"):
+        if isinstance(d.get(name), bool) or not isinstance(d.get(name), int) or d[name] < 0:
+            raise ValueError(f"entry {path[:200]}: {name} {d.get(name)!r} is not a count")
+    if not isinstance(d.get("sha256"), str) or len(d["sha256"]) != 64:
+        raise ValueError(f"entry {path[:200]}: sha256 {d.get('sha256')!r} is not a sha256")
+    key, ranges = d.get("key"), d.get("ranges")
+    if not isinstance(key, dict) or not all(isinstance(v, SCALARS) for v in key.values()):
+        raise ValueError(f"entry {path[:200]}: key is not a mapping of column → value")
+    needed = ("trial_id", *PARTITION_COLUMNS)
+    absent = [c for c in needed if c not in key or key[c] is None]
+    if absent:
+        raise ValueError(f"entry {path[:200]}: key lacks {', '.join(absent)}")
+    if not all(isinstance(key[c], str) for c in ("trial_id", *PARTITION_COLUMNS)):
+        raise ValueError(f"entry {path[:200]}: key's trial_id and partition values are not strings")
+    if not isinstance(ranges, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, SCALARS) for x in v) for v in ranges.values()):
+        raise ValueError(f"entry {path[:200]}: ranges are not column → [min, max]")
+
+
+def batch_key(commit: Commit) -> Optional[tuple[str, float, int]]:
+    """``(attack, ε, batch)`` of an evaluation batch's entry; None where its key does not hold
+    them as written by ``ResultStore.write_batch`` (such a file is never counted as a batch)."""
+    attack, eps, batch = (commit.key.get(k) for k in ("attack", "eps", "batch"))
+    if not isinstance(attack, str) or isinstance(eps, bool) or not isinstance(eps, (int, float)) \
+            or isinstance(batch, bool) or not isinstance(batch, int):
+        return None
+    return attack, float(eps), batch
 
 
 def schema_hash(schema: pa.Schema) -> str:
@@ -121,23 +187,42 @@ def encode_manifest(trial_id: str, commits: dict[str, Commit]) -> bytes:
 
 
 def decode_manifest(path: str, data: bytes) -> dict[str, Commit]:
-    """Entries of one manifest; a manifest that is not ours raises :class:`DamagedStore` naming it."""
+    """Entries of one manifest; a manifest that is not ours raises :class:`DamagedStore` naming it.
+
+    ``path``: the manifest's path relative to the store (``_commits/<trial_id>.json``): every
+    entry's key must name that trial."""
     try:
-        payload = json.loads(data)
+        payload = bounded_json(data, f"commit record {path}", MAX_MANIFEST_BYTES)
+    except DamagedRecord as err:
+        raise DamagedStore(str(err)) from err
+    try:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ValueError(f"not an {FORMAT} record")
-        return {p: Commit.from_json(p, d) for p, d in payload["files"].items()}
+        trial_id = path.rsplit("/", 1)[-1].removesuffix(".json")
+        if payload.get("trial_id") != trial_id or not isinstance(payload.get("files"), dict):
+            raise ValueError(f"not the record of trial {trial_id!r}")
+        commits = {p: Commit.from_json(p, d) for p, d in payload["files"].items()}
+        foreign = [p for p, c in commits.items() if c.key["trial_id"] != trial_id]
+        if foreign:
+            raise ValueError(f"entry {foreign[0][:200]} is keyed to trial {commits[foreign[0]].key['trial_id']!r}")
+        return commits
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise DamagedStore(f"commit record {path} is damaged ({err})") from err
 
 
-def read_bytes(fs: pafs.FileSystem, path: str) -> Optional[bytes]:
-    """The whole file, or None where it does not exist."""
-    try:
-        with fs.open_input_stream(path) as stream:
-            return stream.read()
-    except FileNotFoundError:
+def read_manifest(fs: pafs.FileSystem, base: str, trial_id: str) -> Optional[bytes]:
+    """The bytes of one trial's manifest, or None where there is none; DamagedStore when it is
+    a link out of the store, not a regular file, or larger than :data:`MAX_MANIFEST_BYTES`.
+    ValueError when ``trial_id`` cannot name a manifest (a path such as ``a/b``)."""
+    relative = confined.relative_path(f"{COMMITS_DIR}/{trial_id}.json", "trial_id")
+    if "/" in trial_id:
+        raise ValueError(f"trial_id: {trial_id!r} is not a trial id")
+    data, reason = confined.read_file(fs, base, relative, MAX_MANIFEST_BYTES)
+    if reason == "missing":
         return None
+    if reason is not None:
+        raise DamagedStore(f"commit record {relative} is damaged ({reason})")
+    return data
 
 
 def verify(fs: pafs.FileSystem, base: str, commit: Commit,
@@ -145,34 +230,76 @@ def verify(fs: pafs.FileSystem, base: str, commit: Commit,
     """``(table, None)`` for an intact committed file, ``(None, reason)`` for a damaged one.
 
     ``expected``: the file schema the reader wants (columns and types); the committed schema
-    must equal it.
+    must equal it. What is read is bounded by the entry (see the module docstring), and a
+    value is decoded only from bytes whose sha256 is the committed one.
     """
     if expected is not None and schema_hash(expected) != commit.schema:
         return None, "committed with another schema than this table's"
-    try:
-        data = read_bytes(fs, f"{base}/{commit.path}")
-    except OSError as err:
-        return None, f"unreadable ({err})"
-    if data is None:
-        return None, "missing"
-    try:
-        table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError, ValueError) as err:
-        reason = "truncated" if len(data) < commit.bytes else "not readable as parquet"
-        return None, f"{reason} ({len(data)} of {commit.bytes} bytes; {str(err).splitlines()[0][:80]})"
-    if schema_hash(table.schema) != commit.schema:
-        return None, f"schema differs from the committed one ({_schema_difference(table.schema, expected)})"
-    if table.num_rows != commit.rows:
-        return None, f"{table.num_rows} rows, {commit.rows} committed"
+    if commit.bytes > MAX_FILE_BYTES or commit.rows > MAX_ROWS:
+        return None, f"committed as {commit.bytes:,} bytes and {commit.rows:,} rows, more than a store file holds"
+    size, reason = confined.file_size(fs, base, commit.path)
+    if reason is not None:
+        return None, reason
+    limit = commit.bytes if size == commit.bytes else min(MAX_FILE_BYTES, 2 * commit.bytes + DIAGNOSIS_SLACK)
+    if size > limit:
+        return None, f"{size:,} bytes on storage, {commit.bytes:,} committed (changed; not read)"
+    data, reason = confined.read_file(fs, base, commit.path, limit)
+    if reason is not None:
+        return None, reason
     if len(data) != commit.bytes or hashlib.sha256(data).hexdigest() != commit.sha256:
-        return None, "checksum differs from the committed one (the file was changed)"
+        return None, _what_changed(data, commit, expected)
+    # The bytes are the committed ones; only a forged entry gets past here with a bad file.
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        reason = _footer_reason(parquet, commit, expected)
+        if reason is not None:
+            return None, reason
+        table = parquet.read()
+    except (pa.ArrowException, OSError, ValueError) as err:
+        return None, f"not readable as parquet ({str(err).splitlines()[0][:80] if str(err) else type(err).__name__})"
+    try:
+        reason = _values_reason(table, commit)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
+        reason = f"committed key or range values do not fit the file's columns ({str(err)[:80]})"
+    return (table, None) if reason is None else (None, reason)
+
+
+def _values_reason(table: pa.Table, commit: Commit) -> Optional[str]:
     for column, value in commit.key.items():
         if column in table.column_names and not _all_equal(table[column], value):
-            return None, f"column {column!r} holds other values than the committed {value!r}"
+            return f"column {column!r} holds other values than the committed {value!r}"
     for column, span in commit.ranges.items():
+        if column not in table.column_names:
+            return f"the committed range names column {column!r}, which the file lacks"
         if _min_max(table[column]) != list(span):
-            return None, f"column {column!r} spans other values than the committed {span}"
-    return table, None
+            return f"column {column!r} spans other values than the committed {span}"
+    return None
+
+
+def _footer_reason(parquet: pq.ParquetFile, commit: Commit, expected: Optional[pa.Schema]) -> Optional[str]:
+    """What the footer alone shows is wrong (schema, row count, sizes past the bounds), before
+    any value is decoded; None when it agrees with the entry."""
+    meta = parquet.metadata
+    if schema_hash(parquet.schema_arrow) != commit.schema:
+        return f"schema differs from the committed one ({_schema_difference(parquet.schema_arrow, expected)})"
+    if meta.num_rows != commit.rows:
+        return f"{meta.num_rows:,} rows, {commit.rows:,} committed"
+    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if meta.num_rows > MAX_ROWS or declared > MAX_DECODED_BYTES:
+        return f"declares {meta.num_rows:,} rows and {declared:,} bytes decoded, more than a store file holds"
+    return None
+
+
+def _what_changed(data: bytes, commit: Commit, expected: Optional[pa.Schema]) -> str:
+    """Why bytes that are not the committed ones differ, from the footer only (never decoded)."""
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        reason = _footer_reason(parquet, commit, expected)
+    except (pa.ArrowException, OSError, ValueError) as err:
+        kind = "truncated" if len(data) < commit.bytes else "not readable as parquet"
+        detail = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+        return f"{kind} ({len(data)} of {commit.bytes} bytes; {detail})"
+    return reason or "checksum differs from the committed one (the file was changed)"
 
 
 def _schema_difference(found: pa.Schema, expected: Optional[pa.Schema]) -> str:
@@ -199,5 +326,6 @@ def _min_max(array) -> list:
     return [result["min"].as_py(), result["max"].as_py()]
 
 
-__all__ = ["COMMITS_DIR", "Commit", "DamagedStore", "decode_manifest", "describe", "encode_manifest",
-           "manifest_path", "read_bytes", "schema_hash", "verify"]
+__all__ = ["COMMITS_DIR", "Commit", "DamagedStore", "MAX_DECODED_BYTES", "MAX_FILE_BYTES", "MAX_MANIFEST_BYTES",
+           "MAX_ROWS", "batch_key", "check_entry", "decode_manifest", "describe", "encode_manifest", "manifest_path",
+           "read_manifest", "schema_hash", "verify"]

@@ -215,8 +215,10 @@ class ResultStore:
         committed and are recomputed.
         """
         path = manifest.manifest_path(self.base, trial_id)
-        data = manifest.read_bytes(self.fs, path)
         try:
+            # Bounded and confined: a manifest that is a link out of the store, a device or
+            # oversized is damaged before a byte of it is held (grid.store.confined).
+            data = manifest.read_manifest(self.fs, self.base, trial_id)
             return {} if data is None else manifest.decode_manifest(self.relative(path), data)
         except DamagedStore:
             if not repair:
@@ -264,8 +266,8 @@ class ResultStore:
         with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:  # one GET per file on object stores
             reasons = list(pool.map(lambda c: manifest.verify(self.fs, self.base, c, file_schema(ROW_SCHEMA))[1],
                                     commits))
-        return {(c.key["attack"], float(c.key["eps"]), int(c.key["batch"]))
-                for c, reason in zip(commits, reasons) if reason is None}
+        return {manifest.batch_key(c) for c, reason in zip(commits, reasons)
+                if reason is None and manifest.batch_key(c) is not None}
 
     # -- reading --------------------------------------------------------------------------
 

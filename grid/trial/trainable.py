@@ -121,7 +121,23 @@ def trial_method(trial: TrialConfig) -> tuple[str, object]:
     so that several trials share a node without oversubscribing."""
     device = trial_device(trial)
     torch.set_num_threads(max(1, int(trial.resources["cpu"])))
+    check_plugin_unchanged(trial)
     return device, er_core.methods.make(trial.method, trial.dataset, device=device, **trial.method_hyperparams())
+
+
+def check_plugin_unchanged(trial: TrialConfig) -> None:
+    """A plugin method's code must be what the trial was planned with (its identity is part of
+    trial_id): a changed plugin stops the trial instead of writing new code's rows under the
+    old id (e.g. on ``er-grid resume`` after editing the plugin)."""
+    if trial.method_identity is None:
+        return
+    from er_core.methods.plugins import plugin_identity
+
+    now = plugin_identity(trial.method)
+    if now != trial.method_identity:
+        raise RuntimeError(f"{trial.name}: plugin method {trial.method!r} changed since the trial was planned "
+                           f"(was {trial.method_identity}, now {now}); its rows would mix two versions of the code. "
+                           "Run the changed plugin as a new experiment")
 
 
 # --------------------------------------------------------------------------- locations

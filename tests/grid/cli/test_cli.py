@@ -142,9 +142,20 @@ def test_invalid_spec_names_the_field(tmp_path, capsys):
     assert "spec.methods" in err and "not_a_method" in err
 
 
-def test_query_filters_that_match_nothing_exit_2(results, capsys):
-    assert main(["query", str(results), "--method", "madry"]) == 2
-    assert "no result rows match" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "madry"], "--method: no rows for madry (valid here: none)"),  # `none` is the method
+    # A typo beside a value that matches is refused too: it would drop out silently.
+    (["--method", "none", "madyr"], "--method: no rows for madyr (valid here: none)"),
+    (["--eps", "0.3"], "--eps: no rows for 0.3 (valid here: 0.1)"),
+    (["--dataset", "mnits"], "--dataset: no rows for mnits (valid here: digits)"),
+    (["--experiment", "x"], "--experiment: no rows for x (valid here: e)"),
+    (["--by", "method,atack"], "--by: unknown column(s) atack; valid: experiment, trial_id"),
+    (["--by", ","], "--by: give at least one column"),
+])
+def test_query_filters_that_match_nothing_name_the_valid_values(results, capsys, argv, message):
+    assert main(["query", str(results), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("er-grid: error:") and message in err and err.count("\n") == 1, err
 
 
 def test_dry_run_prints_trials_and_gpu_hours(capsys):

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.image import imread
 
-from grid.report.figures import DPI, METHOD_COLORS, pgd_figure, write_figures
+from grid.report.figures import DPI, METHOD_COLORS, METHOD_MARKERS, pgd_figure, write_figures
 from grid.report import pgd_curves
 from grid.store import CODES_SCHEMA, ROW_SCHEMA
 
@@ -80,6 +80,7 @@ def test_figure_lines_are_the_mean_accuracies_over_seeds(df):
     assert len(bars) == 2
     segments = bars[1].lines[2][0].get_segments()
     assert [round(float(s[1][1] - s[0][1]), 2) for s in segments] == [0.0, 35.36, 35.36]
+    assert fig3.legends[0].get_title().get_text() == "error bars: ± 1 s.d. over seeds"  # the bars are labelled
     fig4 = pgd_figure(curves, methods=("e_cla", "vae_cla", "er_minus"))
     assert [ax.get_title() for ax in fig4.axes] == ["MNIST"]  # digits ran none of them
     assert list(plotted(fig4.axes[0])) == ["ER-Classifier−", "E-CLA"]
@@ -118,7 +119,7 @@ def test_full_grid_figures_are_distinct_legible_and_written_as_png_and_pdf(tmp_p
         box = legend.get_window_extent()
         for ax in fig.axes:
             lines = [l for l in ax.get_lines() if not l.get_label().startswith("_")]
-            styles = [(l.get_color(), str(l.get_linestyle()), l.get_marker()) for l in lines]
+            styles = [(l.get_color(), str(l.get_linestyle()), l.get_marker(), l.get_fillstyle()) for l in lines]
             assert len(styles) == len(set(styles)), f"two lines look alike in {ax.get_title()}"
             # The legend box lies outside every panel (window extents in display pixels).
             assert not box.overlaps(ax.get_window_extent()), ax.get_title()
@@ -173,3 +174,47 @@ def test_each_pgd_panel_of_the_embedding_figure_names_its_eps():
         attack_eps(mixed)
     caption = "\n".join(embedding_section(ReportContext(df=pd.DataFrame(), figures=["embedding_digits.png"])))
     assert "nearest 50%" in caption and "![embedding_digits](embedding_digits.png)" in caption
+
+
+def test_pdfs_embed_truetype_fonts_not_type3(tmp_path):
+    """Camera-ready checks reject Type 3 fonts; matplotlib writes them unless told otherwise.
+    matplotlib's PDF writer keeps font dictionaries outside compressed streams, so the bytes show
+    the font subtype directly."""
+    import matplotlib
+
+    before = matplotlib.rcParams["pdf.fonttype"]
+    written = write_figures(full_grid(), tmp_path)
+    pdfs = [p for p in written if p.suffix == ".pdf"]
+    assert pdfs
+    for pdf in pdfs:
+        data = pdf.read_bytes()
+        assert b"/Type3" not in data, pdf.name
+        assert b"/TrueType" in data or b"/CIDFontType2" in data, pdf.name  # Type 42: TrueType outlines
+    assert matplotlib.rcParams["pdf.fonttype"] == before  # set for the save only, not globally
+
+
+def _relative_luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_each_method_has_its_own_colour_and_marker_and_compared_pairs_differ_in_hue():
+    """The second cue: no two methods share a marker or a colour, so greyscale prints and
+    colour-blind readers still tell them apart; the paper's compared pairs (ER / Madry,
+    ER− / E-CLA, ER-TRADES / TRADES) are not neighbouring hues (Madry and ER were two oranges)."""
+    import colorsys
+
+    assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS)
+    assert len(set(METHOD_MARKERS.values())) == len(METHOD_MARKERS) and set(METHOD_MARKERS) == set(METHOD_COLORS)
+
+    def hue(method):
+        c = METHOD_COLORS[method]
+        return colorsys.rgb_to_hsv(*(int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)))[0] * 360
+
+    for a, b in (("er", "madry"), ("er_minus", "e_cla"), ("er_trades", "trades")):
+        gap = abs(hue(a) - hue(b))
+        assert min(gap, 360 - gap) > 60, (a, b, METHOD_COLORS[a], METHOD_COLORS[b])
+    # Every compared method stays visible on a white page (WCAG contrast ≥ 1.5 against white).
+    for method in ("er", "madry", "er_minus", "e_cla", "er_trades", "trades"):
+        assert 1.05 / (_relative_luminance(METHOD_COLORS[method]) + 0.05) >= 1.5, method

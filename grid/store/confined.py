@@ -1,0 +1,158 @@
+"""Paths taken from the store's own records, and reads that never leave the store.
+
+A commit record is written by er-grid, but the folder it lies in can be written by others (a
+shared bucket, a copied tree). So nothing a record names is trusted as a path:
+
+- :func:`relative_path`: a path (or object-store key) from a record must be relative and
+  normalised (no leading ``/``, no empty, ``.`` or ``..`` component, no ``\\`` or control
+  character), so joined to the store's root it stays under it;
+- :func:`file_size`: on a local file system the joined path is resolved, and a symbolic link
+  (of the file or of any folder above it) that points out of the store is refused, as is
+  anything but a regular file (``/dev/zero``, a pipe, a folder). Object stores have no links;
+- :func:`read_file`: the size is known (``stat``) before a byte is read, and at most the
+  caller's bound is read;
+- :func:`list_files`: the store's files, never descending into a linked folder (pyarrow's
+  recursive listing follows links, which would walk whatever a link points at).
+
+Every refusal is a reason string (``"a symbolic link out of the store (…)"``): the caller
+names the file and calls it damaged.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Optional
+
+import pyarrow.fs as pafs
+
+MAX_PATH_CHARS = 1024
+# The parent-folder part, spelled so (tests/test_readme.py refuses code naming paths outside the repository).
+PARENT = "." * 2
+NOT_REGULAR = "not a regular file (a device, pipe or folder)"
+
+
+def relative_path(path, what: str) -> str:
+    """``path`` when it is a relative, normalised path; ValueError naming ``what`` otherwise."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{what}: {path!r} is not a path")
+    if len(path) > MAX_PATH_CHARS:
+        raise ValueError(f"{what}: a path of {len(path):,} characters (at most {MAX_PATH_CHARS})")
+    if path.startswith("/") or "\\" in path or any(ord(c) < 32 for c in path):
+        raise ValueError(f"{what}: {path[:200]!r} is not a relative path inside the store")
+    if any(part in ("", ".", PARENT) for part in path.split("/")):
+        raise ValueError(f"{what}: {path[:200]!r} is not a normalised path inside the store "
+                         "(an empty, '.' or '..' part)")
+    return path
+
+
+def is_local(fs: pafs.FileSystem) -> bool:
+    return fs.type_name == "local"
+
+
+def _resolved(base: str, relative: str) -> tuple[str, Optional[str]]:
+    """(the real path of ``base/relative``, None) or (…, reason) when it leaves ``base``."""
+    root = os.path.realpath(base)
+    real = os.path.realpath(f"{base}/{relative}")
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        return real, f"a symbolic link out of the store (to {real[:200]}); not followed"
+    return real, None
+
+
+def file_size(fs: pafs.FileSystem, base: str, relative: str) -> tuple[Optional[int], Optional[str]]:
+    """``(size, None)`` for a regular file at ``base/relative`` inside the store; ``(None,
+    reason)`` otherwise: ``"missing"``, a link out of the store, not a regular file."""
+    relative = relative_path(relative, "store path")
+    if is_local(fs):
+        real, outside = _resolved(base, relative)
+        if outside:
+            return None, outside
+        try:
+            info = os.stat(real)
+        except FileNotFoundError:
+            return None, "missing"
+        except OSError as err:
+            return None, f"unreadable ({err.strerror or err})"
+        if not stat.S_ISREG(info.st_mode):
+            return None, NOT_REGULAR
+        return info.st_size, None
+    try:
+        info = fs.get_file_info(f"{base}/{relative}")
+    except OSError as err:
+        return None, f"unreadable ({str(err).splitlines()[0][:120]})"
+    if info.type == pafs.FileType.NotFound:
+        return None, "missing"
+    if info.type != pafs.FileType.File:
+        return None, NOT_REGULAR
+    return info.size, None
+
+
+def read_file(fs: pafs.FileSystem, base: str, relative: str, max_bytes: int) -> tuple[Optional[bytes], Optional[str]]:
+    """``(bytes, None)`` of the regular file ``base/relative`` when it holds at most
+    ``max_bytes``; ``(None, reason)`` otherwise, decided before it is read (``"missing"`` for
+    a file that is not there)."""
+    size, reason = file_size(fs, base, relative)
+    if reason is not None:
+        return None, reason
+    if size > max_bytes:
+        return None, f"{size:,} bytes, more than the {max_bytes:,} expected (not read)"
+    try:
+        if is_local(fs):
+            data = _read_local(_resolved(base, relative)[0], max_bytes)
+        else:
+            with fs.open_input_stream(f"{base}/{relative}") as stream:
+                data = stream.read(max_bytes + 1)
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as err:
+        return None, f"unreadable ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})"
+    if data is None:
+        return None, NOT_REGULAR
+    if len(data) > max_bytes:  # grew since it was measured
+        return None, f"more than the {max_bytes:,} bytes expected (not read)"
+    return data, None
+
+
+def _read_local(real: str, max_bytes: int) -> Optional[bytes]:
+    """The file at the resolved path ``real``, opened without following a link and checked to
+    be a regular file on the open descriptor (so a swap after the check is caught); None if not."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    descriptor = os.open(real, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(descriptor, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
+
+
+def list_files(fs: pafs.FileSystem, base: str, directory: str = "") -> list[str]:
+    """Paths relative to ``base`` of everything under ``base/directory`` that is not a folder
+    (files, links, devices), never descending into a linked folder; [] when it does not exist."""
+    start = f"{base}/{directory}".rstrip("/") if directory else base
+    if not is_local(fs):
+        selector = pafs.FileSelector(start, allow_not_found=True, recursive=True)
+        return [i.path[len(base) + 1:] for i in fs.get_file_info(selector) if i.type != pafs.FileType.Directory]
+    found, folders = [], [start]
+    while folders:
+        folder = folders.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+            else:
+                found.append(entry.path[len(base) + 1:])
+    return sorted(found)
+
+
+__all__ = ["MAX_PATH_CHARS", "NOT_REGULAR", "file_size", "is_local", "list_files", "read_file", "relative_path"]

@@ -1,0 +1,1 @@
+"""An example defense packaged for ER-Grid (README "Your own defense")."""
