@@ -17,3 +17,13 @@ def load_model(experiment: str, trial_id: str, epoch=None, device: str = "cpu", 
     from grid.experiment.models import load_model as load
 
     return load(experiment, trial_id, epoch=epoch, device=device, best_validation=best_validation)
+
+
+def benchmark(model, dataset: str, storage, **options):
+    """A trained model under the grid's evaluation protocol, resumable: its robust-accuracy table
+    (one row per attack and ε, the worst case included, with 95% intervals). Options and what is
+    stored: :func:`grid.run.benchmark.evaluate_model`."""
+    from grid.report.metrics import robust_accuracy
+    from grid.run.benchmark import evaluate_model
+
+    return robust_accuracy(evaluate_model(model, dataset, storage, **options), by=["dataset", "method", "attack", "eps"])

@@ -132,7 +132,8 @@ def test_local_head_recipe_uses_the_demo_head_flags():
 def test_yaml_example_is_a_valid_spec_with_seeds():
     from grid.spec import GridSpec
 
-    (example,) = re.findall(r"```yaml\n(.*?)```", README, re.S)
+    # The first YAML block is the full example; later ones are fragments of a spec (e.g. models:).
+    example = re.findall(r"```yaml\n(.*?)```", README, re.S)[0]
     raw = yaml.safe_load(example)
     spec = GridSpec.from_dict(raw)
     assert list(spec.seeds) == raw["seeds"] and len(raw["seeds"]) > 1

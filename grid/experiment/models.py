@@ -17,6 +17,8 @@ from typing import Optional
 
 from grid.common.locations import filesystem
 
+from grid.spec.models_plan import is_model_trial
+
 from .files import STATE_FILE, checkpoint_epochs
 from .spec_record import experiment_folder, read_record, recorded_trial
 
@@ -43,9 +45,15 @@ def load_model(experiment: str, trial_id: str, epoch: Optional[int] = None, devi
         raise ValueError(f"trial_id: {trial_id!r} is not a trial of {experiment}; trials: "
                          f"{', '.join(sorted(record['trials']))}")
     config = recorded_trial(record, trial_id)
+    if is_model_trial(config):  # a models: entry: its own weights file, no checkpoints
+        from er_core.methods.external import load_external
+
+        identity = config.method_identity
+        return load_external(identity["factory"], config.weights, config.dataset, identity["normalizes_input"],
+                             identity["kwargs"], device=device)
     fs, base = filesystem(folder)
     checkpoints = {}  # epoch → folder; a checkpoint cut short (no readable sidecar) is not offered
-    for stored_epoch, _seconds, path in checkpoint_epochs(fs, f"{base}/{config.name}"):
+    for stored_epoch, _seconds, path in checkpoint_epochs(fs, f"{base}/{config.name}", config.epochs):
         checkpoints.setdefault(stored_epoch, path)
     if not checkpoints:
         raise ValueError(f"trial {trial_id}: no checkpoint in {base}/{config.name}")

@@ -12,9 +12,9 @@ Trust: ``resume`` restores through ``Tuner.restore``, which unpickles the experi
 
 from __future__ import annotations
 
-import json
 import re
 
+from grid.common.bounded_json import bounded_json, read_at_most
 from grid.common.errors import GridError
 from grid.common.locations import filesystem, storage_location
 from grid.experiment.spec_record import experiment_folder
@@ -69,6 +69,10 @@ def already_finished(path: str) -> RunSummary | None:
                       errors=())
 
 
+# Tune's experiment state holds a few KB per trial; a grid has at most 10,000 trials.
+MAX_TUNE_STATE_BYTES = 256 << 20
+
+
 def check_tune_state(path: str) -> None:
     """Tune's experiment state files must at least be whole JSON: a cut-short one makes Tune's
     restore carry on with a trial list it cannot rebuild and fail deep inside ``fit``. Only
@@ -81,8 +85,8 @@ def check_tune_state(path: str) -> None:
             continue
         try:
             with fs.open_input_stream(info.path) as stream:
-                json.loads(stream.read())
-        except (OSError, ValueError) as err:
+                bounded_json(read_at_most(stream, MAX_TUNE_STATE_BYTES), info.path, MAX_TUNE_STATE_BYTES)
+        except (OSError, ValueError, GridError) as err:
             raise GridError(f"{info.path}: Ray Tune's experiment state is damaged "
                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
 

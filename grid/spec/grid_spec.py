@@ -49,6 +49,8 @@ YAML fields (defaults in brackets)::
                                    # (er_core.validation); int or per-dataset dict; 0 = none
     evaluate: last                 # [last]; or best_validation: the stages evaluate the epoch
                                    # with the best PGD accuracy on the validation split
+    models: [{name, factory, weights, dataset}]  # [none]; models trained elsewhere, evaluated
+                                   # only (grid/spec/models_plan.py)
 
 Recipes (optimiser, lr schedule, weight decay, augmentation) are per dataset
 (``er_core.recipes``) and a method hyperparameter (``hyperparams: {madry: {recipe: adam}}``).
@@ -70,6 +72,7 @@ from grid.common.fingerprint import short_hash
 from .checks import load_yaml
 from .codes_plan import CodesPlan, check_codes_against_plan, trial_codes_plan
 from .detection_plan import DetectionPlan, trial_detection_plan
+from .models_plan import METHOD_PREFIX, model_identity
 from .fields import check_keys, plain
 from .validation import methods_module, validate_spec
 
@@ -121,10 +124,13 @@ class TrialConfig:
     # distribution version, source hash), None for a built-in: hashed, so a changed plugin is a
     # new trial, and recorded, so status/query/report never need to import the plugin.
     method_identity: Optional[dict] = None
+    # An external model's weights file (grid.spec.models_plan): where its trial reads it, not what
+    # it computes (the file's sha256 is in method_identity), so not part of trial_id.
+    weights: Optional[str] = None
 
     # Fields that say where a trial runs or what is run after training, not what training
     # and the evaluation plan compute: left out of trial_id.
-    _NOT_HASHED = ("resources", "data_root", "detection", "codes")
+    _NOT_HASHED = ("resources", "data_root", "detection", "codes", "weights")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (Tune's ``param_space``); inverse of :meth:`from_dict`."""
@@ -263,6 +269,7 @@ class GridSpec:
     keep_checkpoints: Optional[int] = 3
     validation_n: Any = None
     evaluate: str = "last"
+    models: Any = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -301,6 +308,17 @@ class GridSpec:
 
     def eval_n_for(self, dataset: str) -> int:
         return self.eval_n[dataset] if isinstance(self.eval_n, dict) else self.eval_n
+
+    def model_trial(self, entry: dict) -> TrialConfig:
+        """The trial of one ``models:`` entry: evaluated, never trained (epochs 0)."""
+        dataset = entry["dataset"]
+        return TrialConfig(
+            experiment=self.experiment, dataset=dataset, method=METHOD_PREFIX + entry["name"], train_eps=None,
+            lam=None, seed=0, epochs=0, batch_size=self.batch_size, hyperparams={}, eval_plan=self.eval_plan[dataset],
+            eval_n=self.eval_n_for(dataset), eval_seed=self.eval_seed, eval_batch_size=self.eval_batch_size,
+            resources=dict(self.resources[dataset]), data_root=self.data_root, recipe=info(dataset).recipe,
+            method_identity=model_identity(entry), weights=entry["weights"],
+        )
 
     def seeds_for(self, dataset: str) -> tuple:
         return self.seeds.get(dataset, (0,)) if isinstance(self.seeds, dict) else self.seeds
@@ -345,6 +363,7 @@ class GridSpec:
                                     method_identity=identities[method],
                                 )
                             )
+        trials += [self.model_trial(entry) for entry in self.models]
         ids = [t.trial_id for t in trials]
         # Axes are de-duplicated at validation, so a collision here is a bug (or a hash clash).
         assert len(set(ids)) == len(ids), "GridSpec.expand produced duplicate trials"

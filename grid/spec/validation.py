@@ -18,6 +18,7 @@ from grid.common.fingerprint import canonical_json
 from .checks import check_hyperparam_values
 from .codes_plan import validate_codes_spec
 from .detection_plan import validate_detection_spec
+from .models_plan import validate_models_spec
 from .fields import (
     DEFAULT_RESOURCES, RESOURCE_KEYS, attack_item, attack_spec, eps_list, eps_values, finite_float, in_datasets,
     int_at_least, name_list, no_duplicates, non_empty_list, positive_int, resources, seed_value,
@@ -88,6 +89,7 @@ def validate_spec(spec) -> None:
         seed_value(f"detection.{dataset}.split_seed", plan.split_seed)
     set_("codes", validate_codes_spec(spec.codes, spec.datasets))
     set_("validation_n", _validation_n(spec))
+    set_("models", validate_models_spec(spec.models, spec.datasets))
     if spec.evaluate not in EVALUATE_CHOICES:
         raise ValueError(f"spec.evaluate: {spec.evaluate!r} is not one of {', '.join(EVALUATE_CHOICES)}")
     if spec.evaluate == "best_validation" and not all(spec.validation_n.values()):

@@ -69,7 +69,7 @@ def save_state(method, state: TrainState, directory: Path) -> None:
     (directory / EPOCH_FILE).write_text(json.dumps({"epoch": state.epoch, "train_seconds": state.train_seconds}))
 
 
-def checkpoint_candidates(tune_checkpoint) -> list:
+def checkpoint_candidates(tune_checkpoint, epochs: int | None = None) -> list:
     """Checkpoints to restore from, newest epoch first: this trial's on storage, then Tune's.
 
     Why not only ``tune.get_checkpoint()``: Tune learns of a trial's checkpoints from the
@@ -81,15 +81,17 @@ def checkpoint_candidates(tune_checkpoint) -> list:
 
     storage = tune.get_context().get_storage()
     tune_checkpoints = [tune_checkpoint] if tune_checkpoint is not None else []
-    return stored_checkpoints(storage.storage_filesystem, storage.trial_fs_path) + tune_checkpoints
+    return stored_checkpoints(storage.storage_filesystem, storage.trial_fs_path, epochs) + tune_checkpoints
 
 
-def stored_checkpoints(fs, trial_path: str) -> list:
+def stored_checkpoints(fs, trial_path: str, epochs: int | None = None) -> list:
     """The ``checkpoint_*`` folders persisted in a trial folder, newest epoch first (by the
-    epoch sidecar; one without a readable sidecar was not persisted completely)."""
+    epoch sidecar; one without a readable sidecar was not persisted completely, and one whose
+    sidecar claims an epoch beyond the trial's ``epochs`` cannot be true and is not offered)."""
     from ray import tune
 
-    return [tune.Checkpoint(path, filesystem=fs) for _epoch, _seconds, path in checkpoint_epochs(fs, trial_path)]
+    return [tune.Checkpoint(path, filesystem=fs)
+            for _epoch, _seconds, path in checkpoint_epochs(fs, trial_path, epochs)]
 
 
 def restore_latest(method, candidates: list) -> TrainState:

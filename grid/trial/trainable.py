@@ -49,6 +49,7 @@ from er_core.validation import validation_metrics, with_validation
 from grid.common.faults import KILL_AFTER_EPOCHS_ENV, kill_if_asked
 from grid.common.locations import filesystem
 from grid.spec import TrialConfig
+from grid.spec.models_plan import file_sha256, is_model_trial
 from grid.stages import TrialBundle, run_stages
 from grid.store import ResultStore
 
@@ -68,7 +69,7 @@ def train_and_evaluate(config: dict) -> None:
     trial = TrialConfig.from_dict(config["trial"])
     store = ResultStore(results_root(config["results"]))
     device, method = trial_method(trial)
-    state = restore_latest(method, checkpoint_candidates(tune.get_checkpoint()))
+    state = restore_latest(method, checkpoint_candidates(tune.get_checkpoint(), trial.epochs))
     data = load_trial_data(trial, device)
     # Every report carries the same keys (Tune fixes its columns at the first one): losses,
     # held-out clean accuracy and evaluation batches, in training and evaluation alike.
@@ -104,7 +105,7 @@ def repair_trial(trial_dict: dict, trial_path: str, results_root: str) -> dict[s
     trial = TrialConfig.from_dict(trial_dict)
     device, method = trial_method(trial)
     fs, folder = filesystem(trial_path)
-    state = restore_latest(method, stored_checkpoints(fs, folder))
+    state = restore_latest(method, stored_checkpoints(fs, folder, trial.epochs))
     if state.epoch < trial.epochs:
         raise RuntimeError(f"{trial.name}: the newest complete checkpoint is epoch {state.epoch} of "
                            f"{trial.epochs}; repair only re-evaluates trained trials")
@@ -121,8 +122,23 @@ def trial_method(trial: TrialConfig) -> tuple[str, object]:
     so that several trials share a node without oversubscribing."""
     device = trial_device(trial)
     torch.set_num_threads(max(1, int(trial.resources["cpu"])))
+    if is_model_trial(trial):
+        return device, external_model(trial, device)
     check_plugin_unchanged(trial)
     return device, er_core.methods.make(trial.method, trial.dataset, device=device, **trial.method_hyperparams())
+
+
+def external_model(trial: TrialConfig, device: str):
+    """A ``models:`` entry's network with its weights, after checking the file is the one the
+    trial was planned with (its sha256 is part of trial_id)."""
+    from er_core.methods.external import load_external
+
+    identity = trial.method_identity
+    if file_sha256(trial.weights) != identity["weights_sha256"]:
+        raise RuntimeError(f"{trial.name}: {trial.weights} changed since the trial was planned; its rows would "
+                           "mix two models. Evaluate the new file as a new experiment")
+    return load_external(identity["factory"], trial.weights, trial.dataset, identity["normalizes_input"],
+                         identity["kwargs"], device=device)
 
 
 def check_plugin_unchanged(trial: TrialConfig) -> None:

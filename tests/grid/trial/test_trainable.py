@@ -227,3 +227,25 @@ def test_restore_falls_back_past_a_checkpoint_cut_short(trained, tmp_path):
     assert restored.epoch == 1
     assert C.weights_hash(fresh.model) == C.weights_hash(method.model)
     assert C.restore_latest(er_core.methods.make("none", "digits"), []).epoch == 0
+
+
+def test_restore_never_offers_a_checkpoint_whose_sidecar_claims_an_epoch_past_the_trial(trained, tmp_path):
+    """A sidecar forged to claim epoch 99 of a 2-epoch trial would be "newest": the restore and
+    the repair skip it for the true newest checkpoint."""
+    import pyarrow.fs as pafs
+
+    from grid.experiment.files import EPOCH_FILE
+
+    trial, data, method = trained
+    for epoch in (1, 2):
+        folder = tmp_path / f"checkpoint_{epoch - 1:06d}"
+        folder.mkdir()
+        C.save_state(method, C.TrainState(epoch=epoch), folder)
+    forged = tmp_path / "checkpoint_000009"
+    forged.mkdir()
+    C.save_state(method, C.TrainState(epoch=2), forged)
+    (forged / EPOCH_FILE).write_text(json.dumps({"epoch": 99, "train_seconds": 1.0}))
+    fs = pafs.LocalFileSystem()
+    offered = [Path(c.path).name for c in C.stored_checkpoints(fs, str(tmp_path), epochs=2)]
+    assert offered == ["checkpoint_000001", "checkpoint_000000"]
+    assert Path(C.stored_checkpoints(fs, str(tmp_path))[0].path).name == "checkpoint_000009"  # unchecked: believed
