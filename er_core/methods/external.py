@@ -17,6 +17,22 @@ from ..dataset_info import info
 from ..nets import Normalize
 
 
+def check_model_io(model: nn.Module, dataset: str, where: str, error=ValueError, device="cpu") -> None:
+    """``error("<where> ...")`` unless ``model`` maps a [0, 1] batch of two ``dataset`` images to
+    (2, classes) logits: the one check every model from outside passes (plugins, external models)."""
+    record = info(dataset)
+    shape = ", ".join(map(str, record.shape))
+    with torch.no_grad():
+        try:
+            logits = model(torch.rand(2, *record.shape, device=device))
+        except Exception as err:
+            raise error(f"{where} its model does not take a [0, 1] batch of {dataset} images of shape (2, {shape}) "
+                        f"({type(err).__name__}: {err})") from err
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, record.num_classes):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise error(f"{where} its model returned {got} for 2 {dataset} images, expected (2, {record.num_classes}) logits")
+
+
 class ExternalModel:
     """What the post-training stages need of a method: ``model`` and ``hyperparams``."""
 
@@ -33,15 +49,7 @@ class ExternalModel:
         self.dataset = dataset
         self.device = torch.device(device)
         self.hyperparams = {"recipe": "external", "normalizes_input": bool(normalizes_input)}
-        with torch.no_grad():
-            try:
-                logits = self.model(torch.rand(2, *record.shape, device=self.device))
-            except Exception as err:
-                raise ValueError(f"model: does not take a [0, 1] batch of {dataset} images of shape "
-                                 f"(2, {', '.join(map(str, record.shape))}) ({type(err).__name__}: {err})") from err
-        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, record.num_classes):
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"model: returned {shape} for 2 {dataset} images, expected (2, {record.num_classes}) logits")
+        check_model_io(self.model, dataset, "model:", device=self.device)
 
     @property
     def randomized(self) -> bool:

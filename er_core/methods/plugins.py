@@ -29,7 +29,6 @@ import inspect
 from importlib import metadata
 from pathlib import Path
 
-import torch
 
 from .base import ADVERSARIAL_PARAMS, Method, Param
 
@@ -104,20 +103,13 @@ def check_contract(cls, name: str, dataset: str) -> None:
             raise PluginError(f"{where}: hyperparameter {key!r} is a Param without bounds (give low/high)")
         if isinstance(default, str) and param.choices is None:
             raise PluginError(f"{where}: hyperparameter {key!r} names an option but lists no choices")
-    from ..dataset_info import info
+    from .external import check_model_io
 
-    record = info(dataset)
     try:
-        method = cls(dataset)
-        model = method.model.eval()
-        with torch.no_grad():
-            logits = model(torch.rand(2, *record.shape))
+        model = cls(dataset).model.eval()
     except Exception as err:
-        raise PluginError(f"{where}: its model does not take a [0, 1] batch of shape (2, {', '.join(map(str, record.shape))}) "
-                          f"({type(err).__name__}: {err})") from err
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, record.num_classes):
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise PluginError(f"{where}: its model returned {shape} for 2 images, expected (2, {record.num_classes}) logits")
+        raise PluginError(f"{where}: {cls.__name__}({dataset!r}) fails ({type(err).__name__}: {err})") from err
+    check_model_io(model, dataset, f"{where}:", error=PluginError)
 
 
 def plugin_identity(name: str) -> dict:

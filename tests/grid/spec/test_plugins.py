@@ -60,7 +60,7 @@ print(json.dumps({{"identity": plugin.method_identity, "name": plugin.name, "row
 BROKEN = {
     "broken_defenses:NoTrainStep": "defines neither train_step nor loss",
     "broken_defenses:UnboundedParam": "hyperparameter 'strength' is a Param without bounds",
-    "broken_defenses:FlatOnly": "its model does not take a [0, 1] batch of shape (2, 1, 8, 8)",
+    "broken_defenses:FlatOnly": "its model does not take a [0, 1] batch of digits images of shape (2, 1, 8, 8)",
     "broken_defenses:NotAMethod": "is not a subclass of er_core.methods.Method",
     "no_such_package.defense:Thing": "cannot import module 'no_such_package.defense'",
     "no_such_entry_point": "unknown method 'no_such_entry_point'; valid: ",
