@@ -29,7 +29,6 @@ import inspect
 from importlib import metadata
 from pathlib import Path
 
-
 from .base import ADVERSARIAL_PARAMS, Method, Param
 
 ENTRY_POINT_GROUP = "er_grid.methods"
