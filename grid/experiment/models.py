@@ -17,7 +17,7 @@ from typing import Optional
 
 from grid.common.locations import filesystem
 
-from grid.spec.models_plan import is_model_trial
+from grid.spec.models_plan import is_model_trial, local_weights
 
 from .files import STATE_FILE, checkpoint_epochs
 from .spec_record import experiment_folder, read_record, recorded_trial
@@ -49,8 +49,9 @@ def load_model(experiment: str, trial_id: str, epoch: Optional[int] = None, devi
         from er_core.methods.external import load_external
 
         identity = config.method_identity
-        return load_external(identity["factory"], config.weights, config.dataset, identity["normalizes_input"],
-                             identity["kwargs"], device=device)
+        with local_weights(config.weights) as local:
+            return load_external(identity["factory"], local, config.dataset, identity["normalizes_input"],
+                                 identity["kwargs"], device=device)
     fs, base = filesystem(folder)
     checkpoints = {}  # epoch → folder; a checkpoint cut short (no readable sidecar) is not offered
     for stored_epoch, _seconds, path in checkpoint_epochs(fs, f"{base}/{config.name}", config.epochs):

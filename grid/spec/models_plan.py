@@ -7,7 +7,8 @@ alike). Each entry::
          dataset: mnist, normalizes_input: true, kwargs: {width: 1024}}
 
 ``factory`` (``package.module:callable``) builds the network, called with ``kwargs``;
-``weights`` is a file holding its ``state_dict`` (``torch.save(model.state_dict(), path)``),
+``weights`` is a file (a local path, or a URI such as ``s3://bucket/net.pt``, copied locally
+where it is read) holding its ``state_dict`` (``torch.save(model.state_dict(), path)``),
 loaded with ``torch.load(weights_only=True)``; ``normalizes_input: false`` says the network
 expects inputs normalised with the dataset's mean/std (it is then wrapped, so every ε stays in
 [0, 1] image space). At spec time each entry is loaded once and checked on a [0, 1] batch (one
@@ -18,8 +19,11 @@ not hashed). Importing the factory runs its code: a spec is as trusted as a Pyth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from .fields import check_keys, in_datasets
@@ -53,23 +57,45 @@ def validate_models_spec(raw, datasets) -> tuple:
         normalizes = entry.get("normalizes_input", True)
         if not isinstance(normalizes, bool):
             raise ValueError(f"spec.{where}.normalizes_input: expected true or false, got {normalizes!r}")
-        weights = Path(str(entry["weights"])).expanduser()
-        if not weights.is_file():
-            raise ValueError(f"spec.{where}.weights: {weights} is not a file")
+        weights = str(entry["weights"])
+        if "://" not in weights:
+            weights = str(Path(weights).expanduser().resolve())
         from er_core.methods.external import load_external
 
         try:
-            load_external(str(entry["factory"]), str(weights), entry["dataset"], normalizes, kwargs)
-        except ValueError as err:
+            with local_weights(weights) as local:
+                load_external(str(entry["factory"]), local, entry["dataset"], normalizes, kwargs)
+                digest = file_sha256(local)
+        except OSError as err:  # a URI that does not resolve, a file that cannot be read
+            raise ValueError(f"spec.{where}.weights: {weights} cannot be read ({err})") from err
+        except ValueError as err:  # "factory: …" or "weights: …", from the loader
             raise ValueError(f"spec.{where}.{err}") from err
-        digest = file_sha256(weights)
         if entry.get("weights_sha256") not in (None, digest):
             raise ValueError(f"spec.{where}.weights: {weights} changed since this spec was recorded (sha256 "
                              f"{digest[:16]}…, recorded {str(entry['weights_sha256'])[:16]}…)")
-        out.append({"name": name, "factory": str(entry["factory"]), "weights": str(weights.resolve()),
+        out.append({"name": name, "factory": str(entry["factory"]), "weights": weights,
                     "dataset": entry["dataset"], "normalizes_input": normalizes, "kwargs": dict(kwargs),
                     "weights_sha256": digest})
     return tuple(out)
+
+
+@contextlib.contextmanager
+def local_weights(weights: str):
+    """A local path holding ``weights``: the file itself, or for a URI (``s3://…``, ``gs://…``,
+    ``file://…``; pyarrow's filesystems) a temporary copy, removed afterwards."""
+    if "://" not in weights:
+        if not Path(weights).is_file():
+            raise ValueError(f"weights: {weights} is not a file")
+        yield weights
+        return
+    from grid.common.locations import filesystem
+
+    fs, path = filesystem(weights)
+    with tempfile.TemporaryDirectory(prefix="er_grid_weights_") as tmp:
+        local = Path(tmp) / "weights.pt"
+        with fs.open_input_stream(path) as source, open(local, "wb") as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+        yield str(local)
 
 
 def file_sha256(path) -> str:
@@ -90,4 +116,5 @@ def is_model_trial(trial) -> bool:
     return trial.method.startswith(METHOD_PREFIX)
 
 
-__all__ = ["METHOD_PREFIX", "file_sha256", "is_model_trial", "model_identity", "validate_models_spec"]
+__all__ = ["METHOD_PREFIX", "file_sha256", "is_model_trial", "local_weights", "model_identity",
+           "validate_models_spec"]

@@ -49,7 +49,7 @@ from er_core.validation import validation_metrics, with_validation
 from grid.common.faults import KILL_AFTER_EPOCHS_ENV, kill_if_asked
 from grid.common.locations import filesystem
 from grid.spec import TrialConfig
-from grid.spec.models_plan import file_sha256, is_model_trial
+from grid.spec.models_plan import file_sha256, is_model_trial, local_weights
 from grid.stages import TrialBundle, run_stages
 from grid.store import ResultStore
 
@@ -134,11 +134,12 @@ def external_model(trial: TrialConfig, device: str):
     from er_core.methods.external import load_external
 
     identity = trial.method_identity
-    if file_sha256(trial.weights) != identity["weights_sha256"]:
-        raise RuntimeError(f"{trial.name}: {trial.weights} changed since the trial was planned; its rows would "
-                           "mix two models. Evaluate the new file as a new experiment")
-    return load_external(identity["factory"], trial.weights, trial.dataset, identity["normalizes_input"],
-                         identity["kwargs"], device=device)
+    with local_weights(trial.weights) as local:
+        if file_sha256(local) != identity["weights_sha256"]:
+            raise RuntimeError(f"{trial.name}: {trial.weights} changed since the trial was planned; its rows would "
+                               "mix two models. Evaluate the new file as a new experiment")
+        return load_external(identity["factory"], local, trial.dataset, identity["normalizes_input"],
+                             identity["kwargs"], device=device)
 
 
 def check_plugin_unchanged(trial: TrialConfig) -> None:

@@ -131,3 +131,27 @@ class _Affine(torch.nn.Module):
 
     def forward(self, x):
         return x * self.scale + self.shift
+
+
+def test_a_spec_names_weights_by_path_or_uri_and_refuses_what_does_not_load(weights, tmp_path):
+    """``models:`` weights as a local path or a URI (file:// here; s3:// goes through the same
+    pyarrow filesystem), both giving the same trial; a missing file, a wrong factory and weights
+    that do not fit the network are one line each."""
+    from grid.spec import GridSpec
+
+    entry = {"name": "plain_net", "factory": "er_core.nets:build_model", "dataset": "digits",
+             "kwargs": {"dataset": "digits"}}
+    spec = {"experiment": "m", "datasets": ["digits"], "methods": ["none"], "epochs": 1,
+            "eval_plan": {"digits": PLAN}, "eval_n": N}
+    by_path = GridSpec.from_dict({**spec, "models": [{**entry, "weights": str(weights)}]}).expand()[-1]
+    by_uri = GridSpec.from_dict({**spec, "models": [{**entry, "weights": weights.as_uri()}]}).expand()[-1]
+    assert by_path.trial_id == by_uri.trial_id and by_uri.weights == weights.as_uri()
+    assert by_path.epochs == 0 and by_path.method == "model:plain_net"
+    problems = {"weights": str(tmp_path / "missing.pt"), "factory": "er_core.nets:no_such_builder"}
+    for key, value in problems.items():
+        with pytest.raises(ValueError, match=rf"^spec\.models\[0\]\.{key}"):
+            GridSpec.from_dict({**spec, "models": [{**entry, "weights": str(weights), key: value}]})
+    with pytest.raises(ValueError, match=r"^spec\.models\[0\]\.weights: .* does not fit the model"):
+        GridSpec.from_dict({**spec, "models": [{**entry, "weights": str(weights), "kwargs": {"dataset": "mnist"}}]})
+    with pytest.raises(ValueError, match=r"cannot be read"):
+        GridSpec.from_dict({**spec, "models": [{**entry, "weights": (tmp_path / "missing.pt").as_uri()}]})
