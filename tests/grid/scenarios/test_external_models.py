@@ -70,6 +70,20 @@ def test_the_external_model_is_evaluated_and_resumes_to_the_uninterrupted_rows(e
     with torch.no_grad():
         x = er_core.data.load("digits").x_test[torch.tensor(pgd["sample_idx"].to_numpy())]
         assert loaded.model(x).argmax(1).tolist() == pgd["pred_clean"].tolist()
+    # Its verdicts are what er_core's attack_batch gives on the same examples with the grid's batch
+    # seeds (PGD draws random starts; FGSM draws nothing).
+    from er_core.eval_subset import batch_seed, eval_batches
+    from er_core.evaluate import attack_batch
+
+    data = er_core.data.load("digits")
+    for attack, options in (("pgd", {"steps": 5}), ("fgsm", {})):
+        mine = rows[rows["attack"] == attack].set_index("sample_idx")
+        for b, idx in enumerate(eval_batches("digits", 40, 0, 20)):
+            torch.manual_seed(batch_seed(0, 0, attack, 0.1, b))
+            x, y = data.test_examples(idx)
+            for r in attack_batch(net.eval(), attack, x, y, 0.1, sample_idx=idx.tolist(), **options):
+                assert (r["correct_clean"], r["correct_adv"]) == tuple(mine.loc[r["sample_idx"], ["correct_clean",
+                                                                                                 "correct_adv"]])
     query = run_cli(ray_head, "query", str(straight), "--method", "model:plain_net")
     assert query.returncode == 0 and "model:plain_net" in query.stdout, query.stderr[-2000:]
     status = run_cli(ray_head, "status", str(straight))
