@@ -30,22 +30,29 @@ def json_or_text(value):
 
 
 def fmt_acc(mean, std, runs, n=None, planned=None, interval=None) -> str:
-    """``mean ± std (lo–hi) [runs; n=…]`` in %: ``interval`` the 95% interval shown
-    (:func:`cell_interval`); a cell with fewer examples than planned says so."""
+    """``mean ± std (lo–hi) [n=<examples> × <runs> seeds]`` in %: ``interval`` the 95% interval
+    shown (:func:`cell_interval`); ``n`` counts distinct examples per run, so 360 examples over 3
+    seeds read ``n=360 × 3 seeds``, not 1,080; a cell with fewer examples than planned says so."""
     if not present(mean):
         return "–"
     runs = int(runs)
-    count = ""
+    count = f"{runs} runs" if runs > 1 else "1 run"
     if present(n):
-        count = f"; n={int(n)}"
-        if present(planned) and int(n) < int(planned):
-            count += f" of {int(planned)}: incomplete"
+        n = int(n)
+        if present(planned) and n < int(planned):
+            count = f"n={n} of {int(planned)}" + (f" over {runs} runs" if runs > 1 else "") + ": incomplete"
+        elif runs > 1 and n % runs == 0:
+            count = f"n={n // runs} × {runs} seeds"
+        elif runs > 1:
+            count = f"n={n} over {runs} runs"
+        else:
+            count = f"n={n}"
     ci = ""
     if interval is not None and present(interval[0]) and present(interval[1]):
         ci = f" ({100 * interval[0]:.1f}–{100 * interval[1]:.1f})"
     if runs > 1 and present(std):
-        return f"{100 * mean:.1f} ± {100 * std:.1f}{ci} [{runs}{count}]"
-    return f"{100 * mean:.1f}{ci} [{runs}{count}]"
+        return f"{100 * mean:.1f} ± {100 * std:.1f}{ci} [{count}]"
+    return f"{100 * mean:.1f}{ci} [{count}]"
 
 
 def cell_interval(row, prefix: str = "robust"):
@@ -61,7 +68,7 @@ def cell_interval(row, prefix: str = "robust"):
 
 
 def mean_std(row, prefix: str = "robust") -> str:
-    """``row``'s ``<prefix>_accuracy`` ± ``<prefix>_std`` (95% interval) [runs; n] in % (:func:`fmt_acc`)."""
+    """``row``'s ``<prefix>_accuracy`` ± ``<prefix>_std`` (95% interval) [n × seeds] in % (:func:`fmt_acc`)."""
     return fmt_acc(getattr(row, f"{prefix}_accuracy"), getattr(row, f"{prefix}_std", float("nan")),
                    getattr(row, "runs", 1), getattr(row, "n", None), getattr(row, "n_planned", None),
                    cell_interval(row, prefix))

@@ -4,7 +4,7 @@
 :class:`ReportContext` (rows, trial rows, detection rows, the accuracy table computed once,
 links to the figure files, the sanity flags) and returns markdown lines. To add a section,
 write ``def my_section(ctx) -> list[str]`` and insert it into :data:`SECTIONS` before
-:func:`grid.report.settings.settings_section`, which closes the report. Cells are accuracy in % as ``mean ± std (95% interval) [runs; n=examples]``; a cell computed from
+:func:`grid.report.settings.settings_section`, which closes the report. Cells are accuracy in % as ``mean ± std (95% interval) [n=examples × seeds]``; a cell computed from
 fewer examples than the evaluation plan asked for says ``n=… of …: incomplete``.
 """
 
@@ -91,7 +91,7 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
     if not df.empty and (df["attack"] == CW_ATTACK).any():  # once, for Table 2 and the comparison
         ctx.cw_acc = cw_accuracy(df, ctx.cw_readings)
     parts = ["# ER-Grid results", "",
-             "Accuracy in %, `mean ± std (95% interval) [runs; n=examples]` over seeds; the interval is the wider "
+             "Accuracy in %, `mean ± std (95% interval) [n=examples × seeds]` over seeds; the interval is the wider "
              "of the one over the cell's examples (Wilson) and, where it has several runs, the one over its "
              "seeds (t). Robust = correct "
              "clean and under attack. `worst case` = robust under every attack run at that ε (per example). "

@@ -5,7 +5,7 @@ Rows are methods under their display names in the paper's order, columns dataset
 report's order (:mod:`grid.report.names`) at each ε the data hold (:func:`attack_table`,
 :func:`cw_table`, :func:`worst_case_table`); :func:`settings_table` says what λ and training ε
 each row ran. Figures 3/4: :func:`pgd_curves` (the numbers ``grid.report.figures`` draws) and
-:func:`figure_table` (one panel as a table). Cells are ``mean ± std [runs; n=…]`` in %
+:func:`figure_table` (one panel as a table). Cells are ``mean ± std [n=… × seeds]`` in %
 (:func:`grid.report.formatting.mean_std`); accuracies come from :mod:`grid.report.metrics`.
 """
 

@@ -107,7 +107,7 @@ def test_report_prints_markdown_tables(results, capsys):
     assert main(["report", str(results)]) == 0
     text = capsys.readouterr().out
     assert text.startswith("# ER-Grid results")
-    assert "50.0 (15.0–85.0) [1; n=4]" in text  # PGD at ε 0.1 (2 of 4 robust), in %
+    assert "50.0 (15.0–85.0) [n=4]" in text  # PGD at ε 0.1 (2 of 4 robust), in %
 
 
 def test_report_writes_figures(results, tmp_path):

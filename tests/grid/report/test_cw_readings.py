@@ -84,8 +84,8 @@ def cell(shares: list[float], n: int) -> str:
     lo, hi = max(intervals, key=lambda i: i[1] - i[0])
     ci = f"({100 * max(lo, 0.0):.1f}–{100 * min(hi, 1.0):.1f})"
     if len(shares) == 1:
-        return f"{100 * mean:.1f} {ci} [1; n={n}]"
-    return f"{100 * mean:.1f} ± {100 * statistics.stdev(shares):.1f} {ci} [{len(shares)}; n={n}]"
+        return f"{100 * mean:.1f} {ci} [n={n}]"
+    return f"{100 * mean:.1f} ± {100 * statistics.stdev(shares):.1f} {ci} [n={n // len(shares)} × {len(shares)} seeds]"
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_named_settings_are_kept_apart(tmp_path, rows):
     both = pd.concat([rows, write_store(tmp_path / "nb", notebook, {"attack": "cw_l2", "preset": "defensegan"})],
                      ignore_index=True)
     table = cw_table(both)
-    assert table.loc["No Defense", "MNIST ℓ2/√N ≤ 0.005 (defensegan)"] == "0.0 (0.0–65.8) [1; n=2]"
+    assert table.loc["No Defense", "MNIST ℓ2/√N ≤ 0.005 (defensegan)"] == "0.0 (0.0–65.8) [n=2]"
     assert table.loc["No Defense", "MNIST ℓ2/√N ≤ 0.005"] == cell(by_hand(rows, "mnist", "none", False), 12)
     acc = cw_accuracy(both)
     assert set(acc["cw_setting"]) == {"", "defensegan"} and set(acc["reading"]) == {r.key for r in CW_READINGS}

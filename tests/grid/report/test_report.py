@@ -125,13 +125,13 @@ def test_report_markdown_has_the_paper_tables():
     for heading in ("Figures 3/4", "### mnist", "Table 1: AutoAttack", "Table 2: C&W", "Table 3: RayS", "Trials"):
         assert heading in text
     # PGD at ε=0.3: seeds give 0.5 and 0.75 → 62.5 ± 17.7 over 2 runs.
-    assert "62.5 ± 17.7 (0.0–100.0) [2; n=8]" in text
+    assert "62.5 ± 17.7 (0.0–100.0) [n=4 × 2 seeds]" in text
     # AutoAttack 25 %; worst case over pgd, autoattack, rays per example: example 0 only → 25 %.
     table1 = text.split("Table 1")[1].split("Table 2")[0]
-    assert "| mnist | er (λ=1) | 0.3 | 100.0 ± 0.0 [2; n=8] | 25.0 ± 0.0 (7.1–59.1) [2; n=8] | 25.0 ± 0.0 (7.1–59.1) [2; n=8] |" in table1
+    assert "| mnist | er (λ=1) | 0.3 | 100.0 ± 0.0 [n=4 × 2 seeds] | 25.0 ± 0.0 (7.1–59.1) [n=4 × 2 seeds] | 25.0 ± 0.0 (7.1–59.1) [n=4 × 2 seeds] |" in table1
     # RMS reading: 0.01 and 0.02 > 0.005 → 50 %; per value, every stored l2 is 0 → 0 %.
     table2 = text.split("## Table 2")[1].split("## Table 3")[0]
-    assert "| ER-Classifier | 50.0 ± 0.0 (21.5–78.5) [2; n=8] | 0.0 ± 0.0 (0.0–32.4) [2; n=8] | 99.1 |" in table2
+    assert "| ER-Classifier | 50.0 ± 0.0 (21.5–78.5) [n=4 × 2 seeds] | 0.0 ± 0.0 (0.0–32.4) [n=4 × 2 seeds] | 99.1 |" in table2
     assert "| 100 |" in text.split("Table 3")[1]  # mean queries
     assert detection_tables(None) == "" and "Detection" not in text
 
@@ -171,10 +171,10 @@ def test_table1_has_methods_down_and_dataset_eps_across():
     # λ names the ER rows everywhere because MNIST ran two λ; training ε differs per dataset
     # (0.3 vs 0.03) but is one per dataset, so Madry's Adv stays one row.
     assert list(table.index) == ["No Defense", "Madry's Adv", "ER-Classifier (λ=1)", "ER-Classifier (λ=10)"]
-    assert table.loc["No Defense"].tolist() == ["12.5 ± 17.7 (0.0–100.0) [2; n=8]", "–", "–"]  # 0 % and 25 %
-    assert table.loc["Madry's Adv"].tolist() == ["62.5 ± 17.7 (0.0–100.0) [2; n=8]", "50.0 (15.0–85.0) [1; n=4]", "25.0 (4.6–69.9) [1; n=4]"]
-    assert table.loc["ER-Classifier (λ=1)"].tolist() == ["87.5 ± 17.7 (0.0–100.0) [2; n=8]", "–", "50.0 (15.0–85.0) [1; n=4]"]
-    assert table.loc["ER-Classifier (λ=10)"].tolist() == ["25.0 (4.6–69.9) [1; n=4]", "–", "–"]
+    assert table.loc["No Defense"].tolist() == ["12.5 ± 17.7 (0.0–100.0) [n=4 × 2 seeds]", "–", "–"]  # 0 % and 25 %
+    assert table.loc["Madry's Adv"].tolist() == ["62.5 ± 17.7 (0.0–100.0) [n=4 × 2 seeds]", "50.0 (15.0–85.0) [n=4]", "25.0 (4.6–69.9) [n=4]"]
+    assert table.loc["ER-Classifier (λ=1)"].tolist() == ["87.5 ± 17.7 (0.0–100.0) [n=4 × 2 seeds]", "–", "50.0 (15.0–85.0) [n=4]"]
+    assert table.loc["ER-Classifier (λ=10)"].tolist() == ["25.0 (4.6–69.9) [n=4]", "–", "–"]
 
 
 def test_worst_case_table_and_settings():
@@ -182,7 +182,7 @@ def test_worst_case_table_and_settings():
     worst = worst_case_table(df)
     # madry at MNIST ε 0.3, per example over PGD and AutoAttack: seed 0 [1,0,0,0], seed 1 [1,1,1,0].
     assert list(worst.columns) == ["MNIST ε=0.3"] and list(worst.index) == ["Madry's Adv"]
-    assert worst.loc["Madry's Adv", "MNIST ε=0.3"] == "50.0 ± 35.4 (0.0–100.0) [2; n=8]"
+    assert worst.loc["Madry's Adv", "MNIST ε=0.3"] == "50.0 ± 35.4 (0.0–100.0) [n=4 × 2 seeds]"
     settings = settings_table(df)
     assert settings.loc["Madry's Adv"].tolist() == ["train ε=0.3", "train ε=0.03"]
     assert settings.loc["ER-Classifier (λ=1)", "CIFAR10"] == "λ=1, train ε=0.03"
@@ -197,8 +197,8 @@ def test_missing_attacks_give_no_table():
         section = text.split(title)[1].split("\n## ")[0]
         assert note in section and "|" not in section
     table1 = text.split("Table 1: AutoAttack")[1].split("\n## ")[0]
-    assert "| ER-Classifier (λ=1) | 87.5 ± 17.7 (0.0–100.0) [2; n=8] | – | 50.0 (15.0–85.0) [1; n=4] |" in table1
-    assert "| Madry's Adv | 50.0 ± 35.4 (0.0–100.0) [2; n=8] |" in text.split("## Worst case")[1]
+    assert "| ER-Classifier (λ=1) | 87.5 ± 17.7 (0.0–100.0) [n=4 × 2 seeds] | – | 50.0 (15.0–85.0) [n=4] |" in table1
+    assert "| Madry's Adv | 50.0 ± 35.4 (0.0–100.0) [n=4 × 2 seeds] |" in text.split("## Worst case")[1]
     assert "MNIST ε=0.3: over autoattack, pgd" in text
 
 
@@ -210,12 +210,12 @@ def test_cw_table_one_column_per_dataset_and_reading():
             for dataset in ("mnist", "digits") for i, rms in enumerate([0.001, 0.01, 0.02, 0.0])]
     table = cw_table(frame(rows), readings=(CW_RMS,))
     # No λ split (one λ per dataset); the paper's Table 2 column only where it has values (MNIST).
-    assert table.to_dict() == {"MNIST ℓ2/√N ≤ 0.005": {"ER-Classifier": "50.0 (15.0–85.0) [1; n=4]", "Defense-GAN": "–"},
+    assert table.to_dict() == {"MNIST ℓ2/√N ≤ 0.005": {"ER-Classifier": "50.0 (15.0–85.0) [n=4]", "Defense-GAN": "–"},
                                "MNIST paper": {"ER-Classifier": "99.1", "Defense-GAN": "55.0"},
-                               "digits ℓ2/√N ≤ 0.005": {"ER-Classifier": "50.0 (15.0–85.0) [1; n=4]", "Defense-GAN": "–"}}
+                               "digits ℓ2/√N ≤ 0.005": {"ER-Classifier": "50.0 (15.0–85.0) [n=4]", "Defense-GAN": "–"}}
     looser = (dataclasses.replace(CW_RMS, bound=0.015), CW_PER_VALUE)
     assert cw_table(frame(rows), readings=looser).loc["ER-Classifier"].tolist() == [
-        "25.0 (4.6–69.9) [1; n=4]", "0.0 (0.0–49.0) [1; n=4]", "99.1", "25.0 (4.6–69.9) [1; n=4]", "0.0 (0.0–49.0) [1; n=4]"]
+        "25.0 (4.6–69.9) [n=4]", "0.0 (0.0–49.0) [n=4]", "99.1", "25.0 (4.6–69.9) [n=4]", "0.0 (0.0–49.0) [n=4]"]
 
 
 def test_figure_tables_rows_eps_columns_methods():
@@ -228,11 +228,11 @@ def test_figure_tables_rows_eps_columns_methods():
     assert list(curves["label"].unique()) == ["No Defense", "E-CLA"]  # the paper's order
     fig3 = figure_table(curves, "mnist")
     assert list(fig3.index) == ["0", "0.1"] and list(fig3.columns) == ["No Defense", "E-CLA"]
-    assert fig3.loc["0.1"].tolist() == ["37.5 ± 17.7 (0.0–100.0) [2; n=8]", "25.0 (4.6–69.9) [1; n=4]"]
+    assert fig3.loc["0.1"].tolist() == ["37.5 ± 17.7 (0.0–100.0) [n=4 × 2 seeds]", "25.0 (4.6–69.9) [n=4]"]
     assert list(figure_table(curves, "mnist", ["e_cla", "vae_cla", "er_minus"]).columns) == ["E-CLA"]
     text = report_markdown(frame(r))
     assert "Figure 4, E-CLA:" in text  # only the Figure 4 methods that ran are named
-    assert "| 0.1 | 37.5 ± 17.7 (0.0–100.0) [2; n=8] | 25.0 (4.6–69.9) [1; n=4] |" in text
+    assert "| 0.1 | 37.5 ± 17.7 (0.0–100.0) [n=4 × 2 seeds] | 25.0 (4.6–69.9) [n=4] |" in text
 
 
 def test_cells_carry_n_and_mark_fewer_examples_than_planned():
@@ -242,9 +242,9 @@ def test_cells_carry_n_and_mark_fewer_examples_than_planned():
     acc = robust_accuracy(frame(records), worst_case=False).iloc[0]
     assert (acc.n, acc.n_planned) == (6, 8)
     table = attack_table(frame(records), "pgd")
-    assert table.loc["ER-Classifier"].tolist() == ["50.0 ± 0.0 (18.8–81.2) [2; n=6 of 8: incomplete]"]
+    assert table.loc["ER-Classifier"].tolist() == ["50.0 ± 0.0 (18.8–81.2) [n=6 of 8 over 2 runs: incomplete]"]
     complete = attack_table(frame(attack_rows("pgd", [1, 1, 0, 0], eval_subset="n=4,seed=0")), "pgd")
-    assert complete.loc["ER-Classifier"].tolist() == ["50.0 (15.0–85.0) [1; n=4]"]
+    assert complete.loc["ER-Classifier"].tolist() == ["50.0 (15.0–85.0) [n=4]"]
 
 
 def test_display_names_and_order_follow_the_registries():
@@ -261,3 +261,13 @@ def test_display_names_and_order_follow_the_registries():
     assert [method_name(m) for m in sorted(methods, key=method_rank)] == [
         "No Defense", "Madry's Adv", "Trades", "RSE", "ER-Classifier", "ER-Classifier−", "ER-Trades", "E-CLA",
         "VAE-CLA", "abc", "mystery"]
+
+
+def test_cells_count_distinct_examples_and_seeds():
+    """360 examples over 3 seeds read ``n=360 × 3 seeds`` (not n=1080)."""
+    from grid.report.formatting import fmt_acc
+
+    assert fmt_acc(0.5, 0.1, 3, n=1080) == "50.0 ± 10.0 [n=360 × 3 seeds]"
+    assert fmt_acc(0.5, float("nan"), 1, n=360) == "50.0 [n=360]"
+    assert fmt_acc(0.5, 0.1, 2, n=7) == "50.0 ± 10.0 [n=7 over 2 runs]"  # unequal runs: the total, said so
+    assert fmt_acc(0.5, 0.1, 2, n=6, planned=8) == "50.0 ± 10.0 [n=6 of 8 over 2 runs: incomplete]"

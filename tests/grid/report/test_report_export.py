@@ -42,7 +42,7 @@ def test_report_files_link_embed_and_record(tmp_path, capsys):
 
     page = (out / "r.html").read_text()
     assert page.count('src="data:image/png;base64,') == 2 and "figs/" not in page
-    assert "<table>" in page and "50.0 (15.0–85.0) [1; n=4]" in page
+    assert "<table>" in page and "50.0 (15.0–85.0) [n=4]" in page
 
     records = json.loads((out / "r.json").read_text())
     # 2 configurations × (pgd, fgsm, worst case) × 2 ε.
