@@ -136,16 +136,15 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     from . import data as er_data
     from . import evaluate, methods, sanity, train
     from .attacks import attack_class
-    from .dataset_info import info
     from .eval_subset import batch_seed, eval_batches
-    from .validation import validation_metrics, with_validation
+    from .validation import validation_eps, validation_metrics, with_validation
 
     torch.set_num_threads(max(1, threads))
     root = None if trial["data_root"] is None else Path(trial["data_root"]) / trial["dataset"]
     loaded = with_validation(er_data.load(trial["dataset"], root=root), trial.get("validation_n", 0))
     data = er_data.for_training(loaded, device)
     method = methods.make(trial["method"], trial["dataset"], device=device, **trial["hyperparams"])
-    val_eps = trial["train_eps"] if trial["train_eps"] is not None else info(trial["dataset"]).train_eps
+    val_eps = validation_eps(trial["dataset"], trial["train_eps"])
 
     def watch(epoch_done: int, metrics: dict) -> None:  # the grid's per-epoch validation reading
         metrics.update(validation_metrics(method.model, data, val_eps, trial["seed"], epoch_done))

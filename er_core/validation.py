@@ -39,6 +39,12 @@ VALIDATION_PGD_STEPS = 10
 VALIDATION_BATCH = 500
 
 
+def validation_eps(dataset: str, train_eps: float | None) -> float:
+    """The ε of the validation PGD: the training ε, else the dataset's default training ε (so the
+    methods trained on clean images are watched at the ε their comparisons use)."""
+    return float(train_eps if train_eps is not None else info(dataset).train_eps)
+
+
 def validation_indices(name: str, n: int, seed: int = VALIDATION_SEED) -> torch.Tensor:
     """The ``n`` training-set indices held out for validation (sorted int64); n = 0 → empty.
     ValueError unless 0 ≤ n < the training set's size."""
@@ -84,4 +90,5 @@ def validation_metrics(model: torch.nn.Module, data: Data, eps: float, seed: int
     return {"val_clean": clean / n, "val_pgd": robust / n, "val_eps": float(eps)}
 
 
-__all__ = ["VALIDATION_PGD_STEPS", "VALIDATION_SEED", "validation_indices", "validation_metrics", "with_validation"]
+__all__ = ["VALIDATION_PGD_STEPS", "VALIDATION_SEED", "validation_eps", "validation_indices", "validation_metrics",
+           "with_validation"]

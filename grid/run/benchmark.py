@@ -13,6 +13,7 @@ this process, without Ray; ``er-grid query``/``report`` read ``<storage>/<name>/
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Optional
@@ -43,8 +44,6 @@ def model_trial(name: str, dataset: str, weights_hash: str, eval_plan: Optional[
         "validation_n": 0,
     })
     trial = spec.expand()[0]
-    import dataclasses
-
     # An external model: no training (epochs 0), its weights' hash in the id, its own method name.
     return dataclasses.replace(trial, method=f"model:{name}", epochs=0,
                                method_identity={"kind": "external model", "weights": weights_hash,

@@ -43,9 +43,8 @@ import torch
 import er_core.data
 import er_core.methods
 import er_core.train
-import er_core.dataset_info
 from er_core.eval_subset import holdout_indices
-from er_core.validation import validation_metrics, with_validation
+from er_core.validation import validation_eps, validation_metrics, with_validation
 from grid.common.faults import KILL_AFTER_EPOCHS_ENV, kill_if_asked
 from grid.common.locations import filesystem
 from grid.spec import TrialConfig
@@ -79,7 +78,8 @@ def train_and_evaluate(config: dict) -> None:
     def report_epoch(epoch_done: int, metrics: dict, state_now: TrainState) -> None:
         kill_if_asked(KILL_AFTER_EPOCHS_ENV, epoch_done - 1)
         watched = {"holdout_accuracy": holdout_accuracy(method.model, data, holdout),
-                   **validation_metrics(method.model, data, validation_eps(trial), trial.seed, epoch_done)}
+                   **validation_metrics(method.model, data, validation_eps(trial.dataset, trial.train_eps), trial.seed,
+                                      epoch_done)}
         metrics = {**metrics, **watched}
         state_now.losses[-1].update(watched)
         state_now.watch_validation(method.model, epoch_done, watched)
@@ -195,11 +195,6 @@ def load_trial_data(trial: TrialConfig, device: str) -> er_core.data.Data:
     data = with_validation(er_core.data.load(trial.dataset, root=root), trial.validation_n)
     return er_core.data.for_training(data, device)
 
-
-def validation_eps(trial: TrialConfig) -> float:
-    """The ε of the validation PGD: the trial's training ε, else its dataset's default (so the
-    methods trained on clean images are watched at the ε their comparisons use)."""
-    return float(trial.train_eps if trial.train_eps is not None else er_core.dataset_info.info(trial.dataset).train_eps)
 
 
 def train(method, data, trial: TrialConfig, state: TrainState,

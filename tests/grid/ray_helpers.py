@@ -40,3 +40,19 @@ def run_cli(head: LocalHead, *args: str, timeout: float = 240, **env: str) -> su
     """``er-grid ARGS`` as a separate driver connected to ``head``."""
     return subprocess.run([str(BIN / "er-grid"), *args], env=head.env(**env), cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def straight_and_resumed(head: LocalHead, spec: dict, tmp) -> tuple:
+    """Run ``spec`` twice on ``head``: once uninterrupted, once SIGKILLed after its first
+    evaluation batch and finished by ``er-grid resume``. Returns both experiment folders."""
+    import yaml
+
+    spec_file = tmp / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    straight = run_cli(head, "run", str(spec_file), "--storage", str(tmp / "straight"))
+    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
+    killed = run_cli(head, "run", str(spec_file), "--storage", str(tmp / "killed"), ER_GRID_TEST_KILL_AFTER_BATCHES="1")
+    assert killed.returncode == 1, killed.stdout[-3000:] + killed.stderr[-3000:]
+    resumed = run_cli(head, "resume", str(tmp / "killed" / spec["experiment"]))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return tmp / "straight" / spec["experiment"], tmp / "killed" / spec["experiment"]

@@ -155,7 +155,8 @@ PROBE = ("<script>window.addEventListener('load',()=>{const imgs=[...document.im
          "text:document.body.innerText});});</script>")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason="an external browser, not a feature: chromium is not installed here "
+                    "(Debian: apt-get install chromium)")
 def test_headless_chromium_shows_every_figure_and_no_markdown(report, tmp_path):
     out, _markdown, page = report
     probe = tmp_path / "probe.html"

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from ray_helpers import REPO, run_cli
+from ray_helpers import REPO, run_cli, straight_and_resumed
 
 pytestmark = pytest.mark.ray
 
@@ -33,15 +32,7 @@ def experiments(ray_head, tmp_path_factory) -> tuple[Path, Path]:
             "eval_n": 40, "eval_batch_size": 20, "max_failures": 0,
             "models": [{"name": "plain_net", "factory": "er_core.nets:build_model", "weights": str(weights),
                         "dataset": "digits", "kwargs": {"dataset": "digits"}}]}
-    spec_file = tmp / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(spec))
-    straight = run_cli(ray_head, "run", str(spec_file), "--storage", str(tmp / "straight"))
-    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
-    killed = run_cli(ray_head, "run", str(spec_file), "--storage", str(tmp / "killed"), ER_GRID_TEST_KILL_AFTER_BATCHES="1")
-    assert killed.returncode == 1, killed.stdout[-3000:] + killed.stderr[-3000:]
-    resumed = run_cli(ray_head, "resume", str(tmp / "killed" / "external"))
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    return tmp / "straight" / "external", tmp / "killed" / "external"
+    return straight_and_resumed(ray_head, spec, tmp)
 
 
 def test_the_external_model_is_evaluated_and_resumes_to_the_uninterrupted_rows(experiments, ray_head):

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from ray_helpers import REPO, run_cli
+from ray_helpers import REPO, straight_and_resumed
 
 pytestmark = pytest.mark.ray
 
@@ -52,16 +51,7 @@ def installed_plugin(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def experiments(ray_head, installed_plugin, tmp_path_factory) -> tuple[Path, Path]:
-    tmp = tmp_path_factory.mktemp("plugin_grid")
-    spec = tmp / "spec.yaml"
-    spec.write_text(yaml.safe_dump(SPEC))
-    straight = run_cli(ray_head, "run", str(spec), "--storage", str(tmp / "straight"))
-    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
-    killed = run_cli(ray_head, "run", str(spec), "--storage", str(tmp / "killed"), ER_GRID_TEST_KILL_AFTER_BATCHES="1")
-    assert killed.returncode == 1, killed.stdout[-3000:] + killed.stderr[-3000:]
-    resumed = run_cli(ray_head, "resume", str(tmp / "killed" / SPEC["experiment"]))
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    return tmp / "straight" / SPEC["experiment"], tmp / "killed" / SPEC["experiment"]
+    return straight_and_resumed(ray_head, SPEC, tmp_path_factory.mktemp("plugin_grid"))
 
 
 def test_a_killed_and_resumed_plugin_grid_equals_an_uninterrupted_one(experiments):

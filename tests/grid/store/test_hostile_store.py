@@ -119,7 +119,9 @@ def test_a_committed_file_linked_to_dev_zero_is_damaged_unread(store):
     batch = Path(store.base) / BATCH
     batch.unlink()
     batch.symlink_to("/dev/zero")
-    one_line_damage(store, BATCH, "symbolic link out of the store (to /dev/zero)")
+    message = one_line_damage(store, BATCH, "symbolic link out of the store (to /dev/zero)")
+    (damaged,) = check_store(store).damaged[TRIAL]
+    assert damaged[0].path == BATCH and "/dev/zero" in damaged[1] and "/dev/zero" in message
 
 
 def test_a_fifo_in_place_of_a_committed_file_is_never_opened(store):
@@ -156,21 +158,29 @@ def plant_row_bomb(path: Path) -> None:
 def test_a_parquet_row_bomb_is_judged_by_its_footer_never_decoded(store):
     plant_row_bomb(Path(store.base) / BATCH)
     one_line_damage(store, BATCH, "schema differs from the committed one")
+    (damaged,) = check_store(store).damaged[TRIAL]
+    assert damaged[0].path == BATCH and "schema differs" in damaged[1]
 
 
 def test_a_forged_row_count_is_caught_from_the_footer(store):
     edit_manifest(store, lambda files: files[BATCH].__setitem__("rows", 999))
     one_line_damage(store, BATCH, "4 rows, 999 committed")
+    (damaged,) = check_store(store).damaged[TRIAL]
+    assert damaged[0].path == BATCH and "999 committed" in damaged[1]
 
 
 def test_a_sparse_4_gb_file_is_refused_by_its_size_unread(store):
     os.truncate(Path(store.base) / BATCH, 4 << 30)  # sparse: no disk used, 4 GB if read
     one_line_damage(store, BATCH, "4,294,967,296 bytes on storage", "not read")
+    (damaged,) = check_store(store).damaged[TRIAL]
+    assert damaged[0].path == BATCH and "not read" in damaged[1]
 
 
 def test_a_sparse_100_mb_commit_record_is_refused_unread(store):
     os.truncate(manifest_file(store), 100 << 20)
     one_line_damage(store, f"commit record _commits/{TRIAL}.json is damaged", "104,857,600 bytes", "not read")
+    check = check_store(store)
+    assert check.intact == {} and [path for path, _ in check.damaged_records] == [f"_commits/{TRIAL}.json"]
 
 
 def test_a_deeply_nested_commit_record_is_damaged_not_a_recursion_error(store):
@@ -194,6 +204,9 @@ def test_a_range_over_a_column_the_file_lacks_is_damaged_not_a_key_error(store):
 def test_a_wrong_key_type_is_damaged_not_an_arrow_error(store):
     edit_manifest(store, lambda files: files[BATCH]["key"].__setitem__("batch", "zero"))
     one_line_damage(store, BATCH, "do not fit the file's columns")
+    check = check_store(store)  # status's view: named, not an Arrow error
+    named = [path for path, _ in check.damaged_records] + [c.path for c, _ in check.damaged.get(TRIAL, ())]
+    assert BATCH not in {c.path for c in check.intact.get(TRIAL, ())} and named
 
 
 def test_a_trial_id_filter_cannot_name_a_path(store):
