@@ -105,10 +105,10 @@ class LocalHead:
         return client_env(self.home, {"RAY_ADDRESS": self.address, **extra})
 
     def job_command(self, job_file: str, preset: str, storage) -> list[str]:
-        """``ray job submit`` of ``job_file`` (a path under ``jobs/``) with ``--preset`` to this
-        head, uploading the repo as ``jobs/runtime_env.yaml`` says; run it with ``cwd=REPO``."""
-        return [str(BIN / "ray"), "job", "submit", "--address", self.dashboard,
-                "--runtime-env", "jobs/runtime_env.yaml", "--working-dir", ".", "--",
+        """``er-grid submit`` (``ray job submit`` uploading the repo as ``jobs/runtime_env.yaml``
+        says, plus the checkout's code version: the upload has no ``.git``) of ``job_file`` (a
+        path under ``jobs/``) with ``--preset`` to this head; run it with ``cwd=REPO``."""
+        return [str(BIN / "er-grid"), "submit", "--address", self.dashboard, "--working-dir", ".", "--",
                 "python", job_file, "--preset", preset, "--storage", str(storage)]
 
     @classmethod

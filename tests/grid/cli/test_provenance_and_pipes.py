@@ -152,3 +152,36 @@ def test_rows_through_the_job_path_carry_the_same_code_version_as_er_grid_run(ra
         experiment = tmp_path / storage / "tiny"
         assert set(load(experiment)["code_version"]) == {expected}, storage
         assert set(load_trials(experiment)["code_version"]) == {expected}, storage
+
+
+def test_a_submitted_jobs_own_env_vars_are_not_forwarded_twice(monkeypatch):
+    """Ray refuses a driver's runtime env that repeats a key of the submitted job's env_vars, so
+    connect() leaves out what the job already sets (read from the config Ray hands the driver)."""
+    import json
+
+    from grid.run.session import JOB_CONFIG_ENV, submitted_job_env_vars
+
+    monkeypatch.delenv(JOB_CONFIG_ENV, raising=False)
+    assert submitted_job_env_vars() == set()
+    monkeypatch.setenv(JOB_CONFIG_ENV, json.dumps({"runtime_env": {"env_vars": {CODE_VERSION_ENV: "x", "A": "1"},
+                                                                   "working_dir": "gcs://pkg.zip"}}))
+    assert submitted_job_env_vars() == {CODE_VERSION_ENV, "A"}
+    monkeypatch.setenv(JOB_CONFIG_ENV, "not json")
+    assert submitted_job_env_vars() == set()
+
+
+@pytest.mark.ray
+def test_a_driver_joining_a_cluster_by_address_sends_its_code_version_to_the_workers(ray_head):
+    """Workers of a cluster joined by address do not inherit the driver's environment: connect()
+    sends the driver's code version in the job's env_vars, so a trial records the driver's
+    version even where the worker's copy of the code would say something else."""
+    probe = ("import os, ray\n"
+             "from grid.run.session import connect\n"
+             "connect()\n"
+             "@ray.remote(num_cpus=0.1)\n"
+             f"def version(): return os.environ.get({CODE_VERSION_ENV!r})\n"
+             "print('worker-sees', ray.get(version.remote()))\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=ray_head.env(**{CODE_VERSION_ENV: "0.1.0+gdriver"}))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "worker-sees 0.1.0+gdriver" in done.stdout, done.stdout[-2000:]

@@ -1,9 +1,11 @@
-"""End to end on a real, token-authenticated local Ray head: ``ray job submit`` of the smoke preset.
+"""End to end on a real, token-authenticated local Ray head: ``er-grid submit`` (``ray job
+submit`` plus the checkout's code version) of the smoke preset.
 
 The job uploads the repository as its working directory with ``jobs/runtime_env.yaml``
 (excludes .venv, .git, data, results), runs ``jobs/full_grid.py --preset smoke``, and must
 succeed; then every trial has one checkpoint per epoch, the store holds
-trials × (attack, ε) pairs × n rows with no duplicates, and ``er-grid query`` reads them.
+trials × (attack, ε) pairs × n rows with no duplicates, every row records this checkout's code
+version (the upload has no ``.git``), and ``er-grid query`` reads them.
 
 Also a run on S3 storage (moto server). Runtime: ~45 s for the job, ~12 s for S3.
 """
@@ -15,6 +17,7 @@ import sys
 import pytest
 import torch
 
+from grid.common.fingerprint import checkout_code_version
 from grid.demo import PORT_TAKEN
 from grid.spec import GridSpec
 from grid.store import load, load_trials
@@ -40,7 +43,12 @@ def test_ray_job_submit_smoke_preset(ray_head, smoke_experiment):
     assert len(rows) == len(trials) * pairs * SMOKE["eval_n"]
     assert not rows.duplicated(["trial_id", "attack", "eps", "sample_idx"]).any()
     assert set(rows["trial_id"]) == {t.trial_id for t in trials}
-    assert set(load_trials(experiment / "results")["trial_id"]) == {t.trial_id for t in trials}
+    trial_rows = load_trials(experiment / "results")
+    assert set(trial_rows["trial_id"]) == {t.trial_id for t in trials}
+    # What `er-grid run` in this checkout records (commit, .dirty): the job path says the same.
+    version = checkout_code_version(REPO)
+    assert "+g" in version, version
+    assert set(rows["code_version"]) == {version} and set(trial_rows["code_version"]) == {version}
 
     for trial in trials:
         checkpoints = sorted((experiment / trial.name).glob("checkpoint_*"))
