@@ -41,7 +41,7 @@ EXERCISED_BY: dict[str, list[str]] = {
     "export RAY_AUTH_MODE=token": [DEMO, E2E],
     "ray get-auth-token --generate": [DEMO, E2E],
     "ray start --head": [DEMO, E2E],
-    "ray job submit": [E2E, DEMO, "tests/grid/scenarios/test_resume.py::test_driver_killed_mid_evaluation_then_resume"],
+    "er-grid submit": [E2E, DEMO, "tests/grid/cli/test_provenance_and_pipes.py::test_rows_through_the_job_path_carry_the_same_code_version_as_er_grid_run"],
     # Need AWS: tests validate the config these read against Ray's own schema instead.
     "ray up cluster.yaml": [CLUSTER],
     "ray dashboard cluster.yaml": [CLUSTER],
@@ -123,8 +123,8 @@ def test_local_head_recipe_uses_the_demo_head_flags():
     (start,) = [c for c in commands(README) if c.startswith("ray start --head")]
     for flag in shlex.split(start)[2:]:
         assert flag in demo or flag.split("=")[0] + "={" in demo, f"{flag} is not how make demo starts its head"
-    (submit,) = [c for c in commands(README) if c.startswith("ray job submit") and "--preset smoke" in c]
-    for part in ("--runtime-env", "jobs/runtime_env.yaml", "--working-dir", "jobs/full_grid.py", "--preset", "--storage"):
+    (submit,) = [c for c in commands(README) if c.startswith("er-grid submit") and "--preset smoke" in c]
+    for part in ("submit", "--address", "jobs/full_grid.py", "--preset", "--storage"):
         assert part in submit and f'"{part}"' in demo, part
     assert '"RAY_AUTH_MODE": "token"' in demo and '"get-auth-token", "--generate"' in demo
 

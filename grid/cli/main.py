@@ -125,6 +125,11 @@ def cmd_query(args) -> int:
     by_attack = "attack" in args.by
     filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and by_attack)}
     df = _load_rows(args.path, filters, args.skip_damaged)
+    missing = _without_results(args.path, filters, args.skip_damaged)
+    if missing:  # a planned trial with no rows has no row to mark incomplete: named here
+        from grid.report.query import no_results_line
+
+        print(f"er-grid: warning: {no_results_line(missing)}", file=sys.stderr)
     # Refuses (exit 2, naming the keys) a --by that would average over attacks, ε or datasets.
     table = query_table(df, by=args.by, worst_case=not args.no_worst_case)
     from grid.report.sanity import add_flags_column
@@ -156,6 +161,9 @@ def cmd_report(args) -> int:
         Path(args.figures).mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
     damaged = "skip" if args.skip_damaged else "raise"
     df = _load_rows(args.path, {}, args.skip_damaged)
+    from grid.report.query import WITHOUT_RESULTS
+
+    df.attrs[WITHOUT_RESULTS] = _without_results(args.path, {}, args.skip_damaged)  # a line of the report
     root = results_root(args.path)
     done = write_report(df, load_trials(root, damaged=damaged), load_detection(root, damaged=damaged),
                         out=_path(args.out), figures_dir=_path(args.figures), html_path=_path(args.html),
@@ -165,6 +173,21 @@ def cmd_report(args) -> int:
     for path in done["written"]:
         print(f"wrote {path}", file=sys.stderr if not args.out else sys.stdout)
     return EXIT_OK
+
+
+def _without_results(path: str, filters: dict, skip_damaged: bool) -> list:
+    """Planned trials without rows (``grid.report.query.planned_without_results``); a damaged
+    spec record stops the command unless ``skip_damaged`` (then a warning, and none named)."""
+    from grid.common.errors import GridError
+    from grid.report.query import planned_without_results
+
+    try:
+        return planned_without_results(path, filters)
+    except GridError as err:
+        if not skip_damaged:
+            raise
+        print(f"er-grid: warning: {err}; planned trials without results not listed", file=sys.stderr)
+        return []
 
 
 def _path(value: Optional[str]) -> Optional[Path]:

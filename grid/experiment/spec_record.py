@@ -5,10 +5,19 @@ second ``run`` all come through this module).
 It holds the spec without where it runs (storage, data root) and one canonical config per
 trial id, so that running a changed spec into an existing experiment stops instead of mixing
 two grids in one folder. Plain JSON: nothing in it is unpickled.
+
+The record is cross-checked before it is believed (it decides which trials ``status`` shows
+and which ``run`` considers finished): it carries the sha256 of its own canonical JSON
+(:data:`HASH_FIELD`), and where its spec can be re-expanded without importing anything from
+outside er-grid (built-in methods, no ``models:`` weights files) the expansion must give exactly
+the recorded trials. Either failing makes the record damaged, one line naming the file. A
+record without the hash (written before records carried one) is refused the same way: it cannot
+be told apart from an edited one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pyarrow.fs as pafs
@@ -27,6 +36,11 @@ NOT_RECORDED = ("resources", "data_root")
 # A record holds ~3 KB per trial and a spec has at most grid.spec.MAX_TRIALS (10,000) trials.
 MAX_RECORD_BYTES = 64 << 20
 MAX_TRIAL_RECORD_BYTES = 1 << 20
+# The record's hash of itself: sha256 of the canonical JSON of every other field.
+HASH_FIELD = "sha256"
+# Where the spec is re-expanded: storage is not part of any trial (NOT_RECORDED), but a spec
+# with num_nodes > 1 must name shared storage to validate.
+REDERIVE_STORAGE = "s3://re-derived-spec/unused"
 
 
 def trial_records(spec: GridSpec) -> dict:
@@ -43,6 +57,7 @@ def record_spec(spec: GridSpec, path: str) -> None:
     fs.create_dir(base, recursive=True)
     payload = {"experiment": spec.experiment, "trials": trial_records(spec),
                "spec": {k: v for k, v in spec.to_dict().items() if k not in ("storage_path", "data_root")}}
+    payload[HASH_FIELD] = record_digest(payload)
     # Atomic (temp + rename, or one PUT): a full disk never leaves half a spec record.
     ResultStore(base, filesystem=fs).put_atomic(f"{base}/{SPEC_FILE}", json.dumps(payload, indent=1, sort_keys=True).encode())
 
@@ -59,7 +74,55 @@ def read_record(path: str) -> dict:
     record = bounded_json(text, where, MAX_RECORD_BYTES)  # DamagedRecord, a GridError, naming the file
     if not isinstance(record, dict) or not isinstance(record.get("trials"), dict):
         raise GridError(f"{where} is not a spec record written by this version of er-grid")
+    check_record(record, where)
     return record
+
+
+def record_digest(record: dict) -> str:
+    """sha256 of the canonical JSON of ``record`` without its :data:`HASH_FIELD`."""
+    rest = {k: v for k, v in record.items() if k != HASH_FIELD}
+    return hashlib.sha256(canonical_json(rest).encode("utf-8")).hexdigest()
+
+
+def check_record(record: dict, where: str) -> None:
+    """GridError naming ``where`` unless the record's hash matches its content and, where its
+    spec can be re-expanded, the expansion gives exactly its trials."""
+    if HASH_FIELD not in record:
+        raise GridError(f"{where} is damaged (no {HASH_FIELD} of itself: not written by this version of er-grid)")
+    try:
+        digest = record_digest(record)
+    except (TypeError, ValueError) as err:  # canonical_json refuses NaN and non-JSON values
+        raise GridError(f"{where} is damaged ({err})") from err
+    if record[HASH_FIELD] != digest:
+        raise GridError(f"{where} is damaged (its content does not match its {HASH_FIELD}: edited after it was written)")
+    rederived = rederived_trials(record, where)
+    if rederived is not None and rederived != record["trials"]:
+        extra = sorted(set(record["trials"]) - set(rederived))
+        missing = sorted(set(rederived) - set(record["trials"]))
+        raise GridError(f"{where} is damaged (its spec expands to other trials: {len(missing)} not recorded, "
+                        f"{len(extra)} recorded that it does not plan, "
+                        f"{sum(1 for t in rederived if t in record['trials'] and record['trials'][t] != rederived[t])} "
+                        "with other configs; edited, or written by another version of er-grid)")
+
+
+def rederived_trials(record: dict, where: str) -> dict | None:
+    """:func:`trial_records` of the record's own spec, expanded again; None where expanding it
+    would import code from outside er-grid (a plugin method) or read a ``models:`` weights file:
+    those trials are checked one by one against their ids (:func:`recorded_trial`) instead."""
+    from er_core import methods
+
+    fields = record.get("spec")
+    if not isinstance(fields, dict):
+        raise GridError(f"{where} is damaged (no spec)")
+    names = fields.get("methods")
+    if fields.get("models") or not isinstance(names, list) or not all(
+            isinstance(m, str) and methods.is_builtin(m) for m in names):
+        return None
+    try:
+        spec = GridSpec.from_dict(dict(fields, storage_path=REDERIVE_STORAGE, data_root=None))
+    except (ValueError, TypeError, KeyError) as err:
+        raise GridError(f"{where} is damaged (its spec is not valid: {str(err).splitlines()[0] if str(err) else err})") from err
+    return trial_records(spec)
 
 
 def check_recorded_spec(spec: GridSpec, path: str) -> bool:
@@ -124,5 +187,5 @@ def planned_trials(experiment: str) -> list[TrialConfig]:
         raise GridError(f"{where} is damaged or not written by this version of er-grid ({err})") from err
 
 
-__all__ = ["check_recorded_spec", "experiment_folder", "planned_trials", "read_record", "record_spec",
-           "recorded_trial", "trial_records"]
+__all__ = ["HASH_FIELD", "check_record", "check_recorded_spec", "experiment_folder", "planned_trials", "read_record",
+           "record_digest", "record_spec", "recorded_trial", "trial_records"]

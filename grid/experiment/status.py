@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from grid.common.errors import GridError
 from grid.common.locations import filesystem, join, results_location
 from grid.spec import TrialConfig
 from grid.stages import missing_files
@@ -120,10 +121,29 @@ def _state(damaged: bool, complete: bool, epochs: int, planned: int) -> str:
     return "TRAINING" if epochs else "PENDING"
 
 
+def trials_without_results(path: str, **filters) -> Optional[list[str]]:
+    """Names of the planned trials (those matching ``filters``: a TrialConfig field → the values
+    kept) with no committed evaluation rows, their commit record deleted or never written: what
+    ``query`` and ``report`` name instead of leaving them silently absent. None when ``path``
+    holds no plan (a results folder without ``grid_spec.json`` beside it): nothing to compare.
+    A damaged spec record is a GridError naming it."""
+    try:
+        experiment = experiment_folder(path)
+    except GridError:
+        return None
+    trials = [t for t in planned_trials(experiment) if all(getattr(t, k) in v for k, v in filters.items())]
+    # Damaged commit records count as no rows: readers stop on them (naming them) or, with
+    # --skip-damaged, leave their rows out too.
+    results = ResultStore(results_location(experiment))
+    with_rows = {c.key["trial_id"] for c in results.commits(EXAMPLES_DIR, damaged="skip")}
+    return sorted(t.name for t in trials if t.trial_id not in with_rows)
+
+
 def trials_to_repair(report: ExperimentStatus) -> list[str]:
     """trial_ids that are fully trained but whose stored results are damaged or incomplete:
     what ``er-grid resume`` recomputes outside Tune when Tune considers the trial finished."""
     return [t.trial_id for t in report.trials if t.epochs_done >= t.epochs and t.state != "DONE"]
 
 
-__all__ = ["ExperimentStatus", "TrialStatus", "checkpoint_progress", "epochs_done", "status", "trials_to_repair"]
+__all__ = ["ExperimentStatus", "TrialStatus", "checkpoint_progress", "epochs_done", "status", "trials_to_repair",
+           "trials_without_results"]

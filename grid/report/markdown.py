@@ -30,6 +30,7 @@ from .paper_values import (
     AUTOATTACK, CW_ATTACK, CW_READINGS, PGD_ATTACK, RAYS, CWReading, cw_reading_fit, paper_comparison_section,
     paper_eps,
 )
+from .query import WITHOUT_RESULTS, no_results_section
 from .sanity import headline_rows, sanity_section
 from .selection import chosen_lambdas, headline_lambdas, selection_section
 from .settings import settings_section
@@ -74,6 +75,8 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
     the paper's layout (methods down, datasets across), each followed by the same numbers per
     configuration with clean accuracy; an attack with no rows gives a note, not a table.
     """
+    # Planned trials with no rows at all, named at the top: no table cell can mark them incomplete.
+    without_results = no_results_section(df.attrs.get(WITHOUT_RESULTS, ()))
     # Sanity flags first; collapsed trials are kept out of every table below (grid.stages.sanity).
     # ``flags``: already computed by the caller (grid.report.export shares them with the figures).
     if flags is None:
@@ -96,6 +99,7 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
              "seeds (t). Robust = correct "
              "clean and under attack. `worst case` = robust under every attack run at that ε (per example). "
              "A cell with fewer examples than planned is marked `incomplete`.", ""]
+    parts += without_results
     for section in (SECTIONS if sections is None else sections):
         parts += section(ctx)
     return "\n".join(parts).rstrip() + "\n"

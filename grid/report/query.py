@@ -18,11 +18,16 @@ Each result row carries ``n`` (examples behind it, over all runs), ``n_planned``
 evaluation plan asked for: ``eval_n`` of each trial, read from the rows' ``eval_subset``
 fingerprint) and ``complete`` (``n == n_planned``); a ``worst_case`` row carries ``attacks``,
 the attacks it is the per-example worst case over.
+
+A planned trial with no rows at all (its commit record deleted, or never written) has no row to
+mark incomplete: :func:`planned_without_results` names those trials from the experiment's
+spec record, for ``query`` (on stderr) and ``report`` (a line of the document, through
+:data:`WITHOUT_RESULTS`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pandas as pd
 
@@ -32,6 +37,37 @@ from .metrics import WORST_CASE, robust_accuracy
 MUST_GROUP = ("dataset", "attack", "eps")
 # Dimensions added to the grouping (rather than refused) when the rows hold several values.
 SEPARATED = ("experiment", "norm")
+
+
+# Query filters that are fields of a trial (the others, attack and ε, select rows within one).
+TRIAL_FILTERS = ("experiment", "dataset", "method")
+# Key of the example rows' DataFrame.attrs naming the planned trials without rows: set where the
+# plan is known (er-grid report), read by the report's markdown (grid.report.markdown).
+WITHOUT_RESULTS = "planned_trials_without_results"
+MAX_NAMED = 20  # trial names in one line; the count is always whole
+
+
+def planned_without_results(path: str, filters: Optional[dict] = None) -> list[str]:
+    """Names of the planned trials of the experiment at ``path`` (those matching the trial
+    fields among ``filters``) without any committed evaluation row; empty where ``path`` holds
+    no plan (a results folder without ``grid_spec.json``). A damaged spec record is a GridError."""
+    from grid.experiment.status import trials_without_results
+
+    kept = {k: v for k, v in (filters or {}).items() if k in TRIAL_FILTERS and v}
+    return trials_without_results(path, **kept) or []
+
+
+def no_results_line(names: Sequence[str]) -> str:
+    """``"3 planned trials have no results: a, b, c"`` (at most :data:`MAX_NAMED` names)."""
+    shown = ", ".join(names[:MAX_NAMED]) + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
+    many = len(names) != 1
+    return f"{len(names)} planned trial{'s' if many else ''} {'have' if many else 'has'} no results: {shown}"
+
+
+def no_results_section(names: Sequence[str]) -> list[str]:
+    """The report's markdown lines naming the planned trials without rows (none when there are none)."""
+    return [f"**{no_results_line(list(names))}** (`er-grid status` shows them; `er-grid resume` runs them).", ""] \
+        if names else []
 
 
 class PoolingError(ValueError):

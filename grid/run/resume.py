@@ -20,6 +20,7 @@ from grid.common.locations import filesystem, storage_location
 from grid.experiment.spec_record import experiment_folder
 from grid.experiment.status import status
 
+from .feasibility import check_cluster_fits, recorded_demands
 from .repair import repair_finished_trials
 from .session import connect, trainable
 from .summary import RunSummary
@@ -48,6 +49,7 @@ def resume(path: str) -> RunSummary:
     if finished is not None:
         return finished
     connect()
+    check_cluster_fits(recorded_demands(path))  # before Tune restores trials that could never start
     try:
         tuner = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True, resume_errored=True)
     except (ValueError, KeyError, EOFError, TypeError, AttributeError, ImportError) as err:

@@ -27,6 +27,7 @@ from grid.common.locations import experiment_path, results_location, storage_loc
 from grid.experiment.spec_record import check_recorded_spec, record_spec
 from grid.spec import GridSpec, TrialConfig, check_data_root, is_shared_storage
 
+from .feasibility import check_cluster_fits, spec_demands
 from .resume import resume
 from .session import connect, trainable
 from .summary import RunSummary, summarize
@@ -84,9 +85,11 @@ def run(spec: GridSpec, storage: Optional[str] = None) -> RunSummary:
     # Checked before the Tuner exists: building one creates the experiment folder.
     if check_recorded_spec(spec, path) and tune.Tuner.can_restore(path):
         return resume(path)
+    connect()
+    # An infeasible trial would stay PENDING forever: refused before anything is written.
+    check_cluster_fits(spec_demands(spec))
     tuner = build_tuner(spec, storage)
     record_spec(spec, path)
-    connect()
     return summarize(path, tuner.fit())
 
 
