@@ -107,9 +107,14 @@ def check_record(record: dict, where: str) -> None:
 
 def rederived_trials(record: dict, where: str) -> dict | None:
     """:func:`trial_records` of the record's own spec, expanded again; None where expanding it
-    would import code from outside er-grid (a plugin method) or read a ``models:`` weights file:
-    those trials are checked one by one against their ids (:func:`recorded_trial`) instead."""
-    from er_core import methods
+    would import code from outside er-grid (a plugin method) or read a ``models:`` weights file,
+    and where torch is not importable (``status`` and ``query`` run without it; expanding a spec
+    resolves method defaults, which needs torch): those trials are checked one by one against
+    their ids (:func:`recorded_trial`) instead, after the record's own hash."""
+    try:
+        from er_core import methods
+    except ImportError:
+        return None
 
     fields = record.get("spec")
     if not isinstance(fields, dict):
