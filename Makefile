@@ -3,7 +3,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test test-clean-clone bench clean
+.PHONY: install demo test test-clean-clone slurm bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +34,12 @@ test-clean-clone: $(STAMP)
 	git clone --quiet . "$$tmp/er-grid" && mkdir "$$tmp/home" && cd "$$tmp/er-grid" && \
 	env -u ER_GRID_DATA_ROOT HOME="$$tmp/home" PYTHONPATH="$$tmp/er-grid" \
 	"$(abspath $(PY))" -m pytest -q -p no:cacheprovider $(CLEAN_CLONE_TESTS)
+
+# The SLURM scenario alone: tools/slurm_local.sh installs SLURM where it can (root and apt-get)
+# and starts a one-machine cluster in a temporary folder; the test sbatches a small grid through
+# cluster/slurm/er-grid.sbatch, checks its rows and stops the daemons by their PIDs.
+slurm: $(STAMP)
+	$(PY) -m pytest -q -p no:xdist tests/grid/scenarios/test_slurm.py
 
 # On a CPU-only machine the full settings take hours (AutoAttack/RayS/C&W on 1,000 MNIST
 # samples); `make bench` uses each benchmark's --quick setting, `make bench BENCH_FLAGS=` the full one.

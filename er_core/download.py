@@ -2,7 +2,9 @@
 
 ``fetch(name, folder)`` downloads what is missing (mirrors tried in order, every file checked
 against a pinned checksum, an interrupted transfer resumed from its ``.part`` file with an
-HTTP Range request, a progress bar on a terminal), unpacks archives, then runs ``check``.
+HTTP Range request, a progress bar on a terminal), unpacks archives, then runs ``check``. A fetch
+that fails leaves no folder it created empty behind (a ``.part`` holding bytes stays, to be
+resumed); :func:`offline_files` names what to put in the folder by hand where no mirror is reachable.
 ``check(name, folder)`` → list of problems (empty: the folder is complete and every pinned
 checksum matches). ``folder`` is the dataset's own folder, e.g. ``~/er-grid-data/mnist``
 (er_core.data's ``default_root(name)``); the layouts are described in er_core/data.py.
@@ -156,6 +158,17 @@ def source(name: str) -> Source:
     return SOURCES[name]
 
 
+def offline_files(name: str) -> str:
+    """The standard files to copy into the dataset's folder by hand for ``fetch`` and ``check`` to
+    pass without a network, as a phrase: the downloaded files themselves, or for an archive either
+    the archive (``fetch`` then unpacks it and downloads nothing) or the folder it unpacks to."""
+    src = source(name)
+    if src.unpack is not None and src.unpacked is not None:
+        return f"{src.unpack} or the {src.unpacked}/ folder it holds"
+    names = [remote.filename for remote in src.remotes]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 # ---------------------------------------------------------------- checking
 
 
@@ -305,6 +318,29 @@ def _unpack(archive: Path, folder: Path, unpacked: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(src: Source, folder: Path, created: list[Path]) -> None:
+    """After a failed fetch: empty ``.part`` files (no progress to resume) go, then each of the
+    ``created`` folders that is left empty; a ``.part`` holding bytes keeps its folder."""
+    for remote in src.remotes:
+        part = folder / (remote.filename + ".part")
+        if part.is_file() and part.stat().st_size == 0:
+            part.unlink()
+    for path in created:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (a resumable .part), or not ours to remove after all
+            return
+
+
 def fetch(name: str, folder: str | os.PathLike, progress: bool | None = None) -> Path:
     """Make ``folder`` a complete copy of dataset ``name``; returns the folder.
 
@@ -319,12 +355,17 @@ def fetch(name: str, folder: str | os.PathLike, progress: bool | None = None) ->
     tree = _tree_problems(src, files, folder)
     if not tree and not archives:
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    for remote in src.remotes:
-        if remote.filename in files or remote.filename in archives or not (folder / remote.filename).is_file():
-            download_file(remote, folder, progress)
-    if src.unpack is not None and src.unpacked is not None and tree:
-        _unpack(folder / src.unpack, folder, src.unpacked)
+    created = _missing_folders(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for remote in src.remotes:
+            if remote.filename in files or remote.filename in archives or not (folder / remote.filename).is_file():
+                download_file(remote, folder, progress)
+        if src.unpack is not None and src.unpacked is not None and tree:
+            _unpack(folder / src.unpack, folder, src.unpacked)
+    except BaseException:  # an interrupt too: what it created and left empty goes
+        _remove_empty(src, folder, created)
+        raise
     problems = check(name, folder)
     if problems:
         raise DownloadError(f"{name}: downloaded, but the files do not check out: " + "; ".join(problems))

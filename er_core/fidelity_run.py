@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from itertools import product
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -131,8 +131,11 @@ def trial_label(trial: dict) -> str:
 # --------------------------------------------------------------------------- one trial
 
 
-def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
-    """Train and evaluate one trial; returns its summary with ``examples`` (per-example records)."""
+def run_trial(trial: dict, device: str, threads: int = 1, on_step: Optional[Callable[[], None]] = None) -> dict:
+    """Train and evaluate one trial; returns its summary with ``examples`` (per-example records).
+
+    ``on_step()`` is called after every epoch and every evaluation batch (:func:`trial_steps`
+    in all), for a progress bar; it never changes what is computed."""
     from . import data as er_data
     from . import evaluate, methods, sanity, train
     from .attacks import attack_class
@@ -146,12 +149,16 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
     method = methods.make(trial["method"], trial["dataset"], device=device, **trial["hyperparams"])
     val_eps = validation_eps(trial["dataset"], trial["train_eps"])
 
+    step = on_step or (lambda: None)
+
     def watch(epoch_done: int, metrics: dict) -> None:  # the grid's per-epoch validation reading
         metrics.update(validation_metrics(method.model, data, val_eps, trial["seed"], epoch_done))
+        step()
 
     started = time.perf_counter()
+    # The run's own bar counts epochs and batches (run_local); fit's per-image bar stays off.
     history = train.fit(method, data, epochs=trial["epochs"], batch_size=trial["batch_size"], seed=trial["seed"],
-                        on_epoch=watch)
+                        on_epoch=watch, progress=False)
     train_seconds = time.perf_counter() - started
 
     model = method.model.eval()
@@ -174,6 +181,7 @@ def run_trial(trial: dict, device: str, threads: int = 1) -> dict:
                                           sample_idx=idx.tolist(), notes=said, **item["options"])
             if attack_class(item["attack"]).reports_notes:  # as the grid keeps them
                 notes += sanity.batch_notes(item["attack"], item["eps"], b, said)
+            step()
         norm = _norm(item)
         rows = [{**r, "attack": item["attack"], "eps": item["eps"], "norm": norm} for r in rows]
         accuracy[column_name(item["attack"], item["eps"])] = (
@@ -209,20 +217,29 @@ def column_name(attack: str, eps: float) -> str:
     return f"{attack}@{eps:g}"
 
 
-def _run_trial_star(args) -> dict:
-    return run_trial(*args)
+def trial_steps(trial: dict) -> int:
+    """Epochs plus evaluation batches of one trial: what ``run_trial``'s ``on_step`` counts."""
+    from .eval_subset import eval_batches
+
+    batches = eval_batches(trial["dataset"], trial["eval_n"], trial["eval_seed"], trial["eval_batch_size"])
+    return trial["epochs"] + len(trial["eval_plan"]) * len(batches)
 
 
 # --------------------------------------------------------------------------- the run
 
 
 def run_local(spec: dict, out_dir, workers: Optional[int] = None, device: Optional[str] = None,
-              progress=print) -> list[dict]:
+              progress=print, bar: Optional[bool] = None) -> list[dict]:
     """Run every trial of ``spec`` as parallel processes; write the summary files; return the summaries.
 
     workers: processes at once (default: every trial on a GPU; CPU cores on a CPU).
     device: ``cuda``/``cpu`` (default: cuda when available).
+    progress: called with one line per finished trial and one for the run (None: silent).
+    bar: a progress bar over every trial's epochs and evaluation batches (tqdm, on stderr);
+    None draws it only when stderr is a terminal.
     """
+    from tqdm import tqdm
+
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers: must be an integer ≥ 1, got {workers!r}")
     if device is not None and device.split(":")[0] not in ("cuda", "cpu"):
@@ -236,18 +253,58 @@ def run_local(spec: dict, out_dir, workers: Optional[int] = None, device: Option
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if workers == 1:
-        summaries = [run_trial(t, device, threads) for t in trials]
-    else:
-        import multiprocessing
+    with tqdm(total=sum(trial_steps(t) for t in trials), desc=f"{len(trials)} trials", unit="step",
+              disable=None if bar is None else not bar) as steps:
+        def finished(summary: dict, count: int) -> None:
+            if progress is None:
+                return
+            line = f"{summary['label']}: done in {summary['wall_seconds']:.0f} s ({count}/{len(trials)} trials)"
+            if steps.disable:
+                progress(line)
+            else:
+                steps.write(line)  # above the bar, which stays at the bottom
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            summaries = list(pool.map(_run_trial_star, [(t, device, threads) for t in trials]))
+        if workers == 1:
+            summaries = []
+            for t in trials:
+                summaries.append(run_trial(t, device, threads, on_step=lambda: steps.update(1)))
+                finished(summaries[-1], len(summaries))
+        else:
+            summaries = _run_in_processes(trials, device, threads, workers, steps, finished)
     wall = time.perf_counter() - started
     write_outputs(summaries, out, wall)
     if progress is not None:
         progress(f"{len(trials)} trials on {device} with {workers} worker(s) in {wall:.1f} s; files in {out}")
     return summaries
+
+
+def _run_in_processes(trials: list[dict], device: str, threads: int, workers: int, steps,
+                      finished: Callable[[dict, int], None]) -> list[dict]:
+    """``run_trial`` of every trial in ``workers`` spawned processes (a forked CUDA context is
+    unusable), in the order given; each process puts one item on a shared queue per epoch or
+    batch done, and this process moves ``steps`` (a tqdm bar) on from them."""
+    import functools
+    import multiprocessing
+    import queue
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        done_steps = manager.Queue()
+        futures = [pool.submit(run_trial, t, device, threads, functools.partial(done_steps.put, 1)) for t in trials]
+        pending, count = set(futures), 0
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while True:
+                try:
+                    done_steps.get_nowait()
+                except queue.Empty:
+                    break
+                steps.update(1)
+            for future in done:
+                count += 1
+                finished(future.result(), count)
+        return [future.result() for future in futures]
 
 
 def write_outputs(summaries: list[dict], out: Path, wall_seconds: float) -> None:

@@ -55,7 +55,6 @@ PAPER = {
         for d, eps in PAPER_EPS.items()
     },
     "resources": {"mnist": {"cpu": 2, "gpu": 0.25}, "cifar10": {"cpu": 4, "gpu": 0.5}},
-    "storage_path": os.path.expanduser("~/er-grid-results"),
     # None: each trial reads its own node's data root ($ER_GRID_DATA_ROOT, else ~/er-grid-data;
     # er_core.data.data_root). Set the variable where the job is submitted to pass a bucket.
     "data_root": os.environ.get(DATA_ROOT_ENV) or None,
@@ -85,7 +84,6 @@ SMOKE = {
         "configs": {"kd": {"mc_passes": 20}},
     }},
     "resources": {"cpu": 1, "gpu": 0},
-    "storage_path": os.path.expanduser("~/er-grid-results"),
     "max_failures": 1,
 }
 

@@ -40,7 +40,6 @@ import sys
 from er_core.data import DATA_ROOT_ENV
 
 METHODS = ["none", "madry", "trades", "er", "er_minus", "e_cla"]
-STORAGE = os.path.expanduser("~/er-grid-results")
 
 PAPER = {
     "experiment": "fidelity",
@@ -63,7 +62,6 @@ PAPER = {
     # Two batches per (attack, ε): few kernel launches, and a kill redoes at most half.
     "eval_batch_size": 500,
     "resources": {"cpu": 2, "gpu": 0.125},
-    "storage_path": STORAGE,
     "data_root": os.environ.get(DATA_ROOT_ENV),
     "max_failures": 1,
 }
@@ -86,7 +84,6 @@ SMOKE = {
     "eval_n": 40,
     "eval_batch_size": 20,
     "resources": {"cpu": 1, "gpu": 0},
-    "storage_path": STORAGE,
     "max_failures": 1,
 }
 

@@ -91,7 +91,6 @@ PAPER = {
         "stl10": {"cpu": 4, "gpu": 1},
         "tiny_imagenet": {"cpu": 8, "gpu": 1},
     },
-    "storage_path": os.path.expanduser("~/er-grid-results"),
     # None: each trial reads its own node's data root ($ER_GRID_DATA_ROOT, else ~/er-grid-data;
     # er_core.data.data_root). Set the variable where the job is submitted to pass a bucket.
     "data_root": os.environ.get(DATA_ROOT_ENV) or None,
@@ -122,7 +121,6 @@ SMOKE = {
     "eval_n": 40,
     "eval_batch_size": 20,
     "resources": {"cpu": 1, "gpu": 0},
-    "storage_path": os.path.expanduser("~/er-grid-results"),
     "max_failures": 1,
 }
 

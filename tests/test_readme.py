@@ -1,18 +1,26 @@
-"""Every command in the README's code blocks is exercised somewhere, and the list says where.
+"""Every command in the README's code blocks is exercised somewhere, and the list says where;
+every Python, YAML and TOML snippet runs (or is checked) as written.
 
 :data:`EXERCISED_BY` maps each command (by prefix) to the tests, or ``make demo``, that run
 it; the test fails on a README command with no entry, and on an entry whose test no longer
 exists. Commands no test can run are listed in :data:`NOT_RUN_BY_TESTS` with the reason.
+:data:`SNIPPETS` maps each Python block to the test that executes it verbatim, against the
+experiment it names: the Ray-free ones here; the one that names ``make demo``'s experiment in
+``tests/grid/scenarios/test_readme_snippets.py``, beside the session's smoke grid (the same
+preset), so this file stays cheap enough for ``make test-clean-clone``.
 The YAML example must be a valid GridSpec with ``seeds``, and the local-head recipe must use
 the flags ``make demo`` starts its head with (grid/demo.py runs the same steps).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +30,7 @@ DEMO = "make demo (grid/demo.py)"
 E2E = "tests/grid/scenarios/test_e2e.py::test_ray_job_submit_smoke_preset"
 CLUSTER = "tests/grid/cli/test_cli.py::test_cluster_yaml_is_valid_and_locked_down"
 S3 = "tests/grid/scenarios/test_e2e.py::test_object_store_storage_run_status_query"
+SLURM = "tests/grid/scenarios/test_slurm.py::test_the_grid_runs_through_sbatch_onto_a_folder_declared_shared"
 
 #: README command prefix → where it runs ("path::test" or make demo / CI).
 EXERCISED_BY: dict[str, list[str]] = {
@@ -55,11 +64,19 @@ EXERCISED_BY: dict[str, list[str]] = {
     "pip install ./tests/plugins/tiny_defense": [
         "tests/grid/scenarios/test_plugin_grid.py::test_a_killed_and_resumed_plugin_grid_equals_an_uninterrupted_one"],
     "python jobs/fidelity.py --no-ray": ["tests/er_core/test_fidelity_run.py::test_runs_with_er_core_alone_and_writes_the_table"],
+    # The SLURM recipe on a one-machine SLURM cluster: the same script, one node, no GPU (the
+    # multi-node worker loop and --gpus-per-task are not run), `er-grid run` as the driver.
+    "export ER_GRID_VENV": [SLURM],
+    "sbatch": [SLURM, "tests/grid/scenarios/test_resume.py::test_kill_in_training_and_evaluation_then_resume_from_moved_folder"],
+    "squeue": [SLURM],
+    "tools/slurm_local.sh": [SLURM],
+    "python jobs/full_grid.py --dry-run --preset smoke --calibrate": [
+        "tests/grid/scenarios/test_readme_snippets.py::test_calibrate_command_runs_on_the_demo_experiment"],
 }
 
 #: Commands in the README that no test runs, and why.
 NOT_RUN_BY_TESTS = {
-    "python jobs/fidelity.py --storage": "the paper preset needs a GPU (MNIST, PGD-40 training); its spec is "
+    "python jobs/fidelity.py --preset paper": "the paper preset needs a GPU (MNIST, PGD-40 training); its spec is "
                                          "checked by tests/grid/scenarios/test_fidelity_job.py and the same code runs "
                                          "the smoke preset",
     "ray stop": "stops every Ray process of the user on the machine, the test session's head "
@@ -68,6 +85,34 @@ NOT_RUN_BY_TESTS = {
     "pip install -e . boto3": "needs the internet; `make` installs the same package (and boto3 "
                               "through the dev extra) into .venv",
 }
+
+
+#: A line of each Python block of the README → the test that runs the block as written.
+SNIPPETS: dict[str, str] = {
+    'grid.load_model("results/demo/smoke", trial_id)':
+        "tests/grid/scenarios/test_readme_snippets.py::test_load_model_snippet_runs_against_the_demo_experiment",
+    "table = grid.benchmark(": "tests/test_readme.py::test_benchmark_snippet_writes_where_the_readme_says",
+    "from er_core.evaluate import attack_batch": "tests/test_readme.py::test_er_core_snippet_runs",
+    "class NoiseTraining(Method):": "tests/test_readme.py::test_plugin_snippets_are_the_plugin_the_tests_install",
+}
+
+
+def python_blocks(text: str = README) -> list[str]:
+    """Bodies of the README's fenced ``python`` blocks."""
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def snippet(marker: str) -> str:
+    """The one Python block of the README that holds ``marker``."""
+    (block,) = [b for b in python_blocks() if marker in b]
+    return block
+
+
+def run_snippet(marker: str) -> dict:
+    """Execute the README's block holding ``marker`` as written; its variables afterwards."""
+    namespace: dict = {"__name__": "readme_snippet"}
+    exec(compile(snippet(marker), "README.md", "exec"), namespace)
+    return namespace
 
 
 def shell_blocks(text: str) -> list[str]:
@@ -105,6 +150,17 @@ def test_every_readme_command_is_exercised_or_listed_with_a_reason():
     # Every entry is used: a stale entry would hide a command that was renamed.
     used = {where(c) for c in found}
     assert set(EXERCISED_BY) | set(NOT_RUN_BY_TESTS) == used, set(EXERCISED_BY) - used
+
+
+def test_every_python_snippet_is_run_by_a_test():
+    blocks = python_blocks()
+    assert len(blocks) >= 4
+    for block in blocks:
+        found = [marker for marker in SNIPPETS if marker in block]
+        assert len(found) == 1, f"README Python block without one SNIPPETS entry:\n{block}"
+    for item in SNIPPETS.values():
+        path, name = item.split("::")
+        assert f"def {name}(" in (REPO / path).read_text(), f"{item} does not exist"
 
 
 def test_listed_tests_exist():
@@ -170,3 +226,58 @@ def test_no_code_names_a_path_outside_the_repository():
     hits = [f"{p.relative_to(REPO)}:{i}" for p in files
             for i, line in enumerate(p.read_text().splitlines(), 1) if outside.search(line)]
     assert not hits, hits
+
+
+# --------------------------------------------------------------------------- the snippets, run
+
+
+def test_er_core_snippet_runs():
+    ran = run_snippet("from er_core.evaluate import attack_batch")
+    rows = ran["rows"]
+    assert len(rows) == 100 and {"correct_clean", "correct_adv", "linf"} <= set(rows[0])
+    assert max(r["linf"] for r in rows) <= 0.1 + 1e-6  # the ε it names
+
+
+def test_benchmark_snippet_writes_where_the_readme_says(tmp_path, monkeypatch):
+    from grid.cli import main
+    from grid.store import load
+
+    monkeypatch.chdir(tmp_path)
+    table = run_snippet("table = grid.benchmark(")["table"]
+    assert "rows are in\n`results/my_model/results`" in README  # the folder the text names
+    assert set(table["attack"]) == {"pgd"} and table["n"].max() == 100
+    assert len(load("results/my_model/results")) == 100
+    assert main(["query", "results/my_model", "--format", "csv"]) == 0  # as the text says
+
+
+def test_plugin_snippets_are_the_plugin_the_tests_install(digits):
+    """The class block runs as written and trains like the example plugin's own class, on the
+    same batch from the same seed; the TOML block is the plugin's entry point."""
+    plugin = REPO / "tests" / "plugins" / "tiny_defense"
+    spec = importlib.util.spec_from_file_location("tiny_defense_readme", plugin / "tiny_defense" / "defense.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    written = run_snippet("class NoiseTraining(Method):")["NoiseTraining"]
+    losses = []
+    for cls in (written, module.NoiseTraining):
+        assert (cls.name, cls.display_name) == ("noise_training", "Noise training")
+        assert cls.PARAMS["noise_std"] == module.NoiseTraining.PARAMS["noise_std"]
+        torch.manual_seed(0)
+        method = cls("digits")
+        torch.manual_seed(1)
+        losses.append(float(method.loss(digits.x_train[:16], digits.y_train[:16])[0].detach()))
+    assert losses[0] == losses[1]
+    (toml,) = re.findall(r"```toml\n(.*?)```", README, re.S)
+    assert toml.strip() in (plugin / "pyproject.toml").read_text()
+
+
+def test_models_fragment_is_a_valid_part_of_the_example_spec(tmp_path, monkeypatch):
+    """The ``models:`` block beside the full YAML example, with the weights file it names."""
+    from er_core.nets import build_model
+    from grid.spec import GridSpec
+
+    monkeypatch.chdir(tmp_path)
+    torch.save(build_model(dataset="digits").state_dict(), "net.pt")
+    example, fragment = re.findall(r"```yaml\n(.*?)```", README, re.S)[:2]
+    spec = GridSpec.from_dict({**yaml.safe_load(example), **yaml.safe_load(fragment)})
+    assert {t.method for t in spec.expand()} >= {"model:plain_net", "none"}

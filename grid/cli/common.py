@@ -41,9 +41,12 @@ def spec_with_storage(spec: dict, storage: Optional[str]):
 
 
 def guarded(command: Callable[[], int]) -> int:
-    """Run ``command``; user errors, damaged files and OS errors become one line on stderr
-    naming what is wrong (and the path), and exit code 2. Never a traceback for those."""
+    """Run ``command``; user errors, damaged files, OS errors and a full disk (however wrapped)
+    become one line on stderr naming what is wrong (and the path), and exit code 2. Never a
+    traceback for those."""
     import yaml
+
+    from grid.common.disk_full import disk_full
 
     try:
         code = command()
@@ -59,12 +62,21 @@ def guarded(command: Callable[[], int]) -> int:
     except OSError as err:
         # Permission denied, is/not a directory, disk full, missing file, object-store errors.
         where = f": {err.filename}" if getattr(err, "filename", None) else ""
-        message = f"{err.strerror or err}{where}" if err.strerror else f"{err}{where}"
+        full = disk_full(err)  # pyarrow's ENOSPC names no file: said as a full disk, with where
+        message = str(full) if full else f"{err.strerror or err}{where}" if err.strerror else f"{err}{where}"
     except (ValueError, yaml.YAMLError) as err:
         # Usage errors (UsageError, grid.common.errors.GridError), spec validation, store filters,
         # damaged results (DamagedStore) and damaged JSON records: ValueErrors naming the field
         # or the file. OSError comes first: a few errors are both (io.UnsupportedOperation).
+        # A full disk met by a run or resume (grid.common.disk_full.DiskFull) is a GridError.
         message = str(err)
+    except Exception as err:
+        # A full disk wrapped by Ray or Tune (a trial's RayTaskError, a TuneError's text); any
+        # other error is a bug and keeps its traceback.
+        full = disk_full(err)
+        if full is None:
+            raise
+        message = str(full)
     print(f"er-grid: error: {' '.join(message.split())}", file=sys.stderr)
     return EXIT_USAGE
 

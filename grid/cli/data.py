@@ -5,9 +5,10 @@ by default ``$ER_GRID_DATA_ROOT``, else ``~/er-grid-data`` — where er_core's l
 and the cluster's trials look. ``fetch`` downloads and unpacks into ``DIR/NAME``
 (er_core/download.py: mirrors, checksums, resume); ``check`` verifies what is there and
 exits 1 when a dataset is missing or damaged. A failed download (every mirror tried) or an
-OS error prints one line and exits 2; a partial download stays as ``<file>.part`` and the
-next ``fetch`` resumes it. ``digits`` is bundled with scikit-learn and
-needs neither.
+OS error prints one line and exits 2; a failed download adds one line naming the offline route
+(the standard files to put in ``DIR/NAME`` by hand). A partial download stays as
+``<file>.part`` and the next ``fetch`` resumes it; a folder the failed fetch created and left
+empty is removed. ``digits`` is bundled with scikit-learn and needs neither.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _data_root(root: str | None) -> Path:
 
 
 def cmd_fetch(args) -> int:
-    from er_core.download import fetch
+    from er_core.download import DownloadError, fetch, offline_files, source
 
     folder = _data_root(args.root) / args.name
     print(f"{args.name}: fetching into {folder}", flush=True)
@@ -34,6 +35,13 @@ def cmd_fetch(args) -> int:
         fetch(args.name, folder, progress=True)
     except OSError as err:  # DownloadError, permission denied, disk full, …
         print(f"er-grid: error: {err}", file=sys.stderr)
+        if isinstance(err, DownloadError):
+            again = f"er-grid data fetch {args.name}" + (f" --root {args.root}" if args.root else "")
+            print(f"without a network: put {args.name}'s standard files ({offline_files(args.name)}) in {folder} "
+                  f"(under the data root {folder.parent}; formats in er_core/data.py), then run {again} again: it "
+                  "downloads nothing that is there and intact" + (", unpacks the archive" if source(args.name).unpack
+                                                                   else "") + " and checks the files",
+                  file=sys.stderr)
         return EXIT_ERROR
     print(f"{args.name}: ok ({folder})")
     return EXIT_OK

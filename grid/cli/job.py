@@ -1,7 +1,8 @@
 """The command line of the job files in ``jobs/``: ``--preset NAME``, ``--dry-run`` (trial table,
 GPU-hours, wall time on ``--gpus`` GPUs, storage; ``--calibrate`` rescales the per-epoch costs
-from a finished experiment), ``--storage PATH|URI``. A job file holds specs and one call to
-:func:`job_main`; errors print one line and exit 2, as in ``er-grid``.
+from a finished experiment), ``--storage PATH|URI`` (default: the preset's ``storage_path``, else
+the user's own :func:`grid.common.locations.default_storage`, printed before the run). A job file
+holds specs and one call to :func:`job_main`; errors print one line and exit 2, as in ``er-grid``.
 """
 
 from __future__ import annotations
@@ -23,22 +24,25 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None,
     parser = argparse.ArgumentParser(description="Run an ER-Grid job (a grid spec) on the current Ray cluster.")
     parser.add_argument("--preset", choices=sorted(presets), default=default)
     parser.add_argument("--dry-run", action="store_true", help="print the trials and a GPU-hours estimate only")
-    parser.add_argument("--storage", help="storage path or URI (default: the spec's storage_path)")
+    parser.add_argument("--storage", help="storage path or URI (default: the preset's storage_path, else "
+                                           "$XDG_DATA_HOME/er-grid/results, ~/.local/share/er-grid/results)")
     parser.add_argument("--gpus", type=int, default=1, help="--dry-run: GPUs to estimate the wall time for")
     parser.add_argument("--calibrate", metavar="EXPERIMENT_OR_RESULTS",
                         help="--dry-run: rescale the per-epoch costs from a finished experiment's trial rows")
     args = parser.parse_args(argv)
 
     def command() -> int:
+        from grid.common.locations import default_storage, experiment_path, make_private
         from grid.run.tuner import run
 
-        spec = spec_with_storage(presets[args.preset], args.storage)
+        default = not (args.storage or presets[args.preset].get("storage_path"))
+        spec = spec_with_storage(presets[args.preset], default_storage() if default else args.storage)
+        results = experiment_path(spec.storage_path, spec.experiment)
         if args.dry_run:
             if args.gpus < 1:
                 raise UsageError(f"--gpus: expected an integer ≥ 1, got {args.gpus}")
             epoch_seconds, note = None, None
             if args.calibrate:
-                from grid.run.cost import calibrate
                 from grid.store import load_trials
 
                 # Only trial rows are needed: an experiment folder or its results folder, by the
@@ -46,11 +50,13 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None,
                 measured = load_trials(args.calibrate)
                 if measured.empty:
                     raise UsageError(f"--calibrate: no trial rows in {args.calibrate}")
-                epoch_seconds = calibrate(measured)
-                note = (f"calibrated for {', '.join(sorted(set(measured['dataset'])))} from {len(measured)} trial "
-                        f"row(s) on {', '.join(sorted(set(measured['device'])))}")
+                epoch_seconds, note = calibration(measured, spec, args.calibrate)
             print(dry_run_table(spec, gpus=args.gpus, epoch_seconds=epoch_seconds, calibration=note))
+            print(f"results would go to: {results}")
             return EXIT_OK
+        if default:
+            make_private(spec.storage_path)
+        print(f"results: {results}", flush=True)
         summary = run(spec)
         code = print_summary(summary)
         if after_run is not None:
@@ -58,6 +64,27 @@ def job_main(presets: dict, default: str, argv: Optional[Sequence[str]] = None,
         return code
 
     return guarded(command)
+
+
+def calibration(measured, spec, source: str) -> tuple[dict, str]:
+    """Per-epoch costs rescaled from ``measured`` trial rows and the note saying from what.
+
+    Rows of datasets the grid does not run change nothing: when none of the grid's datasets was
+    measured that is one line and exit 2, not an uncalibrated estimate that looks calibrated."""
+    from grid.run.cost import calibrate
+
+    datasets = list(dict.fromkeys(spec.datasets))
+    covered = [d for d in datasets if d in set(measured["dataset"])]
+    if not covered:
+        raise UsageError(f"--calibrate: {source} has trial rows of {', '.join(sorted(set(measured['dataset'])))} "
+                         f"only, and this grid runs {', '.join(datasets)}: nothing to calibrate from (calibrate "
+                         f"from an experiment on one of the grid's datasets)")
+    mine = measured[measured["dataset"].isin(covered)]
+    kept = [d for d in datasets if d not in covered]
+    note = (f"calibrated for {', '.join(covered)} from {len(mine)} trial row(s) on "
+            f"{', '.join(sorted(set(mine['device'])))}" + (f"; {', '.join(kept)} from the assumed GPU's table"
+                                                           if kept else ""))
+    return calibrate(mine), note
 
 
 def dry_run_table(spec, gpus: int = 1, epoch_seconds: Optional[dict] = None, calibration: Optional[str] = None) -> str:

@@ -116,35 +116,57 @@ def _remaining(trials) -> str:
 
 
 def cmd_query(args) -> int:
-    from grid.report.query import query_table
-
     # Grouped by attack, the attack filter selects table rows (the worst case needs every
     # attack's rows); otherwise it selects the example rows, so that one attack is left.
     _check_destination(args.out, "--out")
     check_by(args.by)
     by_attack = "attack" in args.by
     filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and by_attack)}
-    df = _load_rows(args.path, filters, args.skip_damaged)
+    parts = _query_rows(args, filters)
     missing = _without_results(args.path, filters, args.skip_damaged)
     if missing:  # a planned trial with no rows has no row to mark incomplete: named here
         from grid.report.query import no_results_line
 
         print(f"er-grid: warning: {no_results_line(missing)}", file=sys.stderr)
     # Refuses (exit 2, naming the keys) a --by that would average over attacks, ε or datasets.
-    table = query_table(df, by=args.by, worst_case=not args.no_worst_case)
+    table = parts.table()
     from grid.report.sanity import add_flags_column
     from grid.store import flags_for_trials
 
-    flags = flags_for_trials(results_root(args.path), df["trial_id"].unique(),
+    trials = parts.trials()
+    flags = flags_for_trials(results_root(args.path), trials["trial_id"].unique(),
                              damaged="skip" if args.skip_damaged else "raise")
-    table = add_flags_column(table, df, flags)
+    table = add_flags_column(table, trials, flags)
     if args.attack and by_attack:
         table = table[table["attack"].isin(args.attack)]
         if table.empty:
+            attacks = set(parts.per_trial()["attack"]) - {"worst_case"}
             raise UsageError(f"no rows for attack(s) {args.attack}; attacks here: "
-                             f"{', '.join(sorted(set(df['attack'])))} (and worst_case)")
+                             f"{', '.join(sorted(attacks))} (and worst_case)")
     _emit(table, args.format, args.out)
     return EXIT_OK
+
+
+def _query_rows(args, filters: dict):
+    """``query``'s rows reduced a few trials at a time (``grid.report.query.query_store``);
+    damaged files and empty selections as :func:`_load_rows` treats them."""
+    from grid.report.query import query_store
+    from grid.store import DamagedStore, open_results
+
+    root = results_root(args.path)
+    check_filters(root, args.path, filters)
+    store, worst_case = open_results(root), not args.no_worst_case
+    try:
+        parts = query_store(store, args.by, worst_case, filters=filters)
+    except DamagedStore as err:
+        if not args.skip_damaged:
+            raise
+        print(f"er-grid: warning: {err}; leaving them out", file=sys.stderr)
+        parts = query_store(store, args.by, worst_case, damaged="skip", filters=filters)
+    if parts.trials().empty:
+        together = f"{filters} together" if filters else "anything"
+        raise UsageError(f"no result rows match {together} in {args.path}")
+    return parts
 
 
 def cmd_report(args) -> int:

@@ -10,10 +10,36 @@ and command takes either folder (:func:`folder_candidates`); no other module str
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 #: Where an experiment folder keeps its results store.
 RESULTS_DIR = "results"
+
+
+def default_storage() -> str:
+    """Where the job files put results when neither ``--storage`` nor the preset names a place:
+    ``$XDG_DATA_HOME/er-grid/results``, ``~/.local/share/er-grid/results`` where that is unset.
+
+    A folder of the user's own (created owner-only by :func:`make_private`), never a shared one
+    such as the machine's temp folder: a job finding an experiment of the same name and spec
+    there resumes it, so a shared default would let one user resume another's experiment.
+    """
+    base = os.environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(base):  # the XDG rule: a relative value is ignored
+        base = os.path.join(Path.home(), ".local", "share")
+    return str(Path(base) / "er-grid" / "results")
+
+
+def make_private(folder: str) -> None:
+    """Create the local ``folder`` and its missing parents readable by their owner only (0700);
+    folders already there are left as they are."""
+    path, missing = Path(folder).expanduser(), []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for part in reversed(missing):
+        part.mkdir(mode=0o700, exist_ok=True)
 
 
 def storage_location(storage: str) -> str:
@@ -68,5 +94,5 @@ def filesystem(path: str):
     return pyarrow.fs.LocalFileSystem(), str(Path(path).expanduser().resolve())
 
 
-__all__ = ["RESULTS_DIR", "experiment_path", "filesystem", "folder_candidates", "join", "parent_of_results",
-           "results_location", "storage_location"]
+__all__ = ["RESULTS_DIR", "default_storage", "experiment_path", "filesystem", "folder_candidates", "join", "parent_of_results",
+           "make_private", "results_location", "storage_location"]

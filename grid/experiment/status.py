@@ -30,9 +30,10 @@ from grid.common.locations import filesystem, join, results_location
 from grid.spec import TrialConfig
 from grid.stages import missing_files
 from grid.store import EXAMPLES_DIR, ResultStore, check_store
+from grid.store.layout import NOTES_DIR
 from grid.store.manifest import batch_key
 
-from .files import scan_checkpoints
+from .files import EPOCH_FILE, scan_checkpoints
 from .spec_record import experiment_folder, planned_trials
 
 
@@ -47,7 +48,13 @@ class TrialStatus:
     batches_total: int
     damaged: tuple = ()  # "path: reason" per committed file missing or changed, per sidecar that cannot be true
     elapsed_s: float = 0.0  # training seconds so far, from the newest checkpoint's sidecar
-    config: Optional[TrialConfig] = None  # for the time-remaining estimate (grid.trial.progress)
+    config: Optional[TrialConfig] = None  # for the time-remaining estimate (grid.run.estimate)
+    # When the trial's records were written (file times, seconds since 1970), the estimate's
+    # measure of its pace: the newest checkpoint sidecar, each committed intact evaluation batch
+    # as ((attack, ε, batch), time), and the newest of its other committed files.
+    epoch_at: Optional[float] = None
+    batch_at: tuple = ()
+    finished_at: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +80,16 @@ def epochs_done(experiment: str, trial: TrialConfig) -> tuple[int, float]:
 def checkpoint_progress(experiment: str, trial: TrialConfig) -> tuple[int, float, list]:
     """:func:`epochs_done` and the trial's damaged sidecars (``"<trial name>/<folder>/epoch.json
     is damaged (…)"``): a sidecar claiming more epochs than the spec plans is not believed."""
+    return _checkpoints(experiment, trial)[:3]
+
+
+def _checkpoints(experiment: str, trial: TrialConfig) -> tuple[int, float, list, Optional[float]]:
+    """:func:`checkpoint_progress` and when the newest sidecar was written (None: none)."""
     fs, folder = filesystem(join(experiment, trial.name))
     found, damaged = scan_checkpoints(fs, folder, trial.epochs)
-    epoch, seconds = max(((epoch, seconds) for epoch, seconds, _path in found), default=(0, 0.0))
-    return epoch, seconds, [f"{trial.name}/{line}" for line in damaged]
+    epoch, seconds, newest = max(found, default=(0, 0.0, None))
+    written = _written_at(fs, [f"{newest}/{EPOCH_FILE}"])[0] if newest else None
+    return epoch, seconds, [f"{trial.name}/{line}" for line in damaged], written
 
 
 def status(path: str, progress=None) -> ExperimentStatus:
@@ -94,7 +107,7 @@ def status(path: str, progress=None) -> ExperimentStatus:
     for trial in (progress(trials) if progress else trials):
         committed = {batch_key(c) for c in check.intact_commits(trial.trial_id, EXAMPLES_DIR)}
         planned = set(trial.eval_batches())
-        epochs, seconds, sidecars = checkpoint_progress(experiment, trial)
+        epochs, seconds, sidecars, epoch_at = _checkpoints(experiment, trial)
         damaged = tuple(f"{c.path}: {reason}" for c, reason in check.damaged.get(trial.trial_id, ())) + tuple(sidecars)
         intact = {f"{results.base}/{c.path}" for c in check.intact.get(trial.trial_id, ())}
         # DONE means every stage the trial wants has committed every file it makes, intact.
@@ -102,13 +115,37 @@ def status(path: str, progress=None) -> ExperimentStatus:
         out.append(TrialStatus(
             name=trial.name, trial_id=trial.trial_id, state=_state(bool(damaged), bool(complete), epochs, trial.epochs),
             epochs_done=epochs, epochs=trial.epochs, batches_done=len(planned & committed),
-            batches_total=len(planned), damaged=damaged, elapsed_s=seconds, config=trial,
+            batches_total=len(planned), damaged=damaged, elapsed_s=seconds, config=trial, epoch_at=epoch_at,
+            **_commit_times(results, check.intact.get(trial.trial_id, ()), planned),
         ))
     return ExperimentStatus(
         experiment_path=experiment, results_path=results.root, trials=tuple(out),
         not_part_of_store=check.not_part_of_store, moved_aside=check.moved_aside,
         damaged_records=check.damaged_records,
     )
+
+
+def _commit_times(results: ResultStore, commits, planned: set) -> dict:
+    """``batch_at`` and ``finished_at`` of :class:`TrialStatus` from the trial's intact commits."""
+    commits = list(commits)
+    times = _written_at(results.fs, [f"{results.base}/{c.path}" for c in commits])
+    batch_at, others = [], []
+    for commit, at in zip(commits, times):
+        if at is None:
+            continue
+        if commit.table == EXAMPLES_DIR:
+            if batch_key(commit) in planned:
+                batch_at.append((batch_key(commit), at))
+        elif commit.table != NOTES_DIR:  # notes come before their batch; the other tables after
+            others.append(at)
+    return {"batch_at": tuple(batch_at), "finished_at": max(others, default=None)}
+
+
+def _written_at(fs, paths: list) -> list:
+    """Each file's modification time (seconds since 1970), None where the store gives none."""
+    if not paths:
+        return []
+    return [info.mtime.timestamp() if info.mtime is not None else None for info in fs.get_file_info(paths)]
 
 
 def _state(damaged: bool, complete: bool, epochs: int, planned: int) -> str:

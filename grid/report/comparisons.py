@@ -100,7 +100,7 @@ def comparison_section(df: pd.DataFrame) -> list[str]:
     lines = [[r.dataset, f"{r.a} vs {r.b}", r.attack, num(r.eps), str(r.seeds), str(r.n),
               f"{100 * r.difference:+.1f} ({100 * r.low:+.1f} to {100 * r.high:+.1f})",
               "resolved" if r.resolved else "not resolved"] for r in table.itertuples(index=False)]
-    return out + [markdown_table(["dataset", "comparison", "attack", "ε", "seeds", "n", "Δ (95% interval)", ""], lines), ""]
+    return out + [markdown_table(["dataset", "comparison", "attack", "ε", "seeds", "n", "Δ, points (95% interval)", ""], lines), ""]
 
 
 __all__ = ["PAIRS", "comparison_section", "comparison_table"]

@@ -82,8 +82,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence], rule: str = 
     return "\n".join(lines)
 
 
-def frame_markdown(table) -> str:
-    """A frame of formatted cells as a markdown table, its index as the first column."""
-    header = [table.index.name or "", *[str(c) for c in table.columns]]
+#: The unit of every accuracy cell in the report, named in each accuracy column's header.
+PCT = "%"
+
+
+def frame_markdown(table, unit: str = "") -> str:
+    """A frame of formatted cells as a markdown table, its index as the first column; ``unit``
+    (e.g. :data:`PCT`), when given, is named in every column header after the index."""
+    suffix = f" ({unit})" if unit else ""
+    header = [table.index.name or "", *[f"{c}{suffix}" for c in table.columns]]
     rows = [[str(index), *[str(v) for v in values]] for index, values in zip(table.index, table.to_numpy())]
     return markdown_table(header, rows)

@@ -4,8 +4,11 @@
 :class:`ReportContext` (rows, trial rows, detection rows, the accuracy table computed once,
 links to the figure files, the sanity flags) and returns markdown lines. To add a section,
 write ``def my_section(ctx) -> list[str]`` and insert it into :data:`SECTIONS` before
-:func:`grid.report.settings.settings_section`, which closes the report. Cells are accuracy in % as ``mean ± std (95% interval) [n=examples × seeds]``; a cell computed from
-fewer examples than the evaluation plan asked for says ``n=… of …: incomplete``.
+:func:`grid.report.settings.settings_section`, which closes the report. Cells are accuracy in % as
+``mean ± std (95% interval) [n=examples × seeds]`` and every accuracy column's header says ``(%)``
+(``er-grid query`` and its CSV give the same numbers as fractions); a cell computed from fewer
+examples than the evaluation plan asked for says ``n=… of …: incomplete``. A paper table or figure
+whose attack has no rows is left out, and one line at the top names it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from grid.store.rows import present
 
 from .comparisons import comparison_section
 from .detection_tables import detection_tables as detection_table_text
-from .formatting import frame_markdown, markdown_table, mean_std, num
+from .formatting import PCT, frame_markdown, markdown_table, mean_std, num
 from .metrics import ACC_BY, CONFIG_COLUMNS, WORST_CASE, robust_accuracy
 from .names import dataset_name, method_name
 from .paper_values import (
@@ -94,15 +97,31 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
     if not df.empty and (df["attack"] == CW_ATTACK).any():  # once, for Table 2 and the comparison
         ctx.cw_acc = cw_accuracy(df, ctx.cw_readings)
     parts = ["# ER-Grid results", "",
-             "Accuracy in %, `mean ± std (95% interval) [n=examples × seeds]` over seeds; the interval is the wider "
+             "Accuracy in % (`er-grid query` and its CSV give the same numbers as fractions), "
+             "`mean ± std (95% interval) [n=examples × seeds]` over seeds; the interval is the wider "
              "of the one over the cell's examples (Wilson) and, where it has several runs, the one over its "
-             "seeds (t). Robust = correct "
-             "clean and under attack. `worst case` = robust under every attack run at that ε (per example). "
+             "seeds (t). Robust = correct clean and under attack. `clean` = unattacked accuracy on the "
+             "evaluation subset (not Tune's `holdout_accuracy`, which is on up to 512 test examples outside "
+             "it). `worst case` = robust under every attack run at that ε (per example). "
              "A cell with fewer examples than planned is marked `incomplete`.", ""]
-    parts += without_results
+    parts += without_results + absent_attacks_line(ctx.df)
     for section in (SECTIONS if sections is None else sections):
         parts += section(ctx)
     return "\n".join(parts).rstrip() + "\n"
+
+
+# The paper's tables and figures that each attack's rows feed, in the report's order.
+PAPER_ATTACKS = ((PGD_ATTACK, "PGD", "Figures 3/4"), (AUTOATTACK, "AutoAttack", "Table 1"),
+                 (CW_ATTACK, "C&W-ℓ2", "Table 2"), (RAYS, "RayS", "Table 3"))
+
+
+def absent_attacks_line(df: pd.DataFrame) -> list[str]:
+    """One line naming the paper's attacks without rows, whose sections the report leaves out."""
+    ran = set() if df.empty else set(df["attack"].unique())
+    absent = [f"{name} ({where})" for attack, name, where in PAPER_ATTACKS if attack not in ran]
+    if not absent:
+        return []
+    return [f"Not in these rows, so left out: {', '.join(absent)}.", ""]
 
 
 def _figure_links(ctx: ReportContext, prefix: str) -> list[str]:
@@ -122,9 +141,14 @@ def _link(ctx: ReportContext, path: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(ctx.links_from).resolve())).as_posix()
 
 
+# The unattacked accuracy on the evaluation subset, named apart from Tune's held-out reading.
+CLEAN_HEADER = f"clean, evaluation subset ({PCT})"
+
+
 def table1_section(ctx: ReportContext) -> list[str]:
     return _attack_section(ctx.df, ctx.acc, AUTOATTACK, "Table 1: AutoAttack (ℓ∞) accuracy, %",
-                           "Per configuration, with clean accuracy and the per-example worst case over attacks:",
+                           "Per configuration, with clean accuracy on the evaluation subset and the per-example "
+                           "worst case over attacks:",
                            with_worst_case_column=True)
 
 
@@ -134,7 +158,8 @@ def table2_section(ctx: ReportContext) -> list[str]:
 
 def table3_section(ctx: ReportContext) -> list[str]:
     return _attack_section(ctx.df, ctx.acc, RAYS, "Table 3: RayS black-box (ℓ∞) accuracy, %",
-                           "Per configuration, with clean accuracy and mean queries:", extra="queries")
+                           "Per configuration, with clean accuracy on the evaluation subset and mean queries:",
+                           extra="queries")
 
 
 def worst_case_section(ctx: ReportContext) -> list[str]:
@@ -181,32 +206,30 @@ def embedding_section(ctx: ReportContext) -> list[str]:
 
 
 def figures_section(ctx: ReportContext) -> list[str]:
-    df = ctx.df
-    out = ["## Figures 3/4: PGD (ℓ∞) accuracy vs ε", "",
-           "Rows ε, columns methods: the lines that `grid.report.figures.write_figures` plots.", ""]
-    curves = pgd_curves(df)
+    curves = pgd_curves(ctx.df)
     if curves.empty:
-        return out + [f"_no {PGD_ATTACK} rows_", ""]
+        return []  # named in the report's opening line (absent_attacks_line)
+    out = ["## Figures 3/4: PGD (ℓ∞) accuracy vs ε, %", "",
+           "Rows ε, columns methods: the lines that `grid.report.figures.write_figures` plots.", ""]
     out += _figure_links(ctx, "figure")
     figure4 = ", ".join(method_name(m) for m in FIGURE4_METHODS if m in set(curves["method"]))
     for dataset in dict.fromkeys(curves["dataset"]):
         title = dataset if dataset_name(dataset) == dataset else f"{dataset} ({dataset_name(dataset)})"
         out += [f"### {title}", "", "Figure 3, all methods:", "",
-                frame_markdown(figure_table(curves, dataset)), ""]
+                frame_markdown(figure_table(curves, dataset), unit=PCT), ""]
         panel = figure_table(curves, dataset, FIGURE4_METHODS)
         if not panel.empty:
-            out += [f"Figure 4, {figure4}:", "", frame_markdown(panel), ""]
+            out += [f"Figure 4, {figure4}:", "", frame_markdown(panel, unit=PCT), ""]
     return out
 
 
 def _attack_section(df: pd.DataFrame, acc: pd.DataFrame, attack: str, title: str, details_caption: str,
                     with_worst_case_column: bool = False, extra: Optional[str] = None) -> list[str]:
-    out = [f"## {title}", ""]
     table = attack_table(df, attack, acc)
     if table is None:
-        return out + [f"_no {attack} rows_", ""]
-    return out + [frame_markdown(table), "", details_caption, "",
-                  _attack_details(df, acc, attack, with_worst_case_column, extra), ""]
+        return []  # named in the report's opening line (absent_attacks_line)
+    return [f"## {title}", "", frame_markdown(table, unit=PCT), "", details_caption, "",
+            _attack_details(df, acc, attack, with_worst_case_column, extra), ""]
 
 
 def _attack_details(df: pd.DataFrame, acc: pd.DataFrame, attack: str, with_worst_case_column: bool = False,
@@ -214,13 +237,13 @@ def _attack_details(df: pd.DataFrame, acc: pd.DataFrame, attack: str, with_worst
     """One row per (dataset, configuration, ε) with clean accuracy (and worst case / queries)."""
     keys = ["dataset", "method", "train_eps", "lam", "norm", "eps"]
     mine = acc[acc["attack"] == attack]
-    header = ["dataset", "method", "ε", "clean", attack]
+    header = ["dataset", "method", "ε", CLEAN_HEADER, f"{attack} ({PCT})"]
     if with_worst_case_column:
         # pandas merges NaN keys (λ/train ε of methods without them) as equal, as needed here.
         taken = ["robust_accuracy", "robust_std", "runs", "n", "n_planned", "robust_lo", "robust_hi", "seed_lo", "seed_hi"]
         worst = acc[acc["attack"] == WORST_CASE][keys + [c for c in taken if c in acc.columns]]
         mine = mine.merge(worst.rename(columns={c: f"wc_{c}" for c in taken}), on=keys, how="left")
-        header.append("worst case")
+        header.append(f"worst case ({PCT})")
     if extra == "queries":
         queries = df[df["attack"] == attack].groupby(keys, dropna=False)["queries"].mean()
         mine = mine.merge(queries.rename("mean_queries").reset_index(), on=keys, how="left")
@@ -243,7 +266,7 @@ def _cw_section(df: pd.DataFrame, readings: tuple[CWReading, ...], acc: Optional
     bounds = " and ".join(r.header() for r in readings)
     out = [f"## Table 2: C&W (ℓ2) accuracy at {bounds}, %", ""]
     if df.empty or not (df["attack"] == CW_ATTACK).any():
-        return out + [f"_no {CW_ATTACK} rows_", ""]
+        return []  # named in the report's opening line (absent_attacks_line)
     if acc is None:
         acc = cw_accuracy(df, readings)  # once, for the paper-layout table and the per-configuration rows
     table = cw_table(df, readings, acc)
@@ -254,14 +277,14 @@ def _cw_section(df: pd.DataFrame, readings: tuple[CWReading, ...], acc: Optional
     by_reading = {(r.reading, *_cw_key(r)): r for r in acc.itertuples(index=False)}
     per = acc[acc["reading"] == readings[0].key]
     per = per.assign(row_label=config_labels(per))
-    header = ["dataset", "method", "C&W setting", "clean", *[f"C&W, {r.header()}" for r in readings]]
+    header = ["dataset", "method", "C&W setting", CLEAN_HEADER, *[f"C&W, {r.header()} ({PCT})" for r in readings]]
     rows = []
     for r in per.sort_values(["dataset", "row_label", "cw_setting"]).itertuples():
         mine = [by_reading.get((reading.key, *_cw_key(r))) for reading in readings]
         rows.append([r.dataset, r.row_label, r.cw_setting or "default", mean_std(r, "clean"),
                      *[mean_std(m) if m is not None else "–" for m in mine]])
-    return out + [frame_markdown(table), "", *notes, *cw_reading_fit(acc, readings),
-                  "Per configuration, with clean accuracy:", "", markdown_table(header, rows), ""]
+    return out + [frame_markdown(table, unit=PCT), "", *notes, *cw_reading_fit(acc, readings),
+                  "Per configuration, with clean accuracy on the evaluation subset:", "", markdown_table(header, rows), ""]
 
 
 def _cw_key(row) -> tuple:
@@ -277,11 +300,11 @@ def _worst_case_section(df: pd.DataFrame, acc: pd.DataFrame) -> list[str]:
         return out + ["_no ε with two or more attacks_", ""]
     over = worst_case_attacks(df)
     notes = [f"- {column}: over {', '.join(over[column])}" for column in table.columns if column in over]
-    return out + [frame_markdown(table), "", *notes, ""]
+    return out + [frame_markdown(table, unit=PCT), "", *notes, ""]
 
 
 def _trial_summary(trials_df: pd.DataFrame) -> list[str]:
-    out = ["## Trials: clean accuracy and wall time", ""]
+    out = ["## Trials: clean accuracy on the evaluation subset and wall time", ""]
     if trials_df.empty:
         return out + ["_no trial rows_", ""]
     keys = ["dataset", "method", *CONFIG_COLUMNS]
@@ -290,7 +313,7 @@ def _trial_summary(trials_df: pd.DataFrame) -> list[str]:
         runs=("trial_id", "nunique"), wall=("wall_seconds", "mean"),
     ).reset_index()
     agg = agg.assign(row_label=config_labels(agg))
-    header = ["dataset", "method", "clean accuracy", "mean wall time (min)"]
+    header = ["dataset", "method", f"clean accuracy, evaluation subset ({PCT})", "mean wall time (min)"]
     rows = [[r.dataset, r.row_label, mean_std(r), f"{r.wall / 60:.1f}"]
             for r in agg.sort_values(["dataset", "row_label"]).itertuples()]
     return out + [markdown_table(header, rows), ""]

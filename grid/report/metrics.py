@@ -67,13 +67,11 @@ def with_worst_case(df: pd.DataFrame) -> pd.DataFrame:
         _robust=df["correct_clean"].astype(bool) & df["correct_adv"].astype(bool)
     )
     attacks_at = d.groupby(key, dropna=False)["attack"].nunique().rename("_attacks_at")
+    copied = [c for c in ("correct_clean", "label", "pred_clean", "eval_subset") if c in d.columns]
     per_example = d.groupby(key + ["sample_idx"], dropna=False).agg(
         _robust=("_robust", "all"),
         _attacks=("attack", "nunique"),
-        correct_clean=("correct_clean", "first"),
-        label=("label", "first"),
-        pred_clean=("pred_clean", "first"),
-        **({"eval_subset": ("eval_subset", "first")} if "eval_subset" in d.columns else {}),
+        **{c: (c, "first") for c in copied},
     ).join(attacks_at, on=key)
     # Only examples every attack at this ε evaluated (a half-finished attack must not make
     # the ensemble look stronger or weaker), and only where there is an ensemble at all.
@@ -92,17 +90,22 @@ def with_worst_case(df: pd.DataFrame) -> pd.DataFrame:
 
 def per_trial_accuracy(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.DataFrame:
     """One row per (trial, ``by`` group): robust and clean accuracy and example count ``n``."""
-    _require(df, ["trial_id", "correct_clean", "correct_adv", *by])
+    _require(df, ["trial_id", "correct_clean", "correct_adv", "attack", "eps", *by])
     keys = ["trial_id", *_with_config(by, df)]
     d = df.assign(_robust=df["correct_clean"].astype(bool) & df["correct_adv"].astype(bool),
-                  _clean=df["correct_clean"].astype(bool), _planned=planned_n(df),
-                  _pair=df["attack"].astype(str) + "|" + df["eps"].astype(str))
-    out = d.groupby(keys, dropna=False, sort=True).agg(
-        robust_accuracy=("_robust", "mean"), clean_accuracy=("_clean", "mean"), n=("_robust", "size"),
-        n_planned=("_planned", "max"), _pairs=("_pair", "nunique"), _robust_examples=("_robust", "sum"),
-    )
-    # The plan asks for eval_n examples per (attack, ε); a group pooling several asks for more.
+                  _clean=df["correct_clean"].astype(bool), _planned=planned_n(df))
+    # Counted per (attack, ε) first: the plan asks for eval_n examples per (attack, ε), so a
+    # group pooling several asks for that many times more.
+    per_pair = d.groupby(list(dict.fromkeys([*keys, "attack", "eps"])), dropna=False, sort=False).agg(
+        _robust_examples=("_robust", "sum"), _clean_examples=("_clean", "sum"), n=("_robust", "size"),
+        n_planned=("_planned", "max"))
+    out = per_pair.groupby(keys, dropna=False, sort=True).agg(
+        _robust_examples=("_robust_examples", "sum"), _clean_examples=("_clean_examples", "sum"), n=("n", "sum"),
+        n_planned=("n_planned", "max"), _pairs=("n", "size"))
+    out.insert(0, "robust_accuracy", out["_robust_examples"] / out["n"])
+    out.insert(1, "clean_accuracy", out.pop("_clean_examples") / out["n"])
     out["n_planned"] = out["n_planned"] * out.pop("_pairs")
+    out["_robust_examples"] = out.pop("_robust_examples")
     return out.reset_index()
 
 
@@ -111,7 +114,10 @@ def planned_n(df: pd.DataFrame) -> pd.Series:
     fingerprint ("n=1000,seed=0"); NaN where the rows carry no fingerprint."""
     if "eval_subset" not in df.columns:
         return pd.Series(float("nan"), index=df.index)
-    return pd.to_numeric(df["eval_subset"].astype(str).str.extract(r"n=(\d+)")[0], errors="coerce")
+    # Parsed once per distinct fingerprint (a grid has one or a few, over millions of rows).
+    subsets = pd.Series(df["eval_subset"].dropna().unique())
+    parsed = pd.to_numeric(subsets.astype(str).str.extract(r"n=(\d+)")[0], errors="coerce")
+    return df["eval_subset"].map(dict(zip(subsets, parsed)))
 
 
 def robust_accuracy(
@@ -128,13 +134,29 @@ def robust_accuracy(
     clean_std, runs, n, n_planned``: accuracies in [0, 1] averaged over runs (trials), std with
     ddof=1 (NaN for one run), ``runs`` the number of trials, ``n`` the examples over all runs.
     """
+    return runs_accuracy(trial_accuracy(df, by, worst_case), by, df.columns)
+
+
+def trial_accuracy(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, worst_case: bool = True) -> pd.DataFrame:
+    """:func:`per_trial_accuracy` with the worst case (as :func:`robust_accuracy` adds it): the
+    part of :func:`robust_accuracy` that reads rows. Each trial's rows give its own groups, so
+    the rows can come a few trials at a time and the results be concatenated."""
     by = list(by)
     if df.empty:
-        return pd.DataFrame(columns=[*_with_config(by, df), *RESULT_COLUMNS])
+        return pd.DataFrame(columns=["trial_id", *_with_config(by, df), "robust_accuracy", "clean_accuracy", "n",
+                                     "n_planned", "_robust_examples"])
     if worst_case and "attack" in by:
         df = with_worst_case(df)
-    trials = per_trial_accuracy(df, by)
-    keys = _with_config(by, df)
+    return per_trial_accuracy(df, by)
+
+
+def runs_accuracy(trials: pd.DataFrame, by: Sequence[str], columns) -> pd.DataFrame:
+    """:func:`robust_accuracy` from :func:`trial_accuracy` rows: mean ± std over runs, the
+    examples behind each cell and their intervals. ``columns``: the example rows' columns
+    (whether ``train_eps`` and ``lam`` are there to keep configurations apart)."""
+    keys = _with_config(by, columns)
+    if trials.empty:
+        return pd.DataFrame(columns=[*keys, *RESULT_COLUMNS])
     out = trials.groupby(keys, dropna=False, sort=True).agg(
         robust_accuracy=("robust_accuracy", "mean"), robust_std=("robust_accuracy", "std"),
         clean_accuracy=("clean_accuracy", "mean"), clean_std=("clean_accuracy", "std"),
@@ -211,9 +233,11 @@ def _preset_of(config) -> str:
     return str(parsed.get("preset") or "") if isinstance(parsed, dict) else ""
 
 
-def _with_config(by: Iterable[str], df: pd.DataFrame) -> list[str]:
+def _with_config(by: Iterable[str], df) -> list[str]:
+    """``by`` plus the configuration columns among ``df``'s columns (``df``: a frame or its columns)."""
     by = list(by)
-    return by + [c for c in CONFIG_COLUMNS if c not in by and c in df.columns]
+    columns = df.columns if isinstance(df, pd.DataFrame) else df
+    return by + [c for c in CONFIG_COLUMNS if c not in by and c in columns]
 
 
 def _require(df: pd.DataFrame, columns: Iterable[str]) -> None:

@@ -170,26 +170,38 @@ def _value(values, dataset, method, attack, eps) -> Optional[float]:
     return None if found is None else found.accuracy
 
 
+def compared_datasets(attacks: tuple[str, ...]) -> list[str]:
+    """Datasets with a published value (the paper's or the leaderboard's) under one of ``attacks``."""
+    return list(dict.fromkeys(v.dataset for v in (*PAPER_VALUES, *PUBLISHED_VALUES) if v.attack in attacks))
+
+
 def paper_comparison_section(acc, cw_acc=None, readings: tuple[CWReading, ...] = CW_READINGS) -> list[str]:
     """Markdown lines of the report's "Paper comparison" section (Δ = ours − published, in points).
 
     acc: :func:`grid.report.metrics.robust_accuracy` rows (Tables 1 and 3); cw_acc:
     :func:`grid.report.tables.cw_accuracy` rows (Table 2, both readings of its bound), or None.
+    Only datasets with published numbers get a table; the others are named in one line, and
+    the section is left out when the rows hold none of the compared attacks.
     """
-    out = ["## Paper comparison", "",
-           "Robust accuracy in % (mean over runs) beside the ER-Classifier paper's AutoAttack (T1), "
-           "C&W (T2) and RayS (T3) tables and the AutoAttack leaderboard's Madry/TRADES models (Croce & "
-           "Hein 2020; other architectures, full test sets). Δ = ours − published, in points, marked *not "
-           "resolved* where the published value lies inside our 95% interval; sources in "
-           "`grid/report/paper_values.py`.", ""]
     rows = comparison_rows(acc) if not acc.empty else []
-    if not rows:
-        out += ["_no autoattack or rays rows_", ""]
-    else:
-        header = ["dataset", "method", "ε", "runs", "AutoAttack", "paper T1", "Δ", "RayS", "paper T3", "Δ",
-                  "AA leaderboard", "Δ"]
+    has_cw = cw_acc is not None and not cw_acc.empty
+    if not rows and not has_cw:
+        return []  # no AutoAttack, RayS or C&W rows: the report's opening line says so
+    published = compared_datasets((AUTOATTACK, RAYS))
+    shown = [r for r in rows if r["dataset"] in published]
+    cw_shown = has_cw and bool(set(cw_acc["dataset"]) & set(compared_datasets((CW_ATTACK,))))
+    out = ["## Paper comparison", ""]
+    if shown or cw_shown:
+        out += ["Robust accuracy in % (mean over runs) beside the ER-Classifier paper's AutoAttack (T1), "
+                "C&W (T2) and RayS (T3) tables and the AutoAttack leaderboard's Madry/TRADES models (Croce & "
+                "Hein 2020; other architectures, full test sets). Δ = ours − published, in points, marked *not "
+                "resolved* where the published value lies inside our 95% interval; sources in "
+                "`grid/report/paper_values.py`.", ""]
+    if shown:
+        header = ["dataset", "method", "ε", "runs", "AutoAttack (%)", "paper T1 (%)", "Δ (points)", "RayS (%)",
+                  "paper T3 (%)", "Δ (points)", "AA leaderboard (%)", "Δ (points)"]
         lines = []
-        for r in rows:
+        for r in shown:
             cells = [r["dataset"], _config_label(r), num(r["eps"]), str(r["runs"])]
             for ours, theirs in (("ours_autoattack", "paper_autoattack"), ("ours_rays", "paper_rays"),
                                  (None, "published_autoattack")):
@@ -200,18 +212,27 @@ def paper_comparison_section(acc, cw_acc=None, readings: tuple[CWReading, ...] =
                 cells += [_pct(r[theirs]), _delta(mine, r[theirs], ci)]
             lines.append(cells)
         out += [markdown_table(header, lines), ""]
-    return out + cw_comparison_lines(cw_acc, readings)
+    unpublished = sorted({r["dataset"] for r in rows} - set(published)
+                         | (set(cw_acc["dataset"]) - set(compared_datasets((CW_ATTACK,))) if has_cw else set()))
+    if unpublished:
+        out += [f"No published numbers for {', '.join(unpublished)}: the paper and the AutoAttack leaderboard "
+                f"report {', '.join(compared_datasets((AUTOATTACK, RAYS, CW_ATTACK)))} only.", ""]
+    return out + (cw_comparison_lines(cw_acc, readings) if cw_shown else [])
 
 
 def cw_comparison_rows(cw_acc, readings: tuple[CWReading, ...] = CW_READINGS) -> list[dict]:
-    """Table 2 beside ours: one row per measured (dataset, configuration, C&W setting) with our
-    accuracy in % under each reading (``ours_<reading key>``) and the paper's value (``paper``),
-    then one row per Table 2 value that no measured row stands beside (Defense-GAN, which the grid
-    does not run; ``runs`` None)."""
+    """Table 2 beside ours: one row per measured (dataset, configuration, C&W setting) on a dataset
+    of the paper's Table 2, with our accuracy in % under each reading (``ours_<reading key>``) and
+    the paper's value (``paper``), then one row per Table 2 value of a measured dataset that no
+    measured row stands beside (Defense-GAN, which the grid does not run; ``runs`` None)."""
     rows, matched = [], set()
-    if cw_acc is not None and not cw_acc.empty:
+    measured = set() if cw_acc is None or cw_acc.empty else set(cw_acc["dataset"])
+    in_table2 = set(compared_datasets((CW_ATTACK,)))
+    if measured:
         keys = ["dataset", "method", "train_eps", "lam", "cw_setting"]
         for (dataset, method, train_eps, lam, setting), g in cw_acc.groupby(keys, dropna=False, sort=True):
+            if dataset not in in_table2:
+                continue
             paper = _cw_paper_value(dataset, method)
             matched.add(paper)
             rows.append({"dataset": dataset, "method": method, "train_eps": train_eps, "lam": lam,
@@ -219,7 +240,7 @@ def cw_comparison_rows(cw_acc, readings: tuple[CWReading, ...] = CW_READINGS) ->
                          **{f"ours_{r.key}": _reading_pct(g, r) for r in readings},
                          "paper": None if paper is None else paper.accuracy})
     for v in PAPER_VALUES:
-        if v.attack == CW_ATTACK and v not in matched:
+        if v.attack == CW_ATTACK and v not in matched and v.dataset in measured:
             rows.append({"dataset": v.dataset, "method": v.method, "train_eps": None, "lam": None,
                          "cw_setting": None, "runs": None, **{f"ours_{r.key}": None for r in readings},
                          "paper": v.accuracy})
@@ -230,7 +251,7 @@ def cw_comparison_lines(cw_acc, readings: tuple[CWReading, ...] = CW_READINGS) -
     """The Table 2 part of the comparison section (see :func:`cw_comparison_rows`)."""
     header = ["dataset", "method", "C&W setting", "runs"]
     for r in readings:
-        header += [f"C&W {r.header()}", "Δ"]
+        header += [f"C&W {r.header()} (%)", "Δ (points)"]
     lines = []
     for row in cw_comparison_rows(cw_acc, readings):
         measured = row["runs"] is not None
@@ -241,7 +262,7 @@ def cw_comparison_lines(cw_acc, readings: tuple[CWReading, ...] = CW_READINGS) -
         lines.append(cells + [_pct(row["paper"])])
     return ["C&W-ℓ2 beside the paper's Table 2 (its bound 0.005 read as RMS ℓ2/√N and as ℓ2/N, N = input "
             "values; a method the grid does not run has no numbers of ours):", "",
-            markdown_table(header + ["paper T2"], lines), ""]
+            markdown_table(header + ["paper T2 (%)"], lines), ""]
 
 
 def cw_reading_fit(cw_acc, readings: tuple[CWReading, ...] = CW_READINGS) -> list[str]:

@@ -27,11 +27,11 @@ spec record, for ``query`` (on stderr) and ``report`` (a line of the document, t
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 
-from .metrics import WORST_CASE, robust_accuracy
+from .metrics import TRIAL_COLUMNS, WORST_CASE, runs_accuracy, trial_accuracy
 
 # Dimensions a robust-accuracy number depends on and that a reader must see in its row.
 MUST_GROUP = ("dataset", "attack", "eps")
@@ -104,18 +104,82 @@ def query_table(df: pd.DataFrame, by: Sequence[str], worst_case: bool = True) ->
     df: example rows (``grid.store.load``); by: grouping columns. Raises :class:`PoolingError`
     before any aggregation when the grouping would pool attacks, ε or datasets.
     """
-    by = list(by)
     check_grouping(df, by)
-    keys = by + [c for c in SEPARATED if c not in by and c in df.columns and df[c].nunique(dropna=False) > 1]
-    table = robust_accuracy(df, by=keys, worst_case=worst_case)
-    # A dimension left out of --by has one value here (checked above): still name it in every
-    # row, so a copied row says which attack, ε and dataset it is.
-    for position, column in enumerate(c for c in MUST_GROUP if c not in keys and c in df.columns):
-        table.insert(position, column, df[column].iloc[0] if len(df) else None)
-    table = with_completeness(table)
-    if "attack" in table.columns:
-        table["attacks"] = attacks_covered(df, table, keys)
-    return table
+    return QueryParts(by, worst_case).add(df).table()
+
+
+class QueryParts:
+    """:func:`query_table` over example rows that come a few whole trials at a time
+    (``grid.store.read.committed_chunks``): each part is reduced to per-trial counts at once,
+    so only those are held. Trials are never split between parts."""
+
+    def __init__(self, by: Sequence[str], worst_case: bool = True):
+        self.by, self.worst_case = list(by), worst_case
+        self.parts: list[pd.DataFrame] = []
+        self.trial_parts: list[pd.DataFrame] = []
+        self.columns: list = []
+
+    def add(self, rows: pd.DataFrame) -> "QueryParts":
+        # Every dimension a row could be grouped by is kept per trial: those left out of --by
+        # hold one value (or the grouping is refused), so grouping the trials without them
+        # gives the same cells.
+        wide = self.by + [c for c in (*SEPARATED, *MUST_GROUP) if c not in self.by and c in rows.columns]
+        self.columns = list(rows.columns)
+        self.parts.append(trial_accuracy(rows, wide, self.worst_case and "attack" in self.by))
+        self.trial_parts.append(rows.drop_duplicates("trial_id")[
+            ["trial_id", *[c for c in TRIAL_COLUMNS if c in rows.columns]]])
+        return self
+
+    def trials(self) -> pd.DataFrame:
+        """One row per trial read: its id and settings (what ``add_flags_column`` needs)."""
+        return pd.concat(self.trial_parts, ignore_index=True) if self.trial_parts else pd.DataFrame(columns=["trial_id"])
+
+    def per_trial(self) -> pd.DataFrame:
+        parts = [p for p in self.parts if not p.empty]
+        return pd.concat(parts, ignore_index=True) if parts else (self.parts[0] if self.parts else pd.DataFrame())
+
+    def table(self) -> pd.DataFrame:
+        """The query's table; PoolingError where ``by`` would pool attacks, ε or datasets."""
+        trials = self.per_trial()
+        check_grouping(trials, self.by)
+        keys = self.by + [c for c in SEPARATED
+                          if c not in self.by and c in trials.columns and trials[c].nunique(dropna=False) > 1]
+        table = runs_accuracy(trials, keys, self.columns)
+        # A dimension left out of --by has one value here (checked above): still name it in every
+        # row, so a copied row says which attack, ε and dataset it is.
+        for position, column in enumerate(c for c in MUST_GROUP if c not in keys and c in trials.columns):
+            table.insert(position, column, trials[column].iloc[0] if len(trials) else None)
+        table = with_completeness(table)
+        if "attack" in table.columns:
+            table["attacks"] = attacks_covered(trials, table, keys)
+        return table
+
+
+def query_chunks(chunks: Iterable[pd.DataFrame], by: Sequence[str], worst_case: bool = True) -> QueryParts:
+    """:class:`QueryParts` of every chunk of example rows (whole trials each)."""
+    parts = QueryParts(by, worst_case)
+    for rows in chunks:
+        parts.add(rows)
+    return parts
+
+
+# The example columns the query reads (with the --by columns): only these are decoded.
+QUERY_COLUMNS = ("experiment", "trial_id", "dataset", "method", "train_eps", "lam", "seed", "epochs", "attack",
+                 "norm", "eps", "sample_idx", "correct_clean", "correct_adv", "eval_subset")
+
+
+def query_store(store, by: Sequence[str], worst_case: bool = True, damaged: str = "raise",
+                filters: Optional[dict] = None) -> QueryParts:
+    """:class:`QueryParts` of the committed example rows of ``store`` (a ``grid.store.ResultStore``)
+    matching ``filters``, read a few trials at a time: memory holds one chunk of rows
+    (``grid.store.read.CHUNK_ROWS``) and the per-trial counts, whatever the store's size."""
+    from grid.store import EXAMPLES_DIR, ROW_SCHEMA, UNIQUE_KEYS
+    from grid.store.read import committed_chunks
+
+    columns = list(dict.fromkeys([*QUERY_COLUMNS, *by]))
+    chunks = committed_chunks(store, EXAMPLES_DIR, ROW_SCHEMA, dict(filters or {}), damaged,
+                              UNIQUE_KEYS[EXAMPLES_DIR], columns)
+    return query_chunks((chunk.to_pandas() for chunk in chunks), by, worst_case)
 
 
 def with_completeness(table: pd.DataFrame) -> pd.DataFrame:

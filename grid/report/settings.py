@@ -38,17 +38,22 @@ def settings_section(ctx) -> list[str]:
 
 
 def attack_settings(df: pd.DataFrame) -> str:
-    """One row per (dataset, attack, attack configuration): ε values, n per trial, rows."""
+    """One row per (dataset, attack, configuration, evaluation subset): the ε values it ran at,
+    trials, rows. The configuration is the stored one without its ε (that has its own column), so
+    a sweep over five ε is one row, and two settings of one attack (PGD-40 and a PGD probe, or a
+    second step count) are two."""
     if "attack_config" not in df.columns:
         df = df.assign(attack_config="")
     if "eval_subset" not in df.columns:
         df = df.assign(eval_subset="")
+    # Each distinct stored config is decoded once (a full grid holds millions of rows, few configs).
+    options = {config: _options(config) for config in df["attack_config"].dropna().unique()}
+    df = df.assign(_options=df["attack_config"].map(options).fillna("–"))
     rows = []
-    for (dataset, attack, subset), group in df.groupby(["dataset", "attack", "eval_subset"], sort=True, dropna=False):
-        configs = group["attack_config"].dropna().unique()
+    keys = ["dataset", "attack", "_options", "eval_subset"]
+    for (dataset, attack, shown, subset), group in df.groupby(keys, sort=True, dropna=False):
         eps = ", ".join(num(e) for e in sorted(group["eps"].unique()))
-        options = "; ".join(_options(c) for c in configs) or "–"
-        rows.append([dataset_name(dataset), attack, eps, options, str(subset or "–"),
+        rows.append([dataset_name(dataset), attack, eps, shown or "–", str(subset or "–"),
                      str(group["trial_id"].nunique()), str(len(group))])
     return markdown_table(["dataset", "attack", "ε", "configuration", "evaluation subset", "trials", "rows"], rows)
 

@@ -3,7 +3,8 @@ trials and resumes errored ones from their last checkpoint (Tune's ``restart_err
 throw the checkpoints away, so it is not used); then the repair (``grid.run.repair``) runs the
 missing stages of every trial Tune considers finished whose stored files are damaged or
 incomplete. An experiment whose every trial is already DONE is answered from the store, without
-starting Ray.
+starting Ray. Tune's own files cut short by a crash or a full disk are set aside first, named
+(``grid.run.tune_state``); a full disk is one line naming it (``grid.common.disk_full``).
 
 Trust: ``resume`` restores through ``Tuner.restore``, which unpickles the experiment state
 (``tuner.pkl``, ``experiment_state-*.json``): resume only folders you (or your cluster) wrote.
@@ -12,25 +13,27 @@ Trust: ``resume`` restores through ``Tuner.restore``, which unpickles the experi
 
 from __future__ import annotations
 
-import re
-
-from grid.common.bounded_json import bounded_json, read_at_most
+from grid.common.disk_full import naming_full_disk, raise_if_trials_hit_full_disk
 from grid.common.errors import GridError
-from grid.common.locations import filesystem, storage_location
+from grid.common.locations import storage_location
 from grid.experiment.spec_record import experiment_folder
 from grid.experiment.status import status
 
 from .feasibility import check_cluster_fits, recorded_demands
+from .lease import releases_driver_leases, take_driver_lease
 from .repair import repair_finished_trials
 from .session import connect, trainable
 from .summary import RunSummary
+from .tune_state import recorded_param_space, recover_tune_state, restart_expected
 
 
+@releases_driver_leases
 def resume(path: str) -> RunSummary:
     """Resume the experiment folder ``path`` (or its results folder): unfinished and errored
     trials continue from their last checkpoint; finished ones are kept, and those whose stored
     results are damaged or incomplete are repaired (``grid.run.repair``). Works on a moved or
-    copied folder. Trusts the folder: Tune's restore unpickles its experiment state."""
+    copied folder. Trusts the folder: Tune's restore unpickles its experiment state. Holds the
+    experiment's driver lease (``grid.run.lease``) until it returns: a second driver is refused."""
     from ray import tune
 
     path = storage_location(path)
@@ -44,19 +47,27 @@ def resume(path: str) -> RunSummary:
             f"{path} is not a Ray Tune experiment folder (no tuner.pkl / experiment_state file); "
             "give the folder <storage>/<experiment> that `er-grid run` printed"
         )
-    check_tune_state(path)
+    take_driver_lease(path)  # before Tune's files are checked or set aside; shared with a `run` that resumes
+    recovery = recover_tune_state(path)  # Tune's files cut short (a crash, a full disk): named, set aside
     finished = already_finished(path)
     if finished is not None:
         return finished
     connect()
     check_cluster_fits(recorded_demands(path))  # before Tune restores trials that could never start
+    # With its experiment state set aside Tune restarts the run from the trials given here (from
+    # grid_spec.json); each continues from its checkpoints and skips its committed results.
+    param_space = recorded_param_space(path) if recovery.trial_list_lost else None
     try:
-        tuner = tune.Tuner.restore(path, trainable=trainable(), resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(path, trainable=trainable(), param_space=param_space, resume_unfinished=True,
+                                   resume_errored=True)
     except (ValueError, KeyError, EOFError, TypeError, AttributeError, ImportError) as err:
-        # Tune's own state (tuner.pkl, experiment_state-*.json) cut short or edited.
+        # Tune's own state (tuner.pkl, experiment_state-*.json) edited into something whole but wrong.
         raise GridError(f"{path}: Ray Tune's experiment state is damaged ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
-    return repair_finished_trials(path, tuner.fit())
+    with naming_full_disk(path), restart_expected(recovery.trial_list_lost):
+        results = tuner.fit()
+    raise_if_trials_hit_full_disk(results, path)
+    return repair_finished_trials(path, results)
 
 
 def already_finished(path: str) -> RunSummary | None:
@@ -71,26 +82,4 @@ def already_finished(path: str) -> RunSummary | None:
                       errors=())
 
 
-# Tune's experiment state holds a few KB per trial; a grid has at most 10,000 trials.
-MAX_TUNE_STATE_BYTES = 256 << 20
-
-
-def check_tune_state(path: str) -> None:
-    """Tune's experiment state files must at least be whole JSON: a cut-short one makes Tune's
-    restore carry on with a trial list it cannot rebuild and fail deep inside ``fit``. Only
-    parsed as JSON here, never unpickled."""
-    import pyarrow.fs as pafs
-
-    fs, folder = filesystem(path)
-    for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
-        if not re.fullmatch(r"experiment_state-.*\.json", info.base_name):
-            continue
-        try:
-            with fs.open_input_stream(info.path) as stream:
-                bounded_json(read_at_most(stream, MAX_TUNE_STATE_BYTES), info.path, MAX_TUNE_STATE_BYTES)
-        except (OSError, ValueError, GridError) as err:
-            raise GridError(f"{info.path}: Ray Tune's experiment state is damaged "
-                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
-
-
-__all__ = ["already_finished", "check_tune_state", "resume"]
+__all__ = ["already_finished", "resume"]

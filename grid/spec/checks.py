@@ -36,13 +36,21 @@ def eps_range_count(name: str, start: float, stop: float, step: float) -> int:
     return count
 
 
-def check_data_root(data_root) -> None:
-    """A local ``data_root`` must be an existing folder where the grid starts (checked by
-    ``grid.run.run`` before any trial, not at spec validation, so ``--dry-run`` works on a
-    machine without the data); object-store URIs are staged per node (``grid.trial.data_staging``)."""
+def check_data_root(data_root, datasets=()) -> None:
+    """A local ``data_root`` must be an existing folder where the grid starts; an object store's
+    (staged per node, ``grid.trial.data_staging``) must answer and hold a folder for each of
+    ``datasets`` (``grid.spec.data_root_probe``). Checked by ``grid.run.run`` before any trial
+    starts and anything is written, not at spec validation, so ``--dry-run`` works on a machine
+    without the data or the network."""
     from pathlib import Path
 
-    if data_root is not None and "://" not in data_root and not Path(data_root).expanduser().is_dir():
+    from .data_root_probe import probe_data_root
+
+    if data_root is None:
+        return
+    if "://" in data_root:
+        probe_data_root(data_root, datasets)
+    elif not Path(data_root).expanduser().is_dir():
         raise ValueError(f"spec.data_root: {data_root!r} is not an existing folder")
 
 

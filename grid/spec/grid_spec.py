@@ -38,6 +38,9 @@ YAML fields (defaults in brackets)::
     resources: {mnist: {cpu: 2, gpu: 0.25}}  # per dataset or one {cpu, gpu} for all
                                              # [{cpu: 1, gpu: 0}]; fractional gpu must divide 1
     storage_path: s3://bucket/er   # ["results"]; local path or URI; shared storage when num_nodes > 1
+    shared_storage: false          # [false]; true: storage_path is a folder every node mounts at the
+                                   # same path (NFS, Lustre, GPFS), so num_nodes > 1 may use it
+                                   # (never under /tmp, /var/tmp, /dev/shm, /run; grid/spec/storage.py)
     data_root: /data               # [None]
     num_nodes: 1                   # [1]
     max_failures: 3                # [3]
@@ -258,6 +261,8 @@ class GridSpec:
     eval_batch_size: int = 250
     resources: Optional[dict] = None
     storage_path: str = "results"
+    # The storage_path folder is mounted by every node at the same path (grid.spec.storage).
+    shared_storage: bool = False
     data_root: Optional[str] = None
     num_nodes: int = 1
     max_failures: int = 3

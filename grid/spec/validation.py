@@ -19,6 +19,7 @@ from .checks import check_hyperparam_values
 from .codes_plan import validate_codes_spec
 from .detection_plan import validate_detection_spec
 from .models_plan import validate_models_spec
+from .storage import storage_refusal
 from .fields import (
     DEFAULT_RESOURCES, RESOURCE_KEYS, attack_item, attack_spec, eps_list, eps_values, finite_float, in_datasets,
     int_at_least, name_list, no_duplicates, non_empty_list, positive_int, resources, seed_value,
@@ -42,12 +43,6 @@ def methods_module():
     import er_core.methods as methods
 
     return methods
-
-
-def is_shared_storage(path: str) -> bool:
-    """True for object-store / remote URIs (``scheme://`` other than ``file://``)."""
-    scheme, sep, _ = path.partition("://")
-    return bool(sep) and scheme.lower() not in ("file", "local")
 
 
 def validate_spec(spec) -> None:
@@ -101,12 +96,11 @@ def validate_spec(spec) -> None:
 
     if not isinstance(spec.storage_path, str) or not spec.storage_path:
         raise ValueError(f"spec.storage_path: expected a non-empty path or URI, got {spec.storage_path!r}")
-    if spec.num_nodes > 1 and not is_shared_storage(spec.storage_path):
-        raise ValueError(
-            f"spec.storage_path: {spec.storage_path!r} is a local path but num_nodes="
-            f"{spec.num_nodes}; multi-node runs need shared storage (an object-store URI "
-            "such as s3://bucket/prefix or gs://bucket/prefix)"
-        )
+    if not isinstance(spec.shared_storage, bool):
+        raise ValueError(f"spec.shared_storage: expected true or false, got {spec.shared_storage!r}")
+    refusal = storage_refusal(spec.storage_path, spec.num_nodes, spec.shared_storage)
+    if refusal:
+        raise ValueError(f"spec.storage_path: {refusal}")
     if spec.data_root is not None and (not isinstance(spec.data_root, str) or not spec.data_root):
         raise ValueError(f"spec.data_root: expected a path string or null, got {spec.data_root!r}")
 

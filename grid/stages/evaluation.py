@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from er_core.sanity.base import batch_notes
-from grid.common.faults import KILL_AFTER_BATCHES_ENV, kill_if_asked
+from grid.common.faults import DISK_FULL_AFTER_BATCHES_ENV, KILL_AFTER_BATCHES_ENV, disk_full_if_asked, kill_if_asked
 from grid.common.fingerprint import canonical_json, eval_subset_tag, library_versions
 from grid.store import manifest
 from grid.store.layout import EXAMPLES_DIR, notes_path
@@ -160,6 +160,7 @@ def evaluate(model, data, trial, store, checkpoint_hash: str, report_progress: C
         if attack_class(item.attack).reports_notes:  # e.g. AutoAttack: for the autoattack_warning flag
             write_notes(store, trial, item.attack, float(item.eps), b, notes)
         extra = {**trial_columns, **fingerprints[(item.attack, float(item.eps))]}
+        disk_full_if_asked(DISK_FULL_AFTER_BATCHES_ENV, computed)
         store.write_batch(
             [{**row, **extra} for row in rows], experiment=trial.experiment, dataset=trial.dataset,
             method=trial.method, trial_id=trial.trial_id, attack=item.attack, eps=float(item.eps), batch=b,

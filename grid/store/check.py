@@ -1,8 +1,9 @@
 """A full check of a results store against its commit record (what ``er-grid status`` shows).
 
 :func:`check_store` reads every trial's manifest on its own (one damaged manifest does not
-hide the others), verifies every committed file (``grid.store.manifest.verify``: present, same
-size, sha256, schema, rows, keys) and lists every other file under the root: temp files,
+hide the others), verifies every committed file (``grid.store.manifest.check``: present, same
+size, sha256, schema, rows, keys; a file unchanged since a verdict on it is not read again,
+``grid.store.verdicts``) and lists every other file under the root: temp files,
 copies, ``backup/`` folders, ``….bak`` partitions, foreign parquet files. Those are "not part
 of the store": no reader ever reads them. Files a repair moved aside are listed apart.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
-from . import confined, manifest
+from . import confined, manifest, manifest_cache
 from .layout import MOVED_ASIDE_DIR
 from .read import READ_THREADS
 from .results_store import ResultStore
@@ -50,13 +51,14 @@ def check_store(store: ResultStore) -> StoreCheck:
         if not (relative.startswith(records_dir) and relative.endswith(".json") and "/" not in relative[len(records_dir):]):
             continue
         try:
-            data = manifest.read_manifest(store.fs, store.base, relative[len(records_dir):].removesuffix(".json"))
-            commits += manifest.decode_manifest(relative, data or b"").values()
+            commits += manifest_cache.load_manifest(store.fs, store.base,
+                                                    relative[len(records_dir):].removesuffix(".json")).values()
             good_records.add(relative)
         except (manifest.DamagedStore, ValueError) as err:
             bad_records.append((relative, str(err)))
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        reasons = list(pool.map(lambda c: manifest.verify(store.fs, store.base, c)[1], commits))
+        reasons = list(pool.map(lambda c: manifest.check(store.fs, store.base, c, verdicts=store.verdicts), commits))
+    store.verdicts.save()
     intact: dict = {}
     damaged: dict = {}
     for commit, reason in zip(commits, reasons):

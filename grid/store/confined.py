@@ -62,65 +62,87 @@ def _resolved(base: str, relative: str) -> tuple[str, Optional[str]]:
 def file_size(fs: pafs.FileSystem, base: str, relative: str) -> tuple[Optional[int], Optional[str]]:
     """``(size, None)`` for a regular file at ``base/relative`` inside the store; ``(None,
     reason)`` otherwise: ``"missing"``, a link out of the store, not a regular file."""
+    size, _identity, reason = file_stat(fs, base, relative)
+    return size, reason
+
+
+def file_stat(fs: pafs.FileSystem, base: str, relative: str) -> tuple[Optional[int], Optional[tuple], Optional[str]]:
+    """:func:`file_size` and the file's identity: ``(device, inode, size, mtime_ns, ctime_ns)`` on
+    a local disk, ``(size, mtime_ns)`` on an object store (what ``grid.store.verdicts`` keys on)."""
     relative = relative_path(relative, "store path")
     if is_local(fs):
         real, outside = _resolved(base, relative)
         if outside:
-            return None, outside
+            return None, None, outside
         try:
             info = os.stat(real)
         except FileNotFoundError:
-            return None, "missing"
+            return None, None, "missing"
         except OSError as err:
-            return None, f"unreadable ({err.strerror or err})"
+            return None, None, f"unreadable ({err.strerror or err})"
         if not stat.S_ISREG(info.st_mode):
-            return None, NOT_REGULAR
-        return info.st_size, None
+            return None, None, NOT_REGULAR
+        return info.st_size, local_identity(info), None
     try:
         info = fs.get_file_info(f"{base}/{relative}")
     except OSError as err:
-        return None, f"unreadable ({str(err).splitlines()[0][:120]})"
+        return None, None, f"unreadable ({str(err).splitlines()[0][:120]})"
     if info.type == pafs.FileType.NotFound:
-        return None, "missing"
+        return None, None, "missing"
     if info.type != pafs.FileType.File:
-        return None, NOT_REGULAR
-    return info.size, None
+        return None, None, NOT_REGULAR
+    return info.size, (info.size, info.mtime_ns), None
+
+
+def local_identity(info: os.stat_result) -> tuple:
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
 def read_file(fs: pafs.FileSystem, base: str, relative: str, max_bytes: int) -> tuple[Optional[bytes], Optional[str]]:
     """``(bytes, None)`` of the regular file ``base/relative`` when it holds at most
     ``max_bytes``; ``(None, reason)`` otherwise, decided before it is read (``"missing"`` for
     a file that is not there)."""
-    size, reason = file_size(fs, base, relative)
+    data, _identity, reason = read_file_identified(fs, base, relative, max_bytes)
+    return data, reason
+
+
+def read_file_identified(fs: pafs.FileSystem, base: str, relative: str,
+                         max_bytes: int) -> tuple[Optional[bytes], Optional[tuple], Optional[str]]:
+    """:func:`read_file` and the identity (:func:`file_stat`) of the file the bytes came from:
+    on a local disk that of the open descriptor, None when it changed while it was read; on an
+    object store that of the object before it was read."""
+    size, identity, reason = file_stat(fs, base, relative)
     if reason is not None:
-        return None, reason
+        return None, None, reason
     if size > max_bytes:
-        return None, f"{size:,} bytes, more than the {max_bytes:,} expected (not read)"
+        return None, None, f"{size:,} bytes, more than the {max_bytes:,} expected (not read)"
     try:
         if is_local(fs):
-            data = _read_local(_resolved(base, relative)[0], max_bytes)
+            data, identity = _read_local(_resolved(base, relative)[0], max_bytes)
         else:
             with fs.open_input_stream(f"{base}/{relative}") as stream:
                 data = stream.read(max_bytes + 1)
     except FileNotFoundError:
-        return None, "missing"
+        return None, None, "missing"
     except OSError as err:
-        return None, f"unreadable ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})"
+        return None, None, f"unreadable ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})"
     if data is None:
-        return None, NOT_REGULAR
+        return None, None, NOT_REGULAR
     if len(data) > max_bytes:  # grew since it was measured
-        return None, f"more than the {max_bytes:,} bytes expected (not read)"
-    return data, None
+        return None, None, f"more than the {max_bytes:,} bytes expected (not read)"
+    return data, identity, None
 
 
-def _read_local(real: str, max_bytes: int) -> Optional[bytes]:
-    """The file at the resolved path ``real``, opened without following a link and checked to
-    be a regular file on the open descriptor (so a swap after the check is caught); None if not."""
+def _read_local(real: str, max_bytes: int) -> tuple[Optional[bytes], Optional[tuple]]:
+    """The file at the resolved path ``real`` and its identity, opened without following a link
+    and checked to be a regular file on the open descriptor (so a swap after the check is
+    caught); (None, None) if not. The identity is None when the descriptor's changed during the read."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     descriptor = os.open(real, flags)
     try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return None
+        before = os.fstat(descriptor)
+        if not stat.S_ISREG(before.st_mode):
+            return None, None
         chunks, left = [], max_bytes + 1
         while left > 0:
             chunk = os.read(descriptor, min(left, 1 << 20))
@@ -128,7 +150,8 @@ def _read_local(real: str, max_bytes: int) -> Optional[bytes]:
                 break
             chunks.append(chunk)
             left -= len(chunk)
-        return b"".join(chunks)
+        identity = local_identity(before)
+        return b"".join(chunks), identity if local_identity(os.fstat(descriptor)) == identity else None
     finally:
         os.close(descriptor)
 
@@ -155,4 +178,5 @@ def list_files(fs: pafs.FileSystem, base: str, directory: str = "") -> list[str]
     return sorted(found)
 
 
-__all__ = ["MAX_PATH_CHARS", "NOT_REGULAR", "file_size", "is_local", "list_files", "read_file", "relative_path"]
+__all__ = ["MAX_PATH_CHARS", "NOT_REGULAR", "file_size", "file_stat", "is_local", "list_files", "local_identity",
+           "read_file", "read_file_identified", "relative_path"]

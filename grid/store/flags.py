@@ -156,7 +156,8 @@ def flags_for_trials(root, trial_ids: Iterable[str], damaged: str = "raise"):
     if not wanted:
         return flags_frame([], {})
     stored = load_flags(store, damaged=damaged, trial_id=wanted)[list(FLAG_COLUMNS)]
-    missing = [t for t in wanted if t not in checked_trials(store)]
+    checked = checked_trials(store)
+    missing = [t for t in wanted if t not in checked]
     if not missing:
         return stored.reset_index(drop=True)
     fresh = flags_from_frames(store.load(damaged=damaged, trial_id=missing),

@@ -23,6 +23,12 @@ that concurrent writers do not overwrite each other's commit (Delta on S3 needs 
 log store for exactly this); per-trial manifests never contend. Readers list ``_commits/``
 and read one small JSON per trial (60 for the paper grid), not one object per batch.
 
+What a commit costs: the record is rewritten whole (an object store has no append), but from
+each entry's canonical JSON encoded once (:attr:`Commit.encoded`), and the writer takes the
+record it last wrote from memory while the file is unchanged (``grid.store.manifest_cache``): no
+entry is decoded or encoded again, so a commit costs the write of a few hundred bytes per entry
+(``bench/bench_store.py`` measures it flat up to thousands of entries).
+
 Atomicity: a manifest is written like every file of the store (``ResultStore.put_atomic``):
 temporary name and rename on POSIX, one PUT on object stores (all-or-nothing, and since 2020
 strongly read-after-write consistent on S3). The data file is written first and its commit
@@ -31,7 +37,9 @@ recomputed on resume. Should a zombie process of the same trial ever write at th
 the one entry it overwrites is counted missing and recomputed; rows are never wrong.
 
 :func:`verify` checks a committed file against its entry: present, same size and sha256,
-parquet with the committed schema, the committed row count, keys and ranges.
+parquet with the committed schema, the committed row count, keys and ranges; :func:`check`
+says the same without returning rows. Both keep what they learn in a verdict cache
+(``grid.store.verdicts``): the sha256 of every file a reader decodes is compared every time.
 
 Nothing in a record is trusted before it is checked (ARCHITECTURE.md, "Reading under a
 bound"): an entry's path must be relative and normalised and lie under its own table's folder
@@ -46,9 +54,10 @@ value. Each failure is a reason, never an exception.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
-import io
 import json
+import time
 from typing import Optional
 
 import pyarrow as pa
@@ -95,9 +104,21 @@ class Commit:
     ranges: dict
 
     def to_json(self) -> dict:
-        # Shallow (json.dumps only reads it): the manifest is encoded whole at every commit, and a
-        # deep copy of every entry (dataclasses.asdict) would cost more than the rest of a commit.
+        # Shallow (json.dumps only reads it): a deep copy of every entry (dataclasses.asdict)
+        # would cost more than the rest of a commit.
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
+
+    @functools.cached_property
+    def encoded(self) -> str:
+        """The entry as the manifest spells it (canonical JSON), encoded once per entry: a commit
+        rewrites the manifest from these, so its cost does not grow with the entries before it."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the path and the entry: what a verdict on this entry is keyed by
+        (``grid.store.verdicts``); any change of the entry (another sha256, key, size) is another digest."""
+        return hashlib.sha256(f"{json.dumps(self.path)}:{self.encoded}".encode()).hexdigest()[:32]
 
     @classmethod
     def from_json(cls, path: str, d: dict) -> "Commit":
@@ -181,9 +202,10 @@ def manifest_path(base: str, trial_id: str) -> str:
 
 
 def encode_manifest(trial_id: str, commits: dict[str, Commit]) -> bytes:
-    files = {p: commits[p].to_json() for p in sorted(commits)}
-    return json.dumps({"format": FORMAT, "trial_id": trial_id, "files": files},
-                      sort_keys=True, separators=(",", ":")).encode()
+    """The manifest's bytes: canonical JSON (sorted keys, no spaces), assembled from each entry's
+    :attr:`Commit.encoded`, so an entry is encoded once, not at every later commit of its trial."""
+    files = ",".join(f"{json.dumps(p)}:{commits[p].encoded}" for p in sorted(commits))
+    return f'{{"files":{{{files}}},"format":{json.dumps(FORMAT)},"trial_id":{json.dumps(trial_id)}}}'.encode()
 
 
 def decode_manifest(path: str, data: bytes) -> dict[str, Commit]:
@@ -214,24 +236,37 @@ def read_manifest(fs: pafs.FileSystem, base: str, trial_id: str) -> Optional[byt
     """The bytes of one trial's manifest, or None where there is none; DamagedStore when it is
     a link out of the store, not a regular file, or larger than :data:`MAX_MANIFEST_BYTES`.
     ValueError when ``trial_id`` cannot name a manifest (a path such as ``a/b``)."""
+    return read_identified(fs, base, trial_id)[0]
+
+
+def manifest_relative(trial_id: str) -> str:
     relative = confined.relative_path(f"{COMMITS_DIR}/{trial_id}.json", "trial_id")
     if "/" in trial_id:
         raise ValueError(f"trial_id: {trial_id!r} is not a trial id")
-    data, reason = confined.read_file(fs, base, relative, MAX_MANIFEST_BYTES)
+    return relative
+
+
+def read_identified(fs: pafs.FileSystem, base: str, trial_id: str) -> tuple[Optional[bytes], Optional[tuple]]:
+    """:func:`read_manifest` and the identity of the file read (``grid.store.confined.file_stat``)."""
+    relative = manifest_relative(trial_id)
+    data, identity, reason = confined.read_file_identified(fs, base, relative, MAX_MANIFEST_BYTES)
     if reason == "missing":
-        return None
+        return None, None
     if reason is not None:
         raise DamagedStore(f"commit record {relative} is damaged ({reason})")
-    return data
+    return data, identity
 
 
-def verify(fs: pafs.FileSystem, base: str, commit: Commit,
-           expected: Optional[pa.Schema] = None) -> tuple[Optional[pa.Table], Optional[str]]:
+def verify(fs: pafs.FileSystem, base: str, commit: Commit, expected: Optional[pa.Schema] = None,
+           columns: Optional[list] = None, verdicts=None) -> tuple[Optional[pa.Table], Optional[str]]:
     """``(table, None)`` for an intact committed file, ``(None, reason)`` for a damaged one.
 
     ``expected``: the file schema the reader wants (columns and types); the committed schema
-    must equal it. What is read is bounded by the entry (see the module docstring), and a
-    value is decoded only from bytes whose sha256 is the committed one.
+    must equal it. ``columns``: the columns to decode (None: all). ``verdicts``: a
+    ``grid.store.verdicts.Verdicts`` of the store: an entry whose checks passed before skips the
+    footer and value checks (never the size and sha256), and a pass is recorded there. What is
+    read is bounded by the entry (see the module docstring), and a value is decoded only from
+    bytes whose sha256 is the committed one.
     """
     if expected is not None and schema_hash(expected) != commit.schema:
         return None, "committed with another schema than this table's"
@@ -243,25 +278,48 @@ def verify(fs: pafs.FileSystem, base: str, commit: Commit,
     limit = commit.bytes if size == commit.bytes else min(MAX_FILE_BYTES, 2 * commit.bytes + DIAGNOSIS_SLACK)
     if size > limit:
         return None, f"{size:,} bytes on storage, {commit.bytes:,} committed (changed; not read)"
-    data, reason = confined.read_file(fs, base, commit.path, limit)
+    started = time.time()
+    data, identity, reason = confined.read_file_identified(fs, base, commit.path, limit)
     if reason is not None:
         return None, reason
     if len(data) != commit.bytes or hashlib.sha256(data).hexdigest() != commit.sha256:
         return None, _what_changed(data, commit, expected)
     # The bytes are the committed ones; only a forged entry gets past here with a bad file.
+    known = verdicts is not None and verdicts.checked(commit)
     try:
-        parquet = pq.ParquetFile(io.BytesIO(data))
-        reason = _footer_reason(parquet, commit, expected)
-        if reason is not None:
-            return None, reason
-        table = parquet.read()
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        if not known:
+            reason = _footer_reason(parquet, commit, expected)
+            if reason is not None:
+                return None, reason
+        names = parquet.schema_arrow.names
+        checked = [] if known else [c for c in (*commit.key, *commit.ranges) if c in names]
+        table = parquet.read(columns=None if columns is None else list(dict.fromkeys([*columns, *checked])))
     except (pa.ArrowException, OSError, ValueError) as err:
         return None, f"not readable as parquet ({str(err).splitlines()[0][:80] if str(err) else type(err).__name__})"
-    try:
-        reason = _values_reason(table, commit)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
-        reason = f"committed key or range values do not fit the file's columns ({str(err)[:80]})"
-    return (table, None) if reason is None else (None, reason)
+    if not known:
+        try:
+            reason = _values_reason(table, commit)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
+            reason = f"committed key or range values do not fit the file's columns ({str(err)[:80]})"
+        if reason is not None:
+            return None, reason
+        if verdicts is not None:
+            verdicts.record(commit, identity, started)
+    return (table if columns is None else table.select(list(columns))), None
+
+
+def check(fs: pafs.FileSystem, base: str, commit: Commit, expected: Optional[pa.Schema] = None,
+          verdicts=None) -> Optional[str]:
+    """Why the committed file is damaged, or None when it is intact (:func:`verify`, decoding
+    only what its checks need). A file whose identity is the one a verdict recorded is intact
+    without being read (``grid.store.verdicts``)."""
+    if verdicts is not None and (expected is None or schema_hash(expected) == commit.schema) \
+            and commit.bytes <= MAX_FILE_BYTES and commit.rows <= MAX_ROWS:
+        size, identity, reason = confined.file_stat(fs, base, commit.path)
+        if reason is None and size == commit.bytes and verdicts.unchanged(commit, identity):
+            return None
+    return verify(fs, base, commit, expected, columns=[], verdicts=verdicts)[1]
 
 
 def _values_reason(table: pa.Table, commit: Commit) -> Optional[str]:
@@ -293,7 +351,7 @@ def _footer_reason(parquet: pq.ParquetFile, commit: Commit, expected: Optional[p
 def _what_changed(data: bytes, commit: Commit, expected: Optional[pa.Schema]) -> str:
     """Why bytes that are not the committed ones differ, from the footer only (never decoded)."""
     try:
-        parquet = pq.ParquetFile(io.BytesIO(data))
+        parquet = pq.ParquetFile(pa.BufferReader(data))
         reason = _footer_reason(parquet, commit, expected)
     except (pa.ArrowException, OSError, ValueError) as err:
         kind = "truncated" if len(data) < commit.bytes else "not readable as parquet"
@@ -327,5 +385,5 @@ def _min_max(array) -> list:
 
 
 __all__ = ["COMMITS_DIR", "Commit", "DamagedStore", "MAX_DECODED_BYTES", "MAX_FILE_BYTES", "MAX_MANIFEST_BYTES",
-           "MAX_ROWS", "batch_key", "check_entry", "decode_manifest", "describe", "encode_manifest", "manifest_path",
-           "read_manifest", "schema_hash", "verify"]
+           "MAX_ROWS", "batch_key", "check", "check_entry", "decode_manifest", "describe", "encode_manifest",
+           "manifest_path", "manifest_relative", "read_identified", "read_manifest", "schema_hash", "verify"]

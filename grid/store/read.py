@@ -1,18 +1,23 @@
-"""Reading the results store: exactly the committed files, verified, as one table.
+"""Reading the results store: exactly the committed files, verified, as one table or trial by trial.
 
 ``read_committed`` is what ``ResultStore.load_table`` (and so every reader of
-``grid.store.readers``) runs: the commit record names the
-files (pruned by their committed key values before any is opened), each is verified against
-its commit (``grid.store.manifest.verify``), the partition values come back from the commit's key,
-filters apply to the rows, and duplicate keys are refused.
+``grid.store.readers``) runs, and :func:`committed_chunks` what a reader that aggregates runs
+to hold a few trials' rows at a time (``er-grid query``): the commit record names the files
+(pruned by their committed key values before any is opened), each is verified against its
+commit (``grid.store.manifest.verify``: its sha256 every time, its footer and values once per
+entry, ``grid.store.verdicts``), only the columns asked for are decoded, the partition values
+come back from the commit's key, filters apply to the rows, and duplicate keys are refused
+(within each trial: every table's row key holds the trial).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Optional
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from . import manifest
@@ -21,41 +26,106 @@ from .rows import PARTITION_COLUMNS
 
 # Parallel GETs: on an object store each committed file is one request of tens of ms.
 READ_THREADS = 16
+# What one chunk of committed_chunks holds at most (unless one trial holds more): a few trials
+# of the paper grid (~23,000 rows each), so memory does not grow with the store.
+CHUNK_ROWS = 100_000
 
 
 def read_committed(store, table: str, schema: pa.Schema, filters: dict, damaged: str,
-                   unique: tuple) -> pd.DataFrame:
-    """Rows of ``table`` in ``store`` matching ``filters``; see ``ResultStore.load_table``."""
+                   unique: tuple, columns: Optional[list] = None) -> pd.DataFrame:
+    """Rows of ``table`` in ``store`` matching ``filters``; see ``ResultStore.load_table``.
+    ``columns``: the columns to read (None: all of ``schema``), in that order."""
+    parts = list(committed_chunks(store, table, schema, filters, damaged, unique, columns))
+    names = schema.names if columns is None else list(columns)
+    if not parts:
+        return pa.schema([schema.field(c) for c in names]).empty_table().to_pandas()
+    result = pa.concat_tables(parts)
+    del parts
+    return result.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def committed_chunks(store, table: str, schema: pa.Schema, filters: dict, damaged: str, unique: tuple,
+                     columns: Optional[list] = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+    """The rows of :func:`read_committed` as arrow tables of whole trials, about ``chunk_rows``
+    rows each. With ``damaged="raise"`` a damaged file stops the reading before the chunk that
+    holds it is given out, naming every damaged file of the selection."""
     if damaged not in ("raise", "skip"):
         raise ValueError(f"damaged: expected 'raise' or 'skip', got {damaged!r}")
+    names = schema.names if columns is None else list(columns)
+    unknown = [c for c in names if c not in schema.names]
+    if unknown:
+        raise ValueError(f"columns: unknown column(s) {unknown}; valid: {', '.join(schema.names)}")
     expression = filter_expression(schema, filters)
     file_schema = store_rows.file_schema(schema)
-    commits = store.commits(table, damaged=damaged, **filters)
+    needed = list(dict.fromkeys([*names, *filters, *unique]))
+    file_columns = [c for c in needed if c in file_schema.names]
+    chunks = _chunks(store.commits(table, damaged=damaged, **filters), chunk_rows)
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        checked = list(pool.map(lambda c: manifest.verify(store.fs, store.base, c, file_schema), commits))
-    problems = [f"{c.path}: {reason}" for c, (_, reason) in zip(commits, checked) if reason is not None]
-    if problems and damaged == "raise":
-        raise manifest.DamagedStore(
-            f"{len(problems)} committed file(s) of {store.root} are damaged: {'; '.join(problems[:3])}"
-            f"{' …' if len(problems) > 3 else ''} (`er-grid status` lists them; `er-grid resume` recomputes them)")
-    parts = [with_partitions(t.cast(file_schema), c.key) for c, (t, _) in zip(commits, checked) if t is not None]
-    if not parts:
-        return schema.empty_table().to_pandas()
-    result = pa.concat_tables(parts).select(schema.names)
-    if expression is not None:
-        result = result.filter(expression)
-    df = result.to_pandas()
-    if unique and df.duplicated(list(unique)).any():
-        dupes = df[df.duplicated(list(unique), keep=False)][list(unique)].drop_duplicates().head(3)
-        raise manifest.DamagedStore(f"{store.root}: duplicate {table} rows for key(s) {dupes.to_dict('records')}")
-    return df
+        def submit(chunk):
+            return [pool.submit(manifest.verify, store.fs, store.base, c, file_schema, file_columns, store.verdicts)
+                    for c in chunk]
+
+        pending = submit(chunks[0]) if chunks else []
+        for index, chunk in enumerate(chunks):
+            checked = [future.result() for future in pending]
+            # The next chunk is read while this one is assembled.
+            pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else []
+            problems = [f"{c.path}: {reason}" for c, (_, reason) in zip(chunk, checked) if reason is not None]
+            if problems and damaged == "raise":
+                for future in pending:
+                    future.cancel()
+                later = [c for rest in chunks[index + 1:] for c in rest]
+                problems += [f"{c.path}: {reason}" for c, reason in zip(later, pool.map(
+                    lambda c: manifest.check(store.fs, store.base, c, file_schema, store.verdicts), later)) if reason]
+                store.verdicts.save()
+                raise manifest.DamagedStore(
+                    f"{len(problems)} committed file(s) of {store.root} are damaged: {'; '.join(problems[:3])}"
+                    f"{' …' if len(problems) > 3 else ''} (`er-grid status` lists them; `er-grid resume` recomputes them)")
+            # The committed schema equals the table's (checked), up to nullability: cast to the table's.
+            parts = [with_partitions(t.cast(pa.schema([file_schema.field(n) for n in t.column_names])), c.key, needed)
+                     for c, (t, _) in zip(chunk, checked) if t is not None]
+            if not parts:
+                continue
+            rows = pa.concat_tables(parts)
+            if expression is not None:
+                rows = rows.filter(expression)
+            if unique:
+                refuse_duplicates(rows, unique, table, store.root)
+            yield rows.select(names)
+    store.verdicts.save()
 
 
-def with_partitions(table: pa.Table, key: dict) -> pa.Table:
-    """Add the Hive partition columns (strings, as in the directory names) from a commit key."""
+def _chunks(commits: list, chunk_rows: int) -> list[list]:
+    """``commits`` in groups of whole trials of about ``chunk_rows`` committed rows."""
+    by_trial: dict[str, list] = {}
+    for commit in commits:
+        by_trial.setdefault(commit.key["trial_id"], []).append(commit)
+    chunks, current, rows = [], [], 0
+    for trial in by_trial.values():
+        if current and rows + sum(c.rows for c in trial) > chunk_rows:
+            chunks.append(current)
+            current, rows = [], 0
+        current += trial
+        rows += sum(c.rows for c in trial)
+    return chunks + ([current] if current else [])
+
+
+def refuse_duplicates(rows: pa.Table, unique: tuple, table: str, root: str) -> None:
+    """DamagedStore naming up to three keys that ``rows`` (whole trials) hold more than once."""
+    counts = rows.select(list(unique)).group_by(list(unique)).aggregate([([], "count_all")])
+    dupes = counts.filter(pc.greater(counts["count_all"], 1))
+    if dupes.num_rows:
+        keys = dupes.select(list(unique)).slice(0, 3).to_pylist()
+        raise manifest.DamagedStore(f"{root}: duplicate {table} rows for key(s) {keys}")
+
+
+def with_partitions(table: pa.Table, key: dict, columns: Optional[list] = None) -> pa.Table:
+    """Add the Hive partition columns (strings, as in the directory names) from a commit key
+    (those among ``columns`` where given)."""
     for column in PARTITION_COLUMNS:
-        table = table.append_column(pa.field(column, pa.string(), nullable=False),
-                                    pa.array([key[column]] * table.num_rows, pa.string()))
+        if columns is None or column in columns:
+            table = table.append_column(pa.field(column, pa.string(), nullable=False),
+                                        pa.array([key[column]] * table.num_rows, pa.string()))
     return table
 
 
@@ -91,5 +161,3 @@ def filter_expression(schema: pa.Schema, filters: dict):
             term = field == pa.scalar(wanted, type=schema.field(column).type)
         expression = term if expression is None else (expression & term)
     return expression
-
-

@@ -10,7 +10,7 @@ committed file) or "skip" (leave them out).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import pandas as pd
 
@@ -22,9 +22,10 @@ from .schemas import CODES_SCHEMA, DETECTION_SCHEMA, NOTES_SCHEMA, SANITY_SCHEMA
 RootLike = Union[str, Path, ResultStore]
 
 
-def load(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:
-    """All committed example rows under ``root`` as a pandas DataFrame (columns of ``ROW_SCHEMA``)."""
-    return open_results(root).load(damaged=damaged, **filters)
+def load(root: RootLike, damaged: str = "raise", columns: Optional[list] = None, **filters) -> pd.DataFrame:
+    """All committed example rows under ``root`` as a pandas DataFrame (columns of ``ROW_SCHEMA``,
+    or those named in ``columns``: only they are decoded)."""
+    return open_results(root).load(damaged=damaged, columns=columns, **filters)
 
 
 def load_trials(root: RootLike, damaged: str = "raise", **filters) -> pd.DataFrame:

@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from . import manifest
+from . import manifest, manifest_cache
 from .layout import EXAMPLES_DIR, MOVED_ASIDE_DIR, TRIALS_DIR, UNIQUE_KEYS
 from .manifest import Commit, DamagedStore
 from .read import READ_THREADS, key_matches, read_committed
@@ -52,6 +52,7 @@ from .rows import (
     PARTITION_COLUMNS, SEP, eps_text, file_schema, name_part, partition_value, rows_to_table, without_partitions,
 )
 from .schemas import ROW_SCHEMA, TRIAL_SCHEMA
+from .verdicts import Verdicts
 
 # --------------------------------------------------------------------------- store
 
@@ -82,6 +83,15 @@ class ResultStore:
         self.root = root
         # Object-store PUTs are atomic and renames are not (see module docstring).
         self.atomic_put = self.fs.type_name in OBJECT_STORES
+        self._verdicts: Optional[Verdicts] = None
+
+    @property
+    def verdicts(self) -> Verdicts:
+        """What earlier commands learnt of this store's committed files (``grid.store.verdicts``);
+        ``save()`` it after a pass over the files."""
+        if self._verdicts is None:
+            self._verdicts = Verdicts(self)
+        return self._verdicts
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -155,11 +165,12 @@ class ResultStore:
             # Replacing an intact committed file is an ordinary rewrite; anything else there
             # (damaged, or never committed) is kept as evidence.
             previous = commits.get(commit.path)
-            if previous is None or manifest.verify(self.fs, self.base, previous)[1] is not None:
+            if previous is None or manifest.check(self.fs, self.base, previous) is not None:
                 self.move_aside(path)
         self.put_atomic(path, data)
         commits[commit.path] = commit
         self.put_atomic(manifest.manifest_path(self.base, trial_id), manifest.encode_manifest(trial_id, commits))
+        manifest_cache.remember_written(self.fs, self.base, trial_id, commits)
         return commit
 
     def write_atomic(self, table: pa.Table, path: str) -> Commit:
@@ -217,9 +228,9 @@ class ResultStore:
         path = manifest.manifest_path(self.base, trial_id)
         try:
             # Bounded and confined: a manifest that is a link out of the store, a device or
-            # oversized is damaged before a byte of it is held (grid.store.confined).
-            data = manifest.read_manifest(self.fs, self.base, trial_id)
-            return {} if data is None else manifest.decode_manifest(self.relative(path), data)
+            # oversized is damaged before a byte of it is held (grid.store.confined). Decoded
+            # again only when its file changed (grid.store.manifest_cache).
+            return manifest_cache.load_manifest(self.fs, self.base, trial_id)
         except DamagedStore:
             if not repair:
                 raise
@@ -256,24 +267,25 @@ class ResultStore:
         relative = self.relative(path)
         trial_id = relative.rsplit("/", 1)[-1].split(SEP, 1)[0].removesuffix(".parquet")
         commit = self.trial_commits(trial_id).get(relative)
-        return commit is not None and manifest.verify(self.fs, self.base, commit)[1] is None
+        return commit is not None and manifest.check(self.fs, self.base, commit, verdicts=self.verdicts) is None
 
     def done_batches(self, experiment: str, dataset: str, method: str, trial_id: str) -> set[tuple[str, float, int]]:
         """(attack, ε, batch) of every committed *intact* batch of ``trial_id``: what a resumed
         trial skips. Missing or damaged committed files are left out, so they are recomputed."""
         commits = [c for c in self.trial_commits(trial_id, repair=True).values() if c.table == EXAMPLES_DIR
                    and (c.key["experiment"], c.key["dataset"], c.key["method"]) == (experiment, dataset, method)]
+        expected = file_schema(ROW_SCHEMA)
         with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:  # one GET per file on object stores
-            reasons = list(pool.map(lambda c: manifest.verify(self.fs, self.base, c, file_schema(ROW_SCHEMA))[1],
-                                    commits))
+            reasons = list(pool.map(lambda c: manifest.check(self.fs, self.base, c, expected, self.verdicts), commits))
+        self.verdicts.save()
         return {manifest.batch_key(c) for c, reason in zip(commits, reasons)
                 if reason is None and manifest.batch_key(c) is not None}
 
     # -- reading --------------------------------------------------------------------------
 
-    def load(self, damaged: str = "raise", **filters) -> pd.DataFrame:
+    def load(self, damaged: str = "raise", columns: Optional[list] = None, **filters) -> pd.DataFrame:
         """Example rows as a DataFrame; see :func:`load`."""
-        return self.load_table(EXAMPLES_DIR, ROW_SCHEMA, filters, damaged=damaged)
+        return self.load_table(EXAMPLES_DIR, ROW_SCHEMA, filters, damaged=damaged, columns=columns)
 
     def load_trials(self, damaged: str = "raise", **filters) -> pd.DataFrame:
         """Trial rows as a DataFrame; see :func:`load_trials`."""
@@ -284,12 +296,13 @@ class ResultStore:
         return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
 
     def load_table(self, table: str, schema: pa.Schema, filters: dict, damaged: str = "raise",
-                   unique: Optional[tuple] = None) -> pd.DataFrame:
+                   unique: Optional[tuple] = None, columns: Optional[list] = None) -> pd.DataFrame:
         """Rows of one table (``examples``, ``trials``, ``detection``…) matching ``filters``, from
         exactly the committed files. ``damaged``: "raise" (DamagedStore naming each damaged
         committed file) or "skip" (leave them out). ``unique``: the row key (default
-        :data:`UNIQUE_KEYS`); a duplicate raises DamagedStore."""
-        return read_committed(self, table, schema, filters, damaged, unique or UNIQUE_KEYS.get(table, ()))
+        :data:`UNIQUE_KEYS`); a duplicate raises DamagedStore. ``columns``: the columns to read
+        (default: all), in that order; only those are decoded."""
+        return read_committed(self, table, schema, filters, damaged, unique or UNIQUE_KEYS.get(table, ()), columns)
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:

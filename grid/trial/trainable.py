@@ -25,7 +25,8 @@ Steps:
    ``grid.trial.progress``); the best-validation weights travel in the checkpoint;
 4. the evaluated weights: the last epoch's, or the best on validation (``evaluate``);
 5. ``grid.stages.run_stages``: evaluation, detection, codes, trial row, sanity, each skipping
-   what is committed and intact.
+   what is committed and intact (one report per evaluation batch);
+6. a last report with the robust accuracy per (attack, ε), read back from the committed rows.
 
 Test hooks (``grid.common.faults``, used by the resume tests; unset in normal runs) SIGKILL the
 trial process after a given epoch or evaluation batch.
@@ -56,7 +57,7 @@ from .checkpoints import (
     TrainState, checkpoint_candidates, evaluated_epoch, restore_latest, save_state, stored_checkpoints, weights_hash,
 )
 from .data_staging import local_dataset_dir
-from .progress import ProgressReport, holdout_accuracy
+from .progress import ProgressReport, holdout_accuracy, robust_accuracies
 
 # --------------------------------------------------------------------------- entry points
 
@@ -96,6 +97,10 @@ def train_and_evaluate(config: dict) -> None:
     run_stages(TrialBundle(trial=trial, store=store, method=method, data=data,
                            checkpoint_hash=weights_hash(method.model), device=device, state=state,
                            evaluated_epoch=evaluated, report_progress=report_progress))
+    # Read back from the committed rows, so the number Tune shows is the store's.
+    rows = store.load(experiment=trial.experiment, dataset=trial.dataset, method=trial.method,
+                      trial_id=trial.trial_id, damaged="skip")
+    tune.report(progress.final(robust_accuracies(rows)))
 
 
 def repair_trial(trial_dict: dict, trial_path: str, results_root: str) -> dict[str, int]:

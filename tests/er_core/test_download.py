@@ -69,6 +69,41 @@ def test_interrupted_download_resumes_with_range(serve, tmp_path):
     assert download.check("cifar10", folder) == [] and not part.exists()
 
 
+def test_a_failed_fetch_leaves_no_folder_it_created_empty(tmp_path, monkeypatch):
+    """No mirror reachable: the dataset folder, and the parents the fetch made for it, go again;
+    a folder that was there before stays; a part holding bytes (resumable) keeps its folder."""
+    src = download.source("stl10")
+    dead = tuple(dataclasses.replace(r, urls=((tmp_path / "none").as_uri() + "/" + r.filename,)) for r in src.remotes)
+    monkeypatch.setitem(download.SOURCES, "stl10", dataclasses.replace(src, remotes=dead))
+    for folder in (tmp_path / "new-root" / "deeper" / "stl10", tmp_path / "stl10"):
+        with pytest.raises(DownloadError, match="could not download"):
+            download.fetch("stl10", folder)
+        assert not folder.exists()
+    assert not (tmp_path / "new-root").exists() and tmp_path.is_dir()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(DownloadError):
+        download.fetch("stl10", kept / "stl10")
+    assert kept.is_dir() and not (kept / "stl10").exists()
+
+
+def test_the_offline_route_needs_no_network(serve, tmp_path, monkeypatch):
+    """What the failed fetch tells a user without a network (``offline_files``) is enough: the
+    archive put into the folder by hand is unpacked and checked with every mirror dead."""
+    mirror, _ = serve("cifar10", dead_first=False)
+    assert download.offline_files("cifar10") == "cifar-10-python.tar.gz or the cifar-10-batches-py/ folder it holds"
+    assert download.offline_files("mnist") == ("train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                                               "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
+    src = download.source("cifar10")
+    dead = tuple(dataclasses.replace(r, urls=((tmp_path / "none").as_uri() + "/" + r.filename,)) for r in src.remotes)
+    monkeypatch.setitem(download.SOURCES, "cifar10", dataclasses.replace(src, remotes=dead))
+    folder = tmp_path / "root" / "cifar10"
+    folder.mkdir(parents=True)
+    (folder / "cifar-10-python.tar.gz").write_bytes((tmp_path / "mirror" / "cifar-10-python.tar.gz").read_bytes())
+    download.fetch("cifar10", folder)
+    assert download.check("cifar10", folder) == [] and mirror.requests == []
+
+
 def test_part_from_other_content_is_downloaded_again(serve, tmp_path):
     mirror, _ = serve("stl10", dead_first=False)
     folder = tmp_path / "stl10"

@@ -56,3 +56,132 @@ def straight_and_resumed(head: LocalHead, spec: dict, tmp) -> tuple:
     resumed = run_cli(head, "resume", str(tmp / "killed" / spec["experiment"]))
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     return tmp / "straight" / spec["experiment"], tmp / "killed" / spec["experiment"]
+
+
+# -- a second raylet on this machine: the multi-node scenario (scenarios/test_multinode.py) --
+
+
+def _stat_fields(pid) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name (which may hold spaces and ')'), so field
+    N of proc(5) is index N - 3: the parent PID is [1], the start time [19]."""
+    from pathlib import Path
+
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_tree(pid: int) -> dict[int, str]:
+    """``pid`` and every process descended from it, each with its start time (read from
+    ``/proc``; no psutil here), so that a PID reused later by someone else is never signalled."""
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    started: dict[int, str] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = _stat_fields(entry.name)
+        except OSError:  # exited while we looked
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        started[int(entry.name)] = fields[19]
+    tree, todo = {}, [pid]
+    while todo:
+        current = todo.pop()
+        if current in started:
+            tree[current] = started[current]
+            todo.extend(children.get(current, []))
+    return tree
+
+
+def kill_tree(tree: dict[int, str]) -> None:
+    """SIGKILL each process of a :func:`process_tree` that is still the same process."""
+    import os
+    import signal
+
+    for pid, started in tree.items():
+        try:
+            if _stat_fields(pid)[19] == started:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, IndexError):  # gone already
+            pass
+
+
+def cluster_state(head: LocalHead, what: str) -> list[dict]:
+    """``what`` (``nodes``, ``actors``) as Ray's state API on the head lists it, dead ones
+    included (with the head's token)."""
+    import json
+    import urllib.request
+
+    token = (head.home / ".ray" / "auth_token").read_text().strip()
+    request = urllib.request.Request(f"{head.dashboard}/api/v0/{what}?limit=1000&detail=true",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]["result"]["result"]
+
+
+class WorkerNode:
+    """A worker node joined to ``head`` on this machine: ``ray start --address --block`` in a
+    session of its own, on free ports, with its own short temp dir and the head's token.
+
+    The constructor only launches it (several start side by side); ``wait_registered()`` waits
+    until the head counts it alive and sets ``node_id``: the node is known by a custom resource
+    of its ``name``, which no trial asks for. ``kill()`` is the node lost at once (a machine
+    gone): SIGKILL to the raylet and every process under it. ``stop()`` is the orderly end
+    (SIGTERM to ``ray start``, then SIGKILL to what is left of its tree). Both touch only
+    processes this node started.
+    """
+
+    def __init__(self, head: LocalHead, tmp, name: str, num_cpus: int = 1):
+        import json
+        import os
+        from pathlib import Path
+
+        self.head, self.name, self.node_id = head, name, None
+        self.log = tmp / f"ray_worker_{name}.log"
+        # Ray's unix socket paths must stay short (~107 bytes), as for the head.
+        self.temp_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"rw{os.getpid()}_{free_port()}"
+        ports = [str(free_port()) for _ in range(6)]
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "ray"), "start", f"--address={head.address}", "--block", f"--num-cpus={num_cpus}",
+                 "--num-gpus=0", f"--resources={json.dumps({name: 1})}", "--object-store-memory=100000000",
+                 "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
+                 "--include-log-monitor=false", f"--node-manager-port={ports[0]}", f"--object-manager-port={ports[1]}",
+                 f"--dashboard-agent-listen-port={ports[2]}", f"--dashboard-agent-grpc-port={ports[3]}",
+                 f"--runtime-env-agent-port={ports[4]}", f"--metrics-export-port={ports[5]}"],
+                env=head.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+
+    def wait_registered(self, timeout: float = 120.0) -> str:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ray start exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
+            for node in cluster_state(self.head, "nodes"):
+                if node["state"] == "ALIVE" and self.name in node["resources_total"]:
+                    self.node_id = node["node_id"]
+                    return self.node_id
+            time.sleep(0.5)
+        raise TimeoutError(f"worker node {self.name} not registered with the head after {timeout}s; see {self.log}")
+
+    def kill(self) -> list[int]:
+        """SIGKILL the whole node at once; returns the PIDs it had."""
+        tree = process_tree(self.process.pid)
+        kill_tree(tree)
+        self.process.wait(timeout=10)
+        return sorted(tree)
+
+    def stop(self) -> None:
+        import shutil
+        import signal
+
+        tree = process_tree(self.process.pid)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # ray start's handler stops its node
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_tree(tree)  # whatever is left of it (the tree as it was before the SIGTERM)
+        self.process.wait(timeout=10)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)

@@ -50,14 +50,20 @@ def test_check_names_the_damaged_file_and_the_fix(mnist_mirror, tmp_path, capsys
     assert main(["data", "check", "mnist", "--root", str(root)]) == 0
 
 
-def test_unreachable_mirrors_give_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+def test_unreachable_mirrors_give_the_error_and_the_offline_route_and_exit_2(tmp_path, monkeypatch, capsys):
     src = download.source("stl10")
     dead = tuple(dataclasses.replace(r, urls=((tmp_path / "none").as_uri() + "/" + r.filename,))
                  for r in src.remotes)
     monkeypatch.setitem(download.SOURCES, "stl10", dataclasses.replace(src, remotes=dead))
-    assert main(["data", "fetch", "stl10", "--root", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("er-grid: error: could not download stl10_binary.tar.gz") and "\n" not in err
+    root = tmp_path / "root"
+    assert main(["data", "fetch", "stl10", "--root", str(root)]) == 2
+    error, offline = capsys.readouterr().err.strip().split("\n")  # the error, then the offline route
+    assert error.startswith("er-grid: error: could not download stl10_binary.tar.gz")
+    assert offline == (f"without a network: put stl10's standard files (stl10_binary.tar.gz or the stl10_binary/ "
+                       f"folder it holds) in {root / 'stl10'} (under the data root {root}; formats in "
+                       f"er_core/data.py), then run er-grid data fetch stl10 --root {root} again: it downloads "
+                       "nothing that is there and intact, unpacks the archive and checks the files")
+    assert not root.exists()  # nothing left behind: no empty folder to mistake for a dataset
     with pytest.raises(SystemExit) as e:
         main(["data", "fetch", "svhn"])
     assert e.value.code == 2

@@ -163,12 +163,19 @@ def test_fit_rule_reports_what_the_measurement_gives():
     assert "not decided" in "\n".join(cw_reading_fit(None))
 
 
-def test_comparison_lists_the_paper_table2_values_without_rows():
-    rows = cw_comparison_rows(None)
-    assert [(r["method"], r["paper"], r["runs"]) for r in rows] == [("defense_gan", 55.0, None), ("er", 99.1, None)]
-    text = "\n".join(paper_comparison_section(pd.DataFrame()))
-    assert "| mnist | Defense-GAN (not run here) | – | – | – | – | – | – | 55.0 |" in text
-    assert "| mnist | er | – | – | – | – | – | – | 99.1 |" in text
+def test_comparison_lists_table2_beside_measured_datasets_only(rows):
+    """No AutoAttack, RayS or C&W rows: no comparison section (the report's opening line names
+    the attacks). C&W rows on MNIST: the paper's Table 2 values beside them, Defense-GAN included;
+    on digits alone: one line, no table of dashes."""
+    assert cw_comparison_rows(None) == [] and paper_comparison_section(pd.DataFrame()) == []
+    mnist = "\n".join(paper_comparison_section(pd.DataFrame(), cw_accuracy(rows)))
+    assert "| mnist | Defense-GAN (not run here) | – | – | – | – | – | – | 55.0 |" in mnist
+    assert "No published numbers for digits" in mnist and "| digits |" not in mnist
+    digits = paper_comparison_section(pd.DataFrame(), cw_accuracy(rows[rows["dataset"] == "digits"]))
+    assert [line for line in digits if line] == [
+        "## Paper comparison",
+        "No published numbers for digits: the paper and the AutoAttack leaderboard report mnist, cifar10, stl10, "
+        "tiny_imagenet only."]
     assert paper_eps("mnist") == 0.3  # Table 2's bound is not an ε of Tables 1 and 3
 
 

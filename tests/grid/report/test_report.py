@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import math
 
 import pandas as pd
@@ -190,12 +192,15 @@ def test_worst_case_table_and_settings():
 
 
 def test_missing_attacks_give_no_table():
+    """Attacks without rows get no section: one line near the top names them and their tables."""
     df = grid_frame()
     assert attack_table(df, "rays") is None and cw_table(df) is None
     text = report_markdown(df)
-    for title, note in (("Table 2: C&W", "_no cw_l2 rows_"), ("Table 3: RayS", "_no rays rows_")):
-        section = text.split(title)[1].split("\n## ")[0]
-        assert note in section and "|" not in section
+    assert "## Table 2" not in text and "## Table 3" not in text and "_no cw_l2" not in text and "_no rays" not in text
+    assert "Not in these rows, so left out: C&W-ℓ2 (Table 2), RayS (Table 3).\n" in text.split("## Sanity")[0]
+    assert "Not in these rows" not in report_markdown(frame(
+        attack_rows("pgd", [1]) + attack_rows("autoattack", [1]) + attack_rows("rays", [1])
+        + attack_rows("cw_l2", [1], norm="L2", eps=0.0)))
     table1 = text.split("Table 1: AutoAttack")[1].split("\n## ")[0]
     assert "| ER-Classifier (λ=1) | 87.5 ± 17.7 (0.0–100.0) [n=4 × 2 seeds] | – | 50.0 (15.0–85.0) [n=4] |" in table1
     assert "| Madry's Adv | 50.0 ± 35.4 (0.0–100.0) [n=4 × 2 seeds] |" in text.split("## Worst case")[1]
@@ -271,3 +276,59 @@ def test_cells_count_distinct_examples_and_seeds():
     assert fmt_acc(0.5, float("nan"), 1, n=360) == "50.0 [n=360]"
     assert fmt_acc(0.5, 0.1, 2, n=7) == "50.0 ± 10.0 [n=7 over 2 runs]"  # unequal runs: the total, said so
     assert fmt_acc(0.5, 0.1, 2, n=6, planned=8) == "50.0 ± 10.0 [n=6 of 8 over 2 runs: incomplete]"
+
+
+# --------------------------------------------------------------------------- fit to hand on
+
+ACCURACY_CELL = re.compile(r"^\d+\.\d( ± \d+\.\d)?( \(\d+\.\d–\d+\.\d\))? \[")
+
+
+def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(header cells, data rows) of every markdown table in ``text``."""
+    tables, lines = [], text.splitlines()
+    for i in range(len(lines) - 1):
+        if lines[i].startswith("| ") and lines[i + 1].startswith(("|---", "| --- ")):
+            rows = []
+            for line in lines[i + 2:]:
+                if not line.startswith("|"):
+                    break
+                rows.append([c.strip() for c in line.strip("|").split(" | ")])
+            tables.append(([c.strip() for c in lines[i].strip("|").split(" | ")], rows))
+    return tables
+
+
+def test_settings_show_each_attack_configuration_once_with_its_eps():
+    """A PGD sweep stores one config per ε: the settings show it once, with every ε it ran at; a
+    second PGD setting (the sanity point at 0.5 with 40 steps) is a row of its own."""
+    records = []
+    for seed in (0, 1):
+        for eps in (0.0, 0.1, 0.2):
+            records += attack_rows("pgd", [1, 0], eps=eps, seed=seed,
+                                   attack_config=json.dumps({"attack": "pgd", "eps": eps, "steps": 10}))
+        records += attack_rows("pgd", [0, 0], eps=0.5, seed=seed,
+                               attack_config=json.dumps({"attack": "pgd", "eps": 0.5, "steps": 40}))
+    attacks = report_markdown(frame(records)).split("### Attacks")[1].split("\n### ")[0]
+    pgd = [line for line in attacks.splitlines() if line.startswith("| MNIST | pgd |")]
+    assert pgd == ["| MNIST | pgd | 0, 0.1, 0.2 | steps=10 | – | 2 | 12 |", "| MNIST | pgd | 0.5 | steps=40 | – | 2 | 4 |"]
+
+
+def test_every_accuracy_column_names_its_unit_and_clean_accuracy_is_named_apart():
+    records = []
+    for seed in (0, 1):
+        records += attack_rows("pgd", [1, 1, seed, 0], seed=seed) + attack_rows("autoattack", [1, 0, 0, 0], seed=seed)
+        records += attack_rows("rays", [1, 1, 1, 0], seed=seed, queries=100)
+        records += attack_rows("cw_l2", [0, 1, 0, 0], norm="L2", eps=0.0, seed=seed)
+    trials = pd.DataFrame([{"trial_id": f"er{s}1.0", "dataset": "mnist", "method": "er", "train_eps": 0.3,
+                            "lam": 1.0, "clean_accuracy": 0.9, "wall_seconds": 120.0} for s in (0, 1)])
+    text = report_markdown(frame(records), trials)
+    checked = 0
+    for header, rows in markdown_tables(text):
+        for i, name in enumerate(header):
+            if any(i < len(row) and ACCURACY_CELL.match(row[i]) for row in rows):
+                assert "%" in name, (name, header)
+                checked += 1
+    assert checked >= 12  # the figure, Tables 1–3, worst case, per-configuration tables, trials
+    # The evaluation subset's clean accuracy is never a bare "clean", and says which it is.
+    assert all("clean" not in name or "evaluation subset" in name for header, _ in markdown_tables(text)
+               for name in header)
+    assert "`holdout_accuracy`" in text.split("## ")[0]  # the intro names Tune's other reading

@@ -91,7 +91,10 @@ def test_report_opens_with_sanity_and_paper_comparison(smoke_store, capsys):
     # The collapsed trial is listed there and nowhere in the tables; the sound one stays.
     tables = text[paper_at:]
     assert "| E-CLA |" not in tables and "| digits | e_cla" not in tables
-    assert "| digits | none |" in text[paper_at:figures_at] and "No Defense" in tables
+    # digits has no published numbers: one line, not a table of dashes.
+    comparison = text[paper_at:figures_at]
+    assert "No published numbers for digits" in comparison and "| digits |" not in comparison
+    assert "| digits | none |" in tables and "No Defense" in tables
 
 
 def test_query_has_the_flags_column(smoke_store):

@@ -1,5 +1,5 @@
 """The cost estimate a user plans with: measured per-epoch costs, wall time on G GPUs, storage,
-calibration from trial rows; the time-remaining estimate of ``er-grid status``. No Ray; ~3 s."""
+calibration from trial rows (``er-grid status``'s time left: test_estimate.py). No Ray; ~3 s."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 
 from grid.run import cost
 from grid.cli.job import job_main
-from grid.run.estimate import remaining_seconds
 from grid.spec import GridSpec
 
 REPO = Path(__file__).resolve().parents[3]
@@ -83,21 +82,6 @@ def test_keep_checkpoints_is_validated():
         GridSpec.from_dict(dict(SMOKE, codes={"steps": 0}))
 
 
-def test_time_remaining_follows_each_trials_pace():
-    trial = GridSpec.from_dict(SMOKE).expand()[0]
-    c = cost.trial_cost(trial)
-    half_trained = SimpleNamespace(epochs_done=trial.epochs, epochs=trial.epochs, batches_done=0,
-                                   batches_total=len(trial.eval_batches()), elapsed_s=100.0, state="TRAINING",
-                                   config=trial)
-    done = c.train_seconds / c.gpu_seconds
-    # Training done, evaluation not started: the rest takes 100 s × (1 − done) / done.
-    assert remaining_seconds([half_trained]) == pytest.approx(100.0 * (1 - done) / done)
-    finished = SimpleNamespace(**{**vars(half_trained), "batches_done": half_trained.batches_total})
-    assert remaining_seconds([finished]) == 0.0
-    pending = SimpleNamespace(**{**vars(half_trained), "epochs_done": 0, "elapsed_s": 0.0, "state": "PENDING"})
-    assert remaining_seconds([pending]) is None
-
-
 def test_dry_run_calibrates_from_a_stores_trial_rows(tmp_path, capsys):
     from grid.store import ResultStore
 
@@ -121,6 +105,12 @@ def test_dry_run_calibrates_from_a_stores_trial_rows(tmp_path, capsys):
 
     # 4 s per measured clean epoch instead of the table's 0.05 s: training costs 80× more.
     assert total(calibrated) > 10 * total(plain)
+    # The paper grid runs no digits: calibrating it from these rows would change nothing, so
+    # that is one line and exit 2, not an estimate that only looks calibrated.
+    assert job_main({"paper": PAPER}, default="paper", argv=["--dry-run", "--calibrate", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert f"--calibrate: {tmp_path} has trial rows of digits only, and this grid runs mnist" in captured.err
 
 
 def _attack_passes(item: dict) -> float:

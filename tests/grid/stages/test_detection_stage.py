@@ -175,7 +175,6 @@ def test_kill_during_detection_then_the_job_resumes_and_adds_each_row_once(ray_h
     # max_failures 0: the kill fails the run instead of being retried. Not part of any trial's
     # config, so the job's preset (max_failures 1) recognises the experiment as its own.
     spec = {**SMOKE, "max_failures": 0}
-    spec.pop("storage_path")
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     experiment = storage / SMOKE["experiment"]

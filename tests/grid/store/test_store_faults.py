@@ -270,14 +270,20 @@ def test_a_pickle_planted_in_the_experiment_state_is_never_run(experiment, tmp_p
     assert marker.exists()
 
 
-def test_a_damaged_tune_state_is_one_line_on_resume(ray_head, experiment):
+def test_a_damaged_tune_state_is_named_and_set_aside_on_resume(ray_head, experiment):
     """``resume`` goes through Tune's restore; a cut-short experiment state is named in one
-    line (exit 2), with no traceback and nothing in the results changed."""
+    line and set aside (``_tune_state_set_aside/``, never deleted), with no traceback; the
+    finished experiment is then answered from the store, nothing in the results changed.
+    (An unfinished one resumes: tests/grid/scenarios/test_disk_full_scenario.py.)"""
+    from grid.run.tune_state import SET_ASIDE_DIR
+
     (state,) = sorted(experiment.glob("experiment_state-*.json"))[-1:]
     state.write_text(state.read_text()[:200])
     before = {p: p.stat().st_mtime_ns for p in (experiment / "results").rglob("*") if p.is_file()}
     resumed = run_cli(ray_head, "resume", str(experiment))
-    assert resumed.returncode == 2, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert "Traceback" not in resumed.stderr and "damaged" in resumed.stderr, resumed.stderr[-2000:]
-    assert len(resumed.stderr.strip().splitlines()) == 1, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "Traceback" not in resumed.stderr, resumed.stderr[-2000:]
+    (note,) = resumed.stderr.strip().splitlines()
+    assert note.startswith(f"er-grid: note: Ray Tune's {state} is damaged (cut short") and SET_ASIDE_DIR in note
+    assert not state.exists() and len(list((experiment / SET_ASIDE_DIR).glob(f"*/{state.name}"))) == 1
     assert {p: p.stat().st_mtime_ns for p in (experiment / "results").rglob("*") if p.is_file()} == before
