@@ -1,24 +1,29 @@
 """The results store at the paper grid's size: every reading command timed beside duckdb.
 
-``python bench/bench_store.py [--sizes 0.125,0.5,1,4] [--repeat 3] [--dir /tmp/store-bench]``
+``python bench/bench_store.py [--sizes 0.125,0.5,1,4] [--repeat 2] [--dir /tmp/store-bench]``
 builds (once, kept under ``--dir``) a synthetic store of the paper preset's shape at each size
 through the project's own writer (``bench/synthetic_store.py``: size 1 is 60 trials, 1,125,000
-example rows, every table a finished trial writes), then times, each in a fresh process:
+example rows, every table a finished trial writes; 4 is 240 trials, 4.5 million rows), then
+times, each in a fresh process:
 
-- ``er-grid status``, ``er-grid query`` (whole store, and ``--dataset mnist --attack pgd``),
-  ``er-grid report`` (without and with ``--figures``) and ``grid.store.load``;
+- ``er-grid status`` (and ``check_store`` alone, the store's part of it), ``er-grid query``
+  (whole store, and ``--dataset mnist --attack pgd``), ``er-grid report`` (without and, once
+  per size, with ``--figures``) and ``grid.store.load``;
 - the baselines on the same parquet files in the same run, alternated with ours: duckdb
   computing the same robust-accuracy table (per trial, then mean and std over seeds, with the
   per-example worst case), duckdb's filtered table, and pyarrow's dataset read for ``load``.
 
-Each row gives wall seconds and peak RSS (``wait4``'s ``ru_maxrss`` of that process alone), the
-ratio to its baseline, and the growth from the previous size. The baselines read every parquet
-file unverified; ours read only committed files and verify them. The first command after a
-build runs with no cached verdicts ("cold"); the repeats find them (``grid.store.verdicts``).
-``--quick``: one small store (2 trials) in a temporary folder, one repeat, for ``make bench``.
+Each row gives wall seconds (median of ``--repeat``) and peak RSS (``wait4``'s ``ru_maxrss`` of
+that process alone), the ratio to its baseline, and the growth from the previous size. The
+baselines read every parquet file unverified; ours read only committed files and verify them
+(the sha256 of every file a reader decodes; ``grid.store.verdicts``). The first ``status``
+after a build runs with no verdicts kept ("cold"); the others find them. Then the cost of one
+commit against the number of entries its trial's record already holds.
+
+``--quick``: one small store (2 trials) in a temporary folder, once each (``make bench``).
 ``--src DIR``: run the commands from another checkout (the "before" column of a change).
-The machine is shared: the load average is printed with the table, and each of ours is
-timed right after its baseline.
+The machine is shared: the load average is printed beside the table, and each of ours runs
+right after its baseline.
 """
 
 from __future__ import annotations
@@ -61,6 +66,30 @@ DUCKDB = ("import duckdb, sys; con = duckdb.connect(); con.execute('PRAGMA disab
 PYARROW_LOAD = ("import sys, pyarrow.dataset as ds; "
                 "print(len(ds.dataset(sys.argv[1] + '/examples', partitioning='hive').to_table().to_pandas()))")
 OURS_LOAD = "import sys; from grid.store import load; print(len(load(sys.argv[1])))"
+OURS_CHECK = ("import sys; from grid.store import ResultStore, check_store; "
+              "print(len(check_store(ResultStore(sys.argv[1])).intact))")
+# One trial's commits in a fresh store; prints the milliseconds of the commits at each count.
+COMMITS = """
+import json, sys, tempfile, time
+from grid.store import ResultStore
+counts = [int(c) for c in sys.argv[1].split(",")]
+row = {"train_eps": None, "lam": None, "seed": 0, "epochs": 1, "norm": "Linf", "label": 1, "pred_clean": 1,
+       "pred_adv": 1, "correct_clean": True, "correct_adv": True, "l2": 0.1, "l2_rms": 0.01, "linf": 0.1,
+       "queries": -1, "seconds": 0.01, "attack_config": "{}", "checkpoint_hash": "abc", "eval_subset": "n=1000,seed=0",
+       "library_versions": "{}", "gradient_failed": False, "randomized": False}
+with tempfile.TemporaryDirectory() as root:
+    store, out, seconds = ResultStore(root), {}, []
+    for b in range(max(counts)):
+        rows = [dict(row, sample_idx=b * 10 + i) for i in range(10)]
+        started = time.perf_counter()
+        store.write_batch(rows, experiment="e", dataset="digits", method="none", trial_id="t0", attack="pgd",
+                          eps=0.1, batch=b)
+        seconds.append(time.perf_counter() - started)
+        if b + 1 in counts:
+            window = sorted(seconds[-min(20, len(seconds)):])
+            out[b + 1] = 1000 * window[len(window) // 2]
+    print(json.dumps(out))
+"""
 FILTER = {"dataset": "mnist", "attack": "pgd"}
 SOURCE_ENV = "BENCH_STORE_SOURCE"  # the checkout measured (--src), passed to measure() with the environment
 
@@ -70,21 +99,20 @@ def duckdb_argv(results: str, filtered: bool) -> list[str]:
     return [sys.executable, "-c", DUCKDB, ROBUST_SQL.format(root=results, where=f"WHERE {where}" if where else "")]
 
 
-def cases(experiment: str, results: str, figures: str, quick: bool) -> list[tuple[str, list, list]]:
-    """(name, our argv, baseline argv) of every measured command."""
+def cases(experiment: str, results: str) -> list[tuple[str, list, list]]:
+    """(name, our argv, baseline argv) of every command timed at each repeat."""
     cli = [sys.executable, "-m", "grid.cli.main"]
     whole, filtered = duckdb_argv(results, False), duckdb_argv(results, True)
-    out = [
+    return [
         ("status", [*cli, "status", experiment], whole),
+        ("check_store (status's store part)", [sys.executable, "-c", OURS_CHECK, results], whole),
         ("query", [*cli, "query", experiment], whole),
         ("query --dataset mnist --attack pgd",
          [*cli, "query", experiment, *[a for k, v in FILTER.items() for a in (f"--{k}", v)]], filtered),
         ("report", [*cli, "report", experiment], whole),
-        ("report --figures", [*cli, "report", experiment, "--figures", figures], whole),
         ("load (vs pyarrow)", [sys.executable, "-c", OURS_LOAD, experiment],
          [sys.executable, "-c", PYARROW_LOAD, results]),
     ]
-    return [c for c in out if not (quick and c[0] == "report --figures")]
 
 
 def measure(argv: list, env: dict) -> tuple[float, float]:
@@ -119,52 +147,73 @@ def built_store(directory: Path, size: float) -> tuple[str, dict]:
     return shape["experiment"], shape
 
 
-def bench_size(directory: Path, size: float, repeat: int, env: dict, quick: bool) -> dict:
+def line(name: str, m: dict) -> str:
+    return (f"  {name:<36} {m['ours_s']:6.1f} s {m['ours_mb']:6.0f} MB | baseline {m['base_s']:6.1f} s "
+            f"{m['base_mb']:6.0f} MB | ratio {m['ours_s'] / m['base_s']:4.1f}×")
+
+
+def bench_size(directory: Path, size: float, repeat: int, env: dict, figures: bool) -> dict:
     experiment, shape = built_store(directory, size)
     results = f"{experiment}/results"
     print(f"\nsize {size:g}: {shape['trials']} of {shape['planned']} planned trials, {shape['rows']:,} example rows "
           f"(built in {shape['seconds']:.0f} s); load average {os.getloadavg()[0]:.1f}", flush=True)
-    cache = tempfile.mkdtemp(prefix="verdicts-", dir=directory)
-    env = {**env, "XDG_CACHE_HOME": cache}
-    with tempfile.TemporaryDirectory(dir=directory) as figures:
+    with tempfile.TemporaryDirectory(prefix="verdicts-", dir=directory) as cache, \
+            tempfile.TemporaryDirectory(dir=directory) as figures_dir:
+        env = {**env, "XDG_CACHE_HOME": cache}
         measured = {}
-        cold = measure(cases(experiment, results, figures, quick)[0][1], env)
-        print(f"  status, no cached verdicts: {cold[0]:.1f} s, {cold[1]:.0f} MB", flush=True)
-        for name, ours, baseline in cases(experiment, results, figures, quick):
+        cold = measure(cases(experiment, results)[0][1], env)
+        print(f"  status, no verdicts kept yet: {cold[0]:.1f} s, {cold[1]:.0f} MB", flush=True)
+        for name, ours, baseline in cases(experiment, results):
             runs = []
             for _ in range(repeat):  # baseline and ours alternated, so drifting load hits both
                 runs.append((measure(baseline, env), measure(ours, env)))
-            base_s = statistics.median(b[0] for b, _ in runs)
-            ours_s = statistics.median(o[0] for _, o in runs)
-            measured[name] = {"ours_s": ours_s, "ours_mb": max(o[1] for _, o in runs), "base_s": base_s,
-                              "base_mb": max(b[1] for b, _ in runs)}
-            m = measured[name]
-            print(f"  {name:<36} {m['ours_s']:6.1f} s {m['ours_mb']:6.0f} MB | baseline {m['base_s']:6.1f} s "
-                  f"{m['base_mb']:6.0f} MB | ratio {m['ours_s'] / m['base_s']:4.1f}×", flush=True)
+            measured[name] = {"ours_s": statistics.median(o[0] for _, o in runs),
+                              "ours_mb": max(o[1] for _, o in runs),
+                              "base_s": statistics.median(b[0] for b, _ in runs), "base_mb": max(b[1] for b, _ in runs)}
+            print(line(name, measured[name]), flush=True)
+        if figures:  # once: the t-SNE figures take minutes whatever the store's size
+            base = measure(duckdb_argv(results, False), env)
+            ours = measure([sys.executable, "-m", "grid.cli.main", "report", experiment, "--figures", figures_dir], env)
+            measured["report --figures (once)"] = {"ours_s": ours[0], "ours_mb": ours[1], "base_s": base[0],
+                                                   "base_mb": base[1]}
+            print(line("report --figures (once)", measured["report --figures (once)"]), flush=True)
     print(f"  load average after: {os.getloadavg()[0]:.1f}")
     return {"size": size, "rows": shape["rows"], "cold_status": cold, "commands": measured}
 
 
 def print_table(all_sizes: list[dict]) -> None:
-    print("\ncommand | size | rows | ours s | duckdb/pyarrow s | ratio | ours peak RSS MB | growth (time, RSS) vs previous size")
-    print("--- | --- | --- | --- | --- | --- | --- | ---")
+    print("\ncommand | size | rows | ours s | baseline s | ratio | ours peak RSS MB | baseline MB | growth vs previous size "
+          "(time, RSS)")
+    print("--- | --- | --- | --- | --- | --- | --- | --- | ---")
     for name in all_sizes[0]["commands"]:
         previous = None
         for entry in all_sizes:
-            m = entry["commands"][name]
+            m = entry["commands"].get(name)
+            if m is None:
+                continue
             growth = "" if previous is None else \
                 f"×{m['ours_s'] / previous['ours_s']:.1f}, ×{m['ours_mb'] / previous['ours_mb']:.2f}"
             print(f"{name} | {entry['size']:g} | {entry['rows']:,} | {m['ours_s']:.1f} | {m['base_s']:.1f} | "
-                  f"{m['ours_s'] / m['base_s']:.1f}× | {m['ours_mb']:.0f} | {growth}")
+                  f"{m['ours_s'] / m['base_s']:.1f}× | {m['ours_mb']:.0f} | {m['base_mb']:.0f} | {growth}")
             previous = m
+
+
+def commit_costs(env: dict, counts: list[int]) -> None:
+    """The cost of one commit against the entries its trial's record already holds."""
+    done = subprocess.run([sys.executable, "-c", COMMITS, ",".join(map(str, counts))], env=env, check=True,
+                          capture_output=True, text=True, cwd=env.get(SOURCE_ENV, BENCH_DIR.parent))
+    costs = json.loads(done.stdout.strip().splitlines()[-1])
+    print("\none commit (10 rows; median of the last 20) against the entries of its trial's record: "
+          + ", ".join(f"{n} entries {ms:.1f} ms" for n, ms in costs.items()))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="0.125,0.5,1,4", help="store sizes, 1 = the paper grid (60 trials)")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--dir", default="/tmp/store-bench", help="where the stores are built and kept")
     parser.add_argument("--src", help="run the commands from this checkout instead of this one")
+    parser.add_argument("--no-figures", action="store_true", help="leave out report --figures (minutes of t-SNE)")
     parser.add_argument("--quick", action="store_true", help="one 2-trial store in a temporary folder, once")
     args = parser.parse_args(argv)
     env = dict(os.environ)
@@ -174,11 +223,14 @@ def main(argv=None) -> int:
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; commands from {args.src or BENCH_DIR.parent}")
     if args.quick:
         with tempfile.TemporaryDirectory() as tmp:
-            print_table([bench_size(Path(tmp), 1 / 30, 1, env, quick=True)])
+            print_table([bench_size(Path(tmp), 1 / 30, 1, env, figures=False)])
+        commit_costs(env, [10, 100, 300])
         return 0
     directory = Path(args.dir)
     directory.mkdir(parents=True, exist_ok=True)
-    print_table([bench_size(directory, float(s), args.repeat, env, quick=False) for s in args.sizes.split(",")])
+    print_table([bench_size(directory, float(s), args.repeat, env, figures=not args.no_figures)
+                 for s in args.sizes.split(",")])
+    commit_costs(env, [10, 100, 200, 500, 1000, 2000])
     return 0
 
 

@@ -31,6 +31,10 @@ After the run both paths print the same table (``er_core.fidelity_run.format_tab
 path reads it back from the store (``grid.report.fidelity``), ``--no-ray`` builds it from its own
 processes and writes summary.json / summary.csv / examples.jsonl into ``--out``. The ``--no-ray``
 path imports nothing from ``grid`` (it runs where only PyTorch is installed).
+
+While it works: the Ray path prints Tune's progress table (``grid.run.watch``); ``--no-ray``
+draws one progress bar over every trial's epochs and evaluation batches on a terminal, and
+prints a line per finished trial (above the bar, or alone where stderr is not a terminal).
 """
 
 import argparse

@@ -84,6 +84,10 @@ NOT_RUN_BY_TESTS = {
                 "`ray stop` sends, to their `ray start --block` only",
     "pip install -e . boto3": "needs the internet; `make` installs the same package (and boto3 "
                               "through the dev extra) into .venv",
+    "pip install tensorboard": "needs the internet; TensorBoard is not a dependency of er-grid",
+    "tensorboard --logdir": "TensorBoard is not installed by `make`; the event files it reads (epoch axis, "
+                            "robust accuracies once) are checked by tests/grid/run/test_watching_a_grid.py::"
+                            "test_tensorboard_plots_training_by_epoch_and_robust_accuracy_once",
 }
 
 
@@ -94,6 +98,7 @@ SNIPPETS: dict[str, str] = {
     "table = grid.benchmark(": "tests/test_readme.py::test_benchmark_snippet_writes_where_the_readme_says",
     "from er_core.evaluate import attack_batch": "tests/test_readme.py::test_er_core_snippet_runs",
     "class NoiseTraining(Method):": "tests/test_readme.py::test_plugin_snippets_are_the_plugin_the_tests_install",
+    "results = tune_results(": "tests/grid/run/test_watching_a_grid.py::test_the_readme_result_grid_snippet_names_the_ids_apart",
 }
 
 

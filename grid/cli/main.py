@@ -33,7 +33,8 @@ from typing import Optional, Sequence
 from grid.common.files import write_bytes_atomic, write_text_atomic
 
 from .common import EXIT_OK, UsageError, guarded, print_summary, spec_with_storage
-from .filters import check_by, check_filters
+from .filters import check_by
+from .rows import load_rows, query_rows
 
 FORMATS = ("table", "csv", "parquet")
 FILTERS = ("experiment", "dataset", "method", "attack", "eps")
@@ -122,7 +123,7 @@ def cmd_query(args) -> int:
     check_by(args.by)
     by_attack = "attack" in args.by
     filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and by_attack)}
-    parts = _query_rows(args, filters)
+    parts = query_rows(args.path, filters, args.by, not args.no_worst_case, args.skip_damaged)
     missing = _without_results(args.path, filters, args.skip_damaged)
     if missing:  # a planned trial with no rows has no row to mark incomplete: named here
         from grid.report.query import no_results_line
@@ -147,28 +148,6 @@ def cmd_query(args) -> int:
     return EXIT_OK
 
 
-def _query_rows(args, filters: dict):
-    """``query``'s rows reduced a few trials at a time (``grid.report.query.query_store``);
-    damaged files and empty selections as :func:`_load_rows` treats them."""
-    from grid.report.query import query_store
-    from grid.store import DamagedStore, open_results
-
-    root = results_root(args.path)
-    check_filters(root, args.path, filters)
-    store, worst_case = open_results(root), not args.no_worst_case
-    try:
-        parts = query_store(store, args.by, worst_case, filters=filters)
-    except DamagedStore as err:
-        if not args.skip_damaged:
-            raise
-        print(f"er-grid: warning: {err}; leaving them out", file=sys.stderr)
-        parts = query_store(store, args.by, worst_case, damaged="skip", filters=filters)
-    if parts.trials().empty:
-        together = f"{filters} together" if filters else "anything"
-        raise UsageError(f"no result rows match {together} in {args.path}")
-    return parts
-
-
 def cmd_report(args) -> int:
     from grid.report.export import write_report
     from grid.store import load_detection, load_notes, load_trials
@@ -182,7 +161,7 @@ def cmd_report(args) -> int:
     if args.figures:
         Path(args.figures).mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now
     damaged = "skip" if args.skip_damaged else "raise"
-    df = _load_rows(args.path, {}, args.skip_damaged)
+    df = load_rows(args.path, {}, args.skip_damaged)
     from grid.report.query import WITHOUT_RESULTS
 
     df.attrs[WITHOUT_RESULTS] = _without_results(args.path, {}, args.skip_damaged)  # a line of the report
@@ -225,31 +204,6 @@ def results_root(path: str) -> str:
     from grid.store import open_results
 
     return open_results(path).root
-
-
-def _load_rows(results: str, filters: dict, skip_damaged: bool = False):
-    """Committed example rows under ``results`` matching ``filters`` (column → list of values).
-
-    Damaged committed files stop the command (naming them) unless ``skip_damaged``: then they
-    are left out and listed on stderr.
-    """
-    from grid.store import DamagedStore, load
-
-    root = results_root(results)
-    check_filters(root, results, filters)
-    try:
-        df = load(root, **filters)
-    except DamagedStore as err:
-        if not skip_damaged:
-            raise
-        # Read again without the damaged files: the first read named them for the warning.
-        print(f"er-grid: warning: {err}; leaving them out", file=sys.stderr)
-        df = load(root, damaged="skip", **filters)
-    if df.empty:
-        # Every value is there (checked above), but not together (a method never run on that dataset).
-        together = f"{filters} together" if filters else "anything"
-        raise UsageError(f"no result rows match {together} in {results}")
-    return df
 
 
 def _check_destination(path: Optional[str], what: str, folder: bool = False) -> None:

@@ -55,6 +55,7 @@ class TrialStatus:
     epoch_at: Optional[float] = None
     batch_at: tuple = ()
     finished_at: Optional[float] = None
+    epoch_seconds: tuple = ()  # (epoch, training seconds so far) of every kept checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,13 +84,15 @@ def checkpoint_progress(experiment: str, trial: TrialConfig) -> tuple[int, float
     return _checkpoints(experiment, trial)[:3]
 
 
-def _checkpoints(experiment: str, trial: TrialConfig) -> tuple[int, float, list, Optional[float]]:
-    """:func:`checkpoint_progress` and when the newest sidecar was written (None: none)."""
+def _checkpoints(experiment: str, trial: TrialConfig) -> tuple[int, float, list, dict]:
+    """:func:`checkpoint_progress` and the pace fields of :class:`TrialStatus` (``epoch_at``,
+    ``epoch_seconds``)."""
     fs, folder = filesystem(join(experiment, trial.name))
     found, damaged = scan_checkpoints(fs, folder, trial.epochs)
     epoch, seconds, newest = max(found, default=(0, 0.0, None))
-    written = _written_at(fs, [f"{newest}/{EPOCH_FILE}"])[0] if newest else None
-    return epoch, seconds, [f"{trial.name}/{line}" for line in damaged], written
+    pace = {"epoch_at": _written_at(fs, [f"{newest}/{EPOCH_FILE}"])[0] if newest else None,
+            "epoch_seconds": tuple(sorted((e, s) for e, s, _path in found))}
+    return epoch, seconds, [f"{trial.name}/{line}" for line in damaged], pace
 
 
 def status(path: str, progress=None) -> ExperimentStatus:
@@ -107,7 +110,7 @@ def status(path: str, progress=None) -> ExperimentStatus:
     for trial in (progress(trials) if progress else trials):
         committed = {batch_key(c) for c in check.intact_commits(trial.trial_id, EXAMPLES_DIR)}
         planned = set(trial.eval_batches())
-        epochs, seconds, sidecars, epoch_at = _checkpoints(experiment, trial)
+        epochs, seconds, sidecars, pace = _checkpoints(experiment, trial)
         damaged = tuple(f"{c.path}: {reason}" for c, reason in check.damaged.get(trial.trial_id, ())) + tuple(sidecars)
         intact = {f"{results.base}/{c.path}" for c in check.intact.get(trial.trial_id, ())}
         # DONE means every stage the trial wants has committed every file it makes, intact.
@@ -115,7 +118,7 @@ def status(path: str, progress=None) -> ExperimentStatus:
         out.append(TrialStatus(
             name=trial.name, trial_id=trial.trial_id, state=_state(bool(damaged), bool(complete), epochs, trial.epochs),
             epochs_done=epochs, epochs=trial.epochs, batches_done=len(planned & committed),
-            batches_total=len(planned), damaged=damaged, elapsed_s=seconds, config=trial, epoch_at=epoch_at,
+            batches_total=len(planned), damaged=damaged, elapsed_s=seconds, config=trial, **pace,
             **_commit_times(results, check.intact.get(trial.trial_id, ()), planned),
         ))
     return ExperimentStatus(

@@ -33,6 +33,7 @@ import json
 import math
 from typing import Iterable, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from er_core.dataset_info import info
@@ -115,9 +116,12 @@ def planned_n(df: pd.DataFrame) -> pd.Series:
     if "eval_subset" not in df.columns:
         return pd.Series(float("nan"), index=df.index)
     # Parsed once per distinct fingerprint (a grid has one or a few, over millions of rows).
-    subsets = pd.Series(df["eval_subset"].dropna().unique())
+    subsets = pd.Series(pd.unique(df["eval_subset"].dropna()), dtype=object)
     parsed = pd.to_numeric(subsets.astype(str).str.extract(r"n=(\d+)")[0], errors="coerce")
-    return df["eval_subset"].map(dict(zip(subsets, parsed)))
+    planned = df["eval_subset"].map(dict(zip(subsets, parsed)))
+    if isinstance(planned.dtype, pd.CategoricalDtype):  # rows read with categorical strings
+        planned = planned.astype(float if planned.isna().any() else planned.cat.categories.dtype)
+    return planned
 
 
 def robust_accuracy(
@@ -134,7 +138,29 @@ def robust_accuracy(
     clean_std, runs, n, n_planned``: accuracies in [0, 1] averaged over runs (trials), std with
     ddof=1 (NaN for one run), ``runs`` the number of trials, ``n`` the examples over all runs.
     """
-    return runs_accuracy(trial_accuracy(df, by, worst_case), by, df.columns)
+    parts = [trial_accuracy(part, by, worst_case) for part in trial_batches(df)]
+    return runs_accuracy(parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True), by, df.columns)
+
+
+# Rows handed to trial_accuracy at once: a few trials of the paper grid. Its worst case copies
+# what it is given, so a large store is taken a few trials at a time.
+BATCH_ROWS = 100_000
+
+
+def trial_batches(df: pd.DataFrame, rows: int = BATCH_ROWS):
+    """``df`` itself when it holds at most ``rows`` rows, else its rows a few whole trials at a time."""
+    if len(df) <= rows or "trial_id" not in df.columns:
+        yield df
+        return
+    batch, size = [], 0
+    for positions in df.groupby("trial_id", sort=False, observed=True).indices.values():
+        batch.append(positions)
+        size += len(positions)
+        if size >= rows:
+            yield df.take(np.sort(np.concatenate(batch)))
+            batch, size = [], 0
+    if batch:
+        yield df.take(np.sort(np.concatenate(batch)))
 
 
 def trial_accuracy(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, worst_case: bool = True) -> pd.DataFrame:
@@ -157,6 +183,8 @@ def runs_accuracy(trials: pd.DataFrame, by: Sequence[str], columns) -> pd.DataFr
     keys = _with_config(by, columns)
     if trials.empty:
         return pd.DataFrame(columns=[*keys, *RESULT_COLUMNS])
+    # Runs in one order whatever order the trials came in: the sums over runs are the same bits.
+    trials = trials.sort_values(["trial_id", *keys], kind="stable", ignore_index=True)
     out = trials.groupby(keys, dropna=False, sort=True).agg(
         robust_accuracy=("robust_accuracy", "mean"), robust_std=("robust_accuracy", "std"),
         clean_accuracy=("clean_accuracy", "mean"), clean_std=("clean_accuracy", "std"),

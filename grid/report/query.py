@@ -125,9 +125,9 @@ class QueryParts:
         # gives the same cells.
         wide = self.by + [c for c in (*SEPARATED, *MUST_GROUP) if c not in self.by and c in rows.columns]
         self.columns = list(rows.columns)
-        self.parts.append(trial_accuracy(rows, wide, self.worst_case and "attack" in self.by))
-        self.trial_parts.append(rows.drop_duplicates("trial_id")[
-            ["trial_id", *[c for c in TRIAL_COLUMNS if c in rows.columns]]])
+        self.parts.append(_plain(trial_accuracy(rows, wide, self.worst_case and "attack" in self.by)))
+        self.trial_parts.append(_plain(rows.drop_duplicates("trial_id")[
+            ["trial_id", *[c for c in TRIAL_COLUMNS if c in rows.columns]]]))
         return self
 
     def trials(self) -> pd.DataFrame:
@@ -155,6 +155,13 @@ class QueryParts:
         return table
 
 
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with categorical columns (rows read with their strings as categories, which
+    group fast) back to their values' own type, so that parts read apart concatenate alike."""
+    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    return frame.astype({c: frame[c].cat.categories.dtype for c in categorical}) if categorical else frame
+
+
 def query_chunks(chunks: Iterable[pd.DataFrame], by: Sequence[str], worst_case: bool = True) -> QueryParts:
     """:class:`QueryParts` of every chunk of example rows (whole trials each)."""
     parts = QueryParts(by, worst_case)
@@ -179,7 +186,8 @@ def query_store(store, by: Sequence[str], worst_case: bool = True, damaged: str 
     columns = list(dict.fromkeys([*QUERY_COLUMNS, *by]))
     chunks = committed_chunks(store, EXAMPLES_DIR, ROW_SCHEMA, dict(filters or {}), damaged,
                               UNIQUE_KEYS[EXAMPLES_DIR], columns)
-    return query_chunks((chunk.to_pandas() for chunk in chunks), by, worst_case)
+    # Strings as categories: the per-trial grouping then factorises codes, not strings.
+    return query_chunks((chunk.to_pandas(strings_to_categorical=True) for chunk in chunks), by, worst_case)
 
 
 def with_completeness(table: pd.DataFrame) -> pd.DataFrame:

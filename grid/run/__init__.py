@@ -1,8 +1,9 @@
 """Running a grid on Ray: the Tuner (``tuner``), the Ray session and trainable (``session``),
 resuming after a crash or a kill (``resume``), one driver per experiment (``lease``),
 repairing finished trials whose stored files are damaged or missing (``repair``), what a grid
-will cost before it runs (``cost``) and how long a running one has left (``estimate``). Ray is
-imported when a grid runs, torch when a trial does.
+will cost before it runs (``cost``), how long a running one has left (``estimate``) and how
+Tune shows it (``watch``: imports Ray, so it is not re-exported here). Ray is imported when a
+grid runs, torch when a trial does.
 """
 
 from __future__ import annotations

@@ -2,19 +2,20 @@
 
 Every trial measures itself on the machine it runs on, sharing it as it does:
 
-- an epoch: its checkpoints' training seconds over the epochs done (the sidecar's
-  ``train_seconds``, from the trial's own clock);
+- an epoch: the training seconds between its oldest and newest kept checkpoints over the
+  epochs between them (the sidecars' ``train_seconds``, from the trial's own clock);
 - an evaluation batch of one (attack, ε): the time between the commit of that batch file and
   the trial's record before it (the previous batch, or the newest checkpoint before the first),
   the median over the trial's batches of that (attack, ε).
 
 A trial's time left is its remaining epochs and batches at its own rates, plus the stages after
 the evaluation, less the time already spent on the piece in progress (at most that piece).
-What a trial has not measured yet comes from trials that differ from it only in the seed, else
+What a trial has not measured yet comes from trials that differ from it only in the seed or λ, else
 from the cost model (:func:`grid.run.cost.trial_cost`) times how far the cost model is off on
 what the grid has measured (calibrated as the grid runs: per attack, then evaluation as a whole,
 then training). The trials are then placed as Tune runs them: as many at once as the grid has
-run at once (counted from the trials' own records), the pending ones in order as slots free; the
+run at once (counted from the trials' own records), the pending ones in order as slots free,
+each after the pause measured between one trial's end and the next one's start of training; the
 estimate is when the last one ends. Before any trial has measured anything it is unknown.
 
 The cost model builds each attack to count its passes, so this needs torch; without it
@@ -35,6 +36,9 @@ from grid.common.fingerprint import canonical_json
 from .cost import trial_cost
 
 IN_PROGRESS = ("TRAINING", "EVALUATING")
+# Trials that differ only in these do the same work: the seed draws other numbers, λ weighs a
+# loss term; their measured rates stand for each other's.
+PEER_FREE = ("seed", "lam")
 
 
 @dataclasses.dataclass
@@ -43,7 +47,7 @@ class TrialPace:
 
     name: str
     state: str
-    peers: str  # trials with the same key differ only in the seed
+    peers: str  # trials with the same key differ only in PEER_FREE fields
     epochs_left: int
     batches_left: dict
     rest_left: bool  # the stages after the evaluation (trial row, codes, detection, sanity)
@@ -55,6 +59,7 @@ class TrialPace:
     rest_s: Optional[float]  # measured: from its last batch to its last other file, once DONE
     started_at: Optional[float]  # when its training began (newest sidecar time − training seconds)
     last_at: Optional[float]  # its newest record
+    finished_at: Optional[float]  # its last file, once DONE
 
 
 def trial_pace(t) -> TrialPace:
@@ -70,7 +75,7 @@ def trial_pace(t) -> TrialPace:
     done = {(a, float(e)): 0 for a, e in per_batch}
     for (attack, eps, _batch), _at in t.batch_at:
         done[(attack, float(eps))] = done.get((attack, float(eps)), 0) + 1
-    key = {k: v for k, v in config.to_dict().items() if k != "seed"}
+    key = {k: v for k, v in config.to_dict().items() if k not in PEER_FREE}
     epoch_at, finished_at = t.epoch_at, t.finished_at
     records = [at for _key, at in t.batch_at] + [at for at in (epoch_at, finished_at) if at]
     last_batch = max((at for _key, at in t.batch_at), default=None)
@@ -79,7 +84,7 @@ def trial_pace(t) -> TrialPace:
         epochs_left=max(t.epochs - t.epochs_done, 0),
         batches_left={item: max(config.num_eval_batches - done[item], 0) for item in per_batch},
         rest_left=t.state != "DONE",
-        epoch_s=t.elapsed_s / t.epochs_done if t.epochs_done and t.elapsed_s > 0 else None,
+        epoch_s=epoch_seconds(t),
         batch_s=batch_seconds(t.batch_at, epoch_at),
         model_epoch_s=cost.train_seconds / config.epochs if config.epochs else 0.0,
         model_batch_s=per_batch, model_rest_s=max(cost.eval_seconds - sum(
@@ -88,7 +93,21 @@ def trial_pace(t) -> TrialPace:
         and finished_at >= last_batch else None,
         started_at=epoch_at - t.elapsed_s if epoch_at and t.elapsed_s > 0 else None,
         last_at=max(records) if records else None,
+        finished_at=finished_at if t.state == "DONE" else None,
     )
+
+
+def epoch_seconds(t) -> Optional[float]:
+    """Seconds per epoch of a trial: between its oldest and newest kept checkpoints, so the
+    first epoch (slower: the process warming up) drops out once a later one is kept and the
+    rate follows the machine's load; with one checkpoint, its training seconds over its epochs."""
+    kept = [(e, s) for e, s in t.epoch_seconds if e > 0] or ([(t.epochs_done, t.elapsed_s)] if t.epochs_done else [])
+    if not kept:
+        return None
+    (first, at_first), (last, at_last) = kept[0], kept[-1]
+    if last > first and at_last > at_first:
+        return (at_last - at_first) / (last - first)
+    return at_last / last if at_last > 0 else None
 
 
 def batch_seconds(batch_at, epoch_at: Optional[float]) -> dict:
@@ -106,8 +125,8 @@ def batch_seconds(batch_at, epoch_at: Optional[float]) -> dict:
 
 @dataclasses.dataclass
 class Calibration:
-    """Measured seconds over the cost model's, for what the grid has measured, and the rates of
-    trials that differ only in the seed."""
+    """Measured seconds over the cost model's, for what the grid has measured, and the rates
+    measured per group of peers (trials that differ only in ``PEER_FREE`` fields)."""
 
     train: Optional[float]
     evaluation: Optional[float]
@@ -207,11 +226,24 @@ def concurrency(paces: list[TrialPace], now: float) -> int:
     return max(1, most, sum(1 for p in paces if p.state in IN_PROGRESS))
 
 
+def start_gap(paces: list[TrialPace]) -> float:
+    """The median seconds between a trial's end and the start of training of the trial that
+    took its slot (Tune ending one trial, starting the next, its data and its set-up); 0 before
+    any trial has followed another."""
+    ends = sorted(p.finished_at for p in paces if p.finished_at is not None)
+    gaps = []
+    for p in paces:
+        before = [end for end in ends if p.started_at is not None and end <= p.started_at]
+        if before:
+            gaps.append(p.started_at - before[-1])
+    return statistics.median(gaps) if gaps else 0.0
+
+
 def remaining_seconds(trials: list, now: Optional[float] = None) -> Optional[float]:
     """Estimated seconds until every trial is done, or None before the grid has measured
     enough to say (see the module docstring).
 
-    trials: ``grid.experiment.status.TrialStatus`` rows in the order Tune runs them (the spec's).
+    trials: ``grid.experiment.status.TrialStatus`` rows; the pending ones are started in this order.
     now: the time the records are compared with (default: the clock, as file times are).
     """
     now = time.time() if now is None else now
@@ -223,7 +255,8 @@ def remaining_seconds(trials: list, now: Optional[float] = None) -> Optional[flo
     if any(v is None for v in left.values()):
         return None
     slots = [left[p.name] for p in paces if p.state in IN_PROGRESS]
-    waiting = [left[p.name] for p in paces if p.state not in IN_PROGRESS and p.state != "DONE"]
+    gap = start_gap(paces)
+    waiting = [gap + left[p.name] for p in paces if p.state not in IN_PROGRESS and p.state != "DONE"]
     width = concurrency(paces, now)
     # Free slots (the grid ran more at once than are in progress now) start at 0.
     slots += [0.0] * max(width - len(slots), 0)

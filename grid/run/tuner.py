@@ -3,7 +3,8 @@
 - :func:`build_tuner`: one Tune trial per ``TrialConfig`` (``param_space`` is a grid search
   over ``TrialConfig.to_dict()``), resources per dataset through ``tune.with_resources``,
   ``RunConfig(storage_path, name=experiment, FailureConfig(max_failures))``, the newest
-  ``spec.keep_checkpoints`` checkpoints kept, trial names like ``digits-madry-eps0.1-lamna-s0-1a2b3c``.
+  ``spec.keep_checkpoints`` checkpoints kept, trial names like ``digits-madry-eps0.1-lamna-s0-1a2b3c``,
+  the grid's progress table and TensorBoard curves (``grid.run.watch``).
 - :func:`run`: ``Tuner.fit()``; a second run of the same spec into the same experiment resumes
   it (``grid.run.resume``), a different spec is refused (``grid.experiment.spec_record``).
 

@@ -62,7 +62,7 @@ class EpochTensorBoard(TBXLoggerCallback):
 
         from grid.trial.progress import ROBUST_KEY
 
-        phase = result.get("phase")
+        phase = result.get("phase")  # every report of an er-grid trial has one (grid.trial.progress)
         if phase not in ("train", "done"):
             return
         if trial not in self._trial_writer:
@@ -73,7 +73,7 @@ class EpochTensorBoard(TBXLoggerCallback):
                 if key not in NOT_PLOTTED and key not in AUTO_RESULT_KEYS and _is_number(value):
                     writer.add_scalar(f"train/{key}", value, global_step=step)
         else:
-            for column, accuracy in result.get(ROBUST_KEY, {}).items():
+            for column, accuracy in result[ROBUST_KEY].items():
                 # "pgd@0.1" → "robust/pgd_eps0.1": TensorBoard tags take no "@".
                 writer.add_scalar(f"robust/{column.replace('@', '_eps')}", accuracy, global_step=step)
         writer.flush()

@@ -6,11 +6,11 @@ shared bucket, a copied tree). So nothing a record names is trusted as a path:
 - :func:`relative_path`: a path (or object-store key) from a record must be relative and
   normalised (no leading ``/``, no empty, ``.`` or ``..`` component, no ``\\`` or control
   character), so joined to the store's root it stays under it;
-- :func:`file_size`: on a local file system the joined path is resolved, and a symbolic link
+- :func:`measure` (:func:`file_size`, :func:`file_stat`): on a local file system the joined path is resolved, and a symbolic link
   (of the file or of any folder above it) that points out of the store is refused, as is
   anything but a regular file (``/dev/zero``, a pipe, a folder). Object stores have no links;
-- :func:`read_file`: the size is known (``stat``) before a byte is read, and at most the
-  caller's bound is read;
+- :func:`read_file` (:func:`read_measured`): the size is known (``stat``) before a byte is
+  read, and at most the caller's bound is read;
 - :func:`list_files`: the store's files, never descending into a linked folder (pyarrow's
   recursive listing follows links, which would walk whatever a link points at).
 
@@ -20,9 +20,10 @@ names the file and calls it damaged.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import pyarrow.fs as pafs
 
@@ -50,48 +51,71 @@ def is_local(fs: pafs.FileSystem) -> bool:
     return fs.type_name == "local"
 
 
+@functools.lru_cache(maxsize=64)
+def _real_root(base: str) -> str:
+    return os.path.realpath(base)
+
+
 def _resolved(base: str, relative: str) -> tuple[str, Optional[str]]:
     """(the real path of ``base/relative``, None) or (…, reason) when it leaves ``base``."""
-    root = os.path.realpath(base)
+    root = _real_root(base)
     real = os.path.realpath(f"{base}/{relative}")
     if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
         return real, f"a symbolic link out of the store (to {real[:200]}); not followed"
     return real, None
 
 
-def file_size(fs: pafs.FileSystem, base: str, relative: str) -> tuple[Optional[int], Optional[str]]:
-    """``(size, None)`` for a regular file at ``base/relative`` inside the store; ``(None,
-    reason)`` otherwise: ``"missing"``, a link out of the store, not a regular file."""
-    size, _identity, reason = file_stat(fs, base, relative)
-    return size, reason
+class Measured(NamedTuple):
+    """What :func:`measure` found: the size and identity of a regular file inside the store
+    and where to read it (its resolved path on a local disk), or the reason it is not one."""
+
+    size: Optional[int]
+    identity: Optional[tuple]
+    where: Optional[str]
+    reason: Optional[str]
 
 
-def file_stat(fs: pafs.FileSystem, base: str, relative: str) -> tuple[Optional[int], Optional[tuple], Optional[str]]:
-    """:func:`file_size` and the file's identity: ``(device, inode, size, mtime_ns, ctime_ns)`` on
-    a local disk, ``(size, mtime_ns)`` on an object store (what ``grid.store.verdicts`` keys on)."""
+def measure(fs: pafs.FileSystem, base: str, relative: str) -> Measured:
+    """The regular file at ``base/relative`` inside the store, measured before a byte is read:
+    its size and identity (``(device, inode, size, mtime_ns, ctime_ns)`` on a local disk,
+    ``(size, mtime_ns)`` on an object store: what ``grid.store.verdicts`` keys on), or the
+    reason it is not one: ``"missing"``, a link out of the store, not a regular file."""
     relative = relative_path(relative, "store path")
     if is_local(fs):
         real, outside = _resolved(base, relative)
         if outside:
-            return None, None, outside
+            return Measured(None, None, None, outside)
         try:
             info = os.stat(real)
         except FileNotFoundError:
-            return None, None, "missing"
+            return Measured(None, None, None, "missing")
         except OSError as err:
-            return None, None, f"unreadable ({err.strerror or err})"
+            return Measured(None, None, None, f"unreadable ({err.strerror or err})")
         if not stat.S_ISREG(info.st_mode):
-            return None, None, NOT_REGULAR
-        return info.st_size, local_identity(info), None
+            return Measured(None, None, None, NOT_REGULAR)
+        return Measured(info.st_size, local_identity(info), real, None)
     try:
         info = fs.get_file_info(f"{base}/{relative}")
     except OSError as err:
-        return None, None, f"unreadable ({str(err).splitlines()[0][:120]})"
+        return Measured(None, None, None, f"unreadable ({str(err).splitlines()[0][:120]})")
     if info.type == pafs.FileType.NotFound:
-        return None, None, "missing"
+        return Measured(None, None, None, "missing")
     if info.type != pafs.FileType.File:
-        return None, None, NOT_REGULAR
-    return info.size, (info.size, info.mtime_ns), None
+        return Measured(None, None, None, NOT_REGULAR)
+    return Measured(info.size, (info.size, info.mtime_ns), f"{base}/{relative}", None)
+
+
+def file_size(fs: pafs.FileSystem, base: str, relative: str) -> tuple[Optional[int], Optional[str]]:
+    """``(size, None)`` for a regular file at ``base/relative`` inside the store; ``(None,
+    reason)`` otherwise (:func:`measure`)."""
+    found = measure(fs, base, relative)
+    return found.size, found.reason
+
+
+def file_stat(fs: pafs.FileSystem, base: str, relative: str) -> tuple[Optional[int], Optional[tuple], Optional[str]]:
+    """:func:`file_size` and the file's identity (:func:`measure`)."""
+    found = measure(fs, base, relative)
+    return found.size, found.identity, found.reason
 
 
 def local_identity(info: os.stat_result) -> tuple:
@@ -108,19 +132,26 @@ def read_file(fs: pafs.FileSystem, base: str, relative: str, max_bytes: int) -> 
 
 def read_file_identified(fs: pafs.FileSystem, base: str, relative: str,
                          max_bytes: int) -> tuple[Optional[bytes], Optional[tuple], Optional[str]]:
-    """:func:`read_file` and the identity (:func:`file_stat`) of the file the bytes came from:
-    on a local disk that of the open descriptor, None when it changed while it was read; on an
-    object store that of the object before it was read."""
-    size, identity, reason = file_stat(fs, base, relative)
-    if reason is not None:
-        return None, None, reason
-    if size > max_bytes:
-        return None, None, f"{size:,} bytes, more than the {max_bytes:,} expected (not read)"
+    """:func:`read_file` and the identity of the file the bytes came from (:func:`read_measured`)."""
+    return read_measured(fs, measure(fs, base, relative), max_bytes)
+
+
+def read_measured(fs: pafs.FileSystem, found: Measured,
+                  max_bytes: int) -> tuple[Optional[bytes], Optional[tuple], Optional[str]]:
+    """The bytes of the file :func:`measure` found, when it holds at most ``max_bytes``, and the
+    identity of the file they came from: on a local disk that of the open descriptor, None when
+    it changed while it was read; on an object store that of the object before it was read.
+    ``(None, None, reason)`` otherwise, decided before a byte is read where the size tells."""
+    if found.reason is not None:
+        return None, None, found.reason
+    if found.size > max_bytes:
+        return None, None, f"{found.size:,} bytes, more than the {max_bytes:,} expected (not read)"
+    identity = found.identity
     try:
         if is_local(fs):
-            data, identity = _read_local(_resolved(base, relative)[0], max_bytes)
+            data, identity = _read_local(found.where, max_bytes)
         else:
-            with fs.open_input_stream(f"{base}/{relative}") as stream:
+            with fs.open_input_stream(found.where) as stream:
                 data = stream.read(max_bytes + 1)
     except FileNotFoundError:
         return None, None, "missing"
@@ -178,5 +209,5 @@ def list_files(fs: pafs.FileSystem, base: str, directory: str = "") -> list[str]
     return sorted(found)
 
 
-__all__ = ["MAX_PATH_CHARS", "NOT_REGULAR", "file_size", "file_stat", "is_local", "list_files", "local_identity",
-           "read_file", "read_file_identified", "relative_path"]
+__all__ = ["MAX_PATH_CHARS", "Measured", "NOT_REGULAR", "file_size", "file_stat", "is_local", "list_files",
+           "local_identity", "measure", "read_file", "read_file_identified", "read_measured", "relative_path"]

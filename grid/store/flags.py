@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from er_core.dataset_info import info
@@ -25,26 +26,35 @@ from .locate import open_results
 from .readers import load_flags, load_notes
 from .rows import present
 
+# Sample indices below this share their int objects across the outcome sets.
+INTERNED_INDICES = 1 << 22
+
 
 def outcomes_from_frame(df) -> dict[str, list[AttackOutcome]]:
     """Trial id → outcomes, from a frame of example rows (``grid.store.load``)."""
     out: dict[str, list[AttackOutcome]] = {}
     if df.empty:
         return out
-    clean = df["correct_clean"].astype(bool)
-    robust = clean & df["correct_adv"].astype(bool)
-    failed = df["gradient_failed"].eq(True) if "gradient_failed" in df else robust & False
-    linf = df["linf"].astype(float) if "linf" in df else robust * 0.0
-    randomized = df["randomized"].eq(True) if "randomized" in df else robust & False
-    d = df.assign(_clean=clean, _robust=robust, _failed=failed, _linf=linf, _randomized=randomized)
-    for (trial_id, attack, norm, eps), g in d.groupby(["trial_id", "attack", "norm", "eps"], sort=False):
-        samples = g["sample_idx"].to_numpy()
-        beyond = (g["_linf"] > float(eps) + LINF_TOLERANCE).sum() if norm == "Linf" else 0
+    samples = df["sample_idx"].to_numpy()
+    clean = df["correct_clean"].to_numpy(dtype=bool)
+    robust = clean & df["correct_adv"].to_numpy(dtype=bool)
+    failed = df["gradient_failed"].eq(True).to_numpy() if "gradient_failed" in df else np.zeros(len(df), bool)
+    linf = df["linf"].to_numpy(dtype=float) if "linf" in df else np.zeros(len(df))
+    randomized = df["randomized"].eq(True).to_numpy() if "randomized" in df else np.zeros(len(df), bool)
+    # One int object per sample index, shared by every set (a grid holds millions of rows over a
+    # test set of at most 100,000 indices); past that bound the sets get their own.
+    top = int(samples.max()) if len(samples) else 0
+    shared = np.arange(top + 1).astype(object) if 0 <= samples.min() and top < INTERNED_INDICES else None
+    values = shared[samples] if shared is not None else samples.astype(object)
+    groups = df.groupby(["trial_id", "attack", "norm", "eps"], sort=False, observed=True).indices
+    for (trial_id, attack, norm, eps), rows in groups.items():
+        beyond = int((linf[rows] > float(eps) + LINF_TOLERANCE).sum()) if norm == "Linf" else 0
+        mine = values[rows]
         out.setdefault(trial_id, []).append(AttackOutcome(
-            attack=attack, norm=norm, eps=float(eps), evaluated=frozenset(samples.tolist()),
-            robust=frozenset(samples[g["_robust"].to_numpy()].tolist()), gradient_failed=int(g["_failed"].sum()),
-            clean=frozenset(samples[g["_clean"].to_numpy()].tolist()), out_of_bounds=int(beyond),
-            max_linf=float(g["_linf"].max()), randomized=bool(g["_randomized"].any()),
+            attack=attack, norm=norm, eps=float(eps), evaluated=frozenset(mine),
+            robust=frozenset(mine[robust[rows]]), gradient_failed=int(failed[rows].sum()),
+            clean=frozenset(mine[clean[rows]]), out_of_bounds=beyond,
+            max_linf=float(linf[rows].max()), randomized=bool(randomized[rows].any()),
         ))
     return out
 

@@ -167,6 +167,7 @@ def batch_key(commit: Commit) -> Optional[tuple[str, float, int]]:
     return attack, float(eps), batch
 
 
+@functools.lru_cache(maxsize=256)
 def schema_hash(schema: pa.Schema) -> str:
     """16 hex digits over the column names and types (not nullability or metadata)."""
     # A list's item field is named "item" in memory and "element" once read back from parquet:
@@ -272,14 +273,14 @@ def verify(fs: pafs.FileSystem, base: str, commit: Commit, expected: Optional[pa
         return None, "committed with another schema than this table's"
     if commit.bytes > MAX_FILE_BYTES or commit.rows > MAX_ROWS:
         return None, f"committed as {commit.bytes:,} bytes and {commit.rows:,} rows, more than a store file holds"
-    size, reason = confined.file_size(fs, base, commit.path)
-    if reason is not None:
-        return None, reason
-    limit = commit.bytes if size == commit.bytes else min(MAX_FILE_BYTES, 2 * commit.bytes + DIAGNOSIS_SLACK)
-    if size > limit:
-        return None, f"{size:,} bytes on storage, {commit.bytes:,} committed (changed; not read)"
     started = time.time()
-    data, identity, reason = confined.read_file_identified(fs, base, commit.path, limit)
+    found = confined.measure(fs, base, commit.path)
+    if found.reason is not None:
+        return None, found.reason
+    limit = commit.bytes if found.size == commit.bytes else min(MAX_FILE_BYTES, 2 * commit.bytes + DIAGNOSIS_SLACK)
+    if found.size > limit:
+        return None, f"{found.size:,} bytes on storage, {commit.bytes:,} committed (changed; not read)"
+    data, identity, reason = confined.read_measured(fs, found, limit)
     if reason is not None:
         return None, reason
     if len(data) != commit.bytes or hashlib.sha256(data).hexdigest() != commit.sha256:
@@ -294,7 +295,9 @@ def verify(fs: pafs.FileSystem, base: str, commit: Commit, expected: Optional[pa
                 return None, reason
         names = parquet.schema_arrow.names
         checked = [] if known else [c for c in (*commit.key, *commit.ranges) if c in names]
-        table = parquet.read(columns=None if columns is None else list(dict.fromkeys([*columns, *checked])))
+        # One file is small and files are read in parallel: no threads within one.
+        table = parquet.read(columns=None if columns is None else list(dict.fromkeys([*columns, *checked])),
+                             use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as err:
         return None, f"not readable as parquet ({str(err).splitlines()[0][:80] if str(err) else type(err).__name__})"
     if not known:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Optional
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,23 +33,41 @@ CHUNK_ROWS = 100_000
 
 
 def read_committed(store, table: str, schema: pa.Schema, filters: dict, damaged: str,
-                   unique: tuple, columns: Optional[list] = None) -> pd.DataFrame:
+                   unique: tuple, columns: Optional[list] = None, categorical: bool = False) -> pd.DataFrame:
     """Rows of ``table`` in ``store`` matching ``filters``; see ``ResultStore.load_table``.
-    ``columns``: the columns to read (None: all of ``schema``), in that order."""
-    parts = list(committed_chunks(store, table, schema, filters, damaged, unique, columns))
+    ``columns``: the columns to read (None: all of ``schema``), in that order. ``categorical``:
+    string columns as pandas categoricals (see :func:`as_categories`)."""
+    parts = list(committed_chunks(store, table, schema, filters, damaged, unique, columns, categorical=categorical))
     names = schema.names if columns is None else list(columns)
     if not parts:
         return pa.schema([schema.field(c) for c in names]).empty_table().to_pandas()
     result = pa.concat_tables(parts)
     del parts
-    return result.to_pandas(split_blocks=True, self_destruct=True)
+    frame = result.to_pandas(split_blocks=True, self_destruct=True)
+    del result
+    # Arrow's allocator keeps freed memory for its next tables; the callers' next work is pandas.
+    pa.default_memory_pool().release_unused()
+    return as_categories(frame) if categorical else frame
+
+
+def as_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``'s categorical columns with their categories in sorted order, so that grouping and
+    sorting order rows as the strings themselves would. A store's string columns hold few
+    distinct values (trials, attacks, fingerprints) over millions of rows: as categories they
+    take a code per row instead of the text (a tenth of the memory on the paper grid's rows)."""
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].cat.reorder_categories(sorted(frame[column].cat.categories))
+    return frame
 
 
 def committed_chunks(store, table: str, schema: pa.Schema, filters: dict, damaged: str, unique: tuple,
-                     columns: Optional[list] = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+                     columns: Optional[list] = None, chunk_rows: int = CHUNK_ROWS,
+                     categorical: bool = False) -> Iterator[pa.Table]:
     """The rows of :func:`read_committed` as arrow tables of whole trials, about ``chunk_rows``
-    rows each. With ``damaged="raise"`` a damaged file stops the reading before the chunk that
-    holds it is given out, naming every damaged file of the selection."""
+    rows each (``categorical``: string columns dictionary-encoded, so the text of a value is held
+    once per chunk). With ``damaged="raise"`` a damaged file stops the reading before the chunk
+    that holds it is given out, naming every damaged file of the selection."""
     if damaged not in ("raise", "skip"):
         raise ValueError(f"damaged: expected 'raise' or 'skip', got {damaged!r}")
     names = schema.names if columns is None else list(columns)
@@ -81,18 +100,26 @@ def committed_chunks(store, table: str, schema: pa.Schema, filters: dict, damage
                 raise manifest.DamagedStore(
                     f"{len(problems)} committed file(s) of {store.root} are damaged: {'; '.join(problems[:3])}"
                     f"{' …' if len(problems) > 3 else ''} (`er-grid status` lists them; `er-grid resume` recomputes them)")
-            # The committed schema equals the table's (checked), up to nullability: cast to the table's.
-            parts = [with_partitions(t.cast(pa.schema([file_schema.field(n) for n in t.column_names])), c.key, needed)
-                     for c, (t, _) in zip(chunk, checked) if t is not None]
-            if not parts:
+            kept = [(c, t) for c, (t, _) in zip(chunk, checked) if t is not None]
+            if not kept:
                 continue
-            rows = pa.concat_tables(parts)
+            rows = assemble(kept, file_schema, needed)
+            if unique:
+                refuse_duplicates(rows, [c for c, _ in kept], unique, table, store.root)
             if expression is not None:
                 rows = rows.filter(expression)
-            if unique:
-                refuse_duplicates(rows, unique, table, store.root)
-            yield rows.select(names)
+            rows = rows.select(names)
+            yield encoded(rows) if categorical else rows
     store.verdicts.save()
+
+
+def encoded(rows: pa.Table) -> pa.Table:
+    """``rows`` with every string column dictionary-encoded (pandas reads those as categoricals)."""
+    for index, field in enumerate(rows.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            rows = rows.set_column(index, field.with_type(pa.dictionary(pa.int32(), field.type)),
+                                   pc.dictionary_encode(rows.column(index)))
+    return rows
 
 
 def _chunks(commits: list, chunk_rows: int) -> list[list]:
@@ -110,23 +137,55 @@ def _chunks(commits: list, chunk_rows: int) -> list[list]:
     return chunks + ([current] if current else [])
 
 
-def refuse_duplicates(rows: pa.Table, unique: tuple, table: str, root: str) -> None:
-    """DamagedStore naming up to three keys that ``rows`` (whole trials) hold more than once."""
-    counts = rows.select(list(unique)).group_by(list(unique)).aggregate([([], "count_all")])
-    dupes = counts.filter(pc.greater(counts["count_all"], 1))
-    if dupes.num_rows:
-        keys = dupes.select(list(unique)).slice(0, 3).to_pylist()
-        raise manifest.DamagedStore(f"{root}: duplicate {table} rows for key(s) {keys}")
-
-
-def with_partitions(table: pa.Table, key: dict, columns: Optional[list] = None) -> pa.Table:
-    """Add the Hive partition columns (strings, as in the directory names) from a commit key
-    (those among ``columns`` where given)."""
+def assemble(kept: list, file_schema: pa.Schema, columns: list) -> pa.Table:
+    """One table of verified files ``kept`` (``(commit, table)`` pairs, in order) with the
+    partition columns among ``columns`` filled from each commit's key."""
+    # The committed schema equals each table's (checked) up to nullability: cast where it differs.
+    target = pa.schema([file_schema.field(n) for n in kept[0][1].column_names])
+    rows = pa.concat_tables([t if t.schema.equals(target) else t.cast(target) for _, t in kept])
+    owner = pa.array(np.repeat(np.arange(len(kept)), [t.num_rows for _, t in kept]))
     for column in PARTITION_COLUMNS:
-        if columns is None or column in columns:
-            table = table.append_column(pa.field(column, pa.string(), nullable=False),
-                                        pa.array([key[column]] * table.num_rows, pa.string()))
-    return table
+        if column in columns:
+            values = pa.array([c.key[column] for c, _ in kept], pa.string())
+            rows = rows.append_column(pa.field(column, pa.string(), nullable=False), pc.take(values, owner))
+    return rows
+
+
+def refuse_duplicates(rows: pa.Table, commits: list, unique: tuple, table: str, root: str) -> None:
+    """DamagedStore naming up to three keys that ``rows`` (whole trials, the rows of
+    ``commits`` in order) hold more than once.
+
+    The key's columns that every commit holds as one value (trial, attack, ε: checked against
+    the rows when the file was verified) group the files; only the rest is compared row by row,
+    within each group (for examples, the sample indices of one trial's attack at one ε)."""
+    fixed = [c for c in unique if all(c in commit.key for commit in commits)]
+    varying = [c for c in unique if c not in fixed]
+    groups: dict[tuple, list] = {}
+    start = 0
+    for commit in commits:
+        groups.setdefault(tuple(commit.key[c] for c in fixed), []).append((start, commit.rows))
+        start += commit.rows
+    if start != rows.num_rows:  # a commit's row count is checked on verification; to be sure
+        varying, fixed = list(unique), []
+        groups = {(): [(0, rows.num_rows)]}
+    integer = len(varying) == 1 and pa.types.is_integer(rows.schema.field(varying[0]).type) \
+        and rows.column(varying[0]).null_count == 0
+    values = rows.column(varying[0]).to_numpy() if integer else None
+    for key, spans in groups.items():
+        if sum(n for _, n in spans) < 2:
+            continue
+        if not varying:
+            raise manifest.DamagedStore(f"{root}: duplicate {table} rows for key(s) {[dict(zip(fixed, key))]}")
+        if integer:
+            ordered = np.sort(np.concatenate([values[offset:offset + n] for offset, n in spans]))
+            if not (ordered[1:] == ordered[:-1]).any():
+                continue
+        part = pa.concat_tables([rows.select(varying).slice(offset, n) for offset, n in spans])
+        counts = part.group_by(varying).aggregate([([], "count_all")])
+        dupes = counts.filter(pc.greater(counts["count_all"], 1))
+        if dupes.num_rows:
+            keys = [{**dict(zip(fixed, key)), **d} for d in dupes.select(varying).slice(0, 3).to_pylist()]
+            raise manifest.DamagedStore(f"{root}: duplicate {table} rows for key(s) {keys}")
 
 
 def key_matches(key: dict, filters: dict) -> bool:

@@ -283,9 +283,11 @@ class ResultStore:
 
     # -- reading --------------------------------------------------------------------------
 
-    def load(self, damaged: str = "raise", columns: Optional[list] = None, **filters) -> pd.DataFrame:
+    def load(self, damaged: str = "raise", columns: Optional[list] = None, categorical: bool = False,
+             **filters) -> pd.DataFrame:
         """Example rows as a DataFrame; see :func:`load`."""
-        return self.load_table(EXAMPLES_DIR, ROW_SCHEMA, filters, damaged=damaged, columns=columns)
+        return self.load_table(EXAMPLES_DIR, ROW_SCHEMA, filters, damaged=damaged, columns=columns,
+                               categorical=categorical)
 
     def load_trials(self, damaged: str = "raise", **filters) -> pd.DataFrame:
         """Trial rows as a DataFrame; see :func:`load_trials`."""
@@ -296,13 +298,16 @@ class ResultStore:
         return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
 
     def load_table(self, table: str, schema: pa.Schema, filters: dict, damaged: str = "raise",
-                   unique: Optional[tuple] = None, columns: Optional[list] = None) -> pd.DataFrame:
+                   unique: Optional[tuple] = None, columns: Optional[list] = None,
+                   categorical: bool = False) -> pd.DataFrame:
         """Rows of one table (``examples``, ``trials``, ``detection``…) matching ``filters``, from
         exactly the committed files. ``damaged``: "raise" (DamagedStore naming each damaged
         committed file) or "skip" (leave them out). ``unique``: the row key (default
         :data:`UNIQUE_KEYS`); a duplicate raises DamagedStore. ``columns``: the columns to read
-        (default: all), in that order; only those are decoded."""
-        return read_committed(self, table, schema, filters, damaged, unique or UNIQUE_KEYS.get(table, ()), columns)
+        (default: all), in that order; only those are decoded. ``categorical``: string columns as
+        pandas categoricals, categories sorted (``grid.store.read.as_categories``)."""
+        return read_committed(self, table, schema, filters, damaged, unique or UNIQUE_KEYS.get(table, ()), columns,
+                              categorical)
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:

@@ -74,3 +74,18 @@ print("IMPORTED", [m for m in ("grid", "ray") if m in sys.modules])
     examples = [json.loads(line) for line in (tmp_path / "examples.jsonl").read_text().splitlines()]
     assert len(examples) == 3 * 20 and {e["attack"] for e in examples} == {"pgd", "fgsm"}
     assert (tmp_path / "summary.csv").read_text().splitlines()[0].startswith("trial,epochs,final loss,clean")
+
+
+def test_progress_counts_every_epoch_and_batch_and_names_each_finished_trial(tmp_path, capsys):
+    from er_core.fidelity_run import run_local, trial_steps
+
+    (trial,) = expand(TINY)
+    assert trial_steps(trial) == 1 + 3 * 2  # one epoch, 3 (attack, ε) × 2 batches of 10
+    lines: list = []
+    run_local(TINY, tmp_path, workers=1, progress=lines.append, bar=True)
+    drawn = capsys.readouterr()
+    assert "1 trials: 100%" in drawn.err and "7/7" in drawn.err
+    # The bar was drawn, so the trial's line went above it (tqdm.write), the run's line after it.
+    assert drawn.out.startswith("digits-none-s0: done in") and lines[-1].startswith("1 trials on cpu with 1 worker(s)")
+    run_local(TINY, tmp_path, workers=1, progress=lines.append)  # no terminal: lines instead of a bar
+    assert capsys.readouterr().err == "" and lines[-2].startswith("digits-none-s0: done in")

@@ -92,3 +92,13 @@ def test_derive_seed_is_stable():
     assert len({derive_seed(0, 0, "shuffle"), derive_seed(0, 1, "shuffle"), derive_seed(1, 0, "shuffle"),
                 derive_seed(0, 0, "global")}) == 4
     assert 0 <= derive_seed(12345, 29, "global") < 2**63
+
+
+def test_the_progress_bar_draws_only_when_asked_and_changes_nothing(digits, capsys):
+    quiet, shown = make("madry", "digits", pgd_steps=2), make("madry", "digits", pgd_steps=2)
+    fit(quiet, digits, epochs=2, batch_size=256, seed=3)  # stderr is captured, not a terminal: no bar
+    assert capsys.readouterr().err == ""
+    fit(shown, digits, epochs=2, batch_size=256, seed=3, progress=True)
+    bar = capsys.readouterr().err
+    assert "epoch 2/2" in bar and f"{2 * len(digits.x_train) / 1000:.2f}k/{2 * len(digits.x_train) / 1000:.2f}k" in bar
+    assert all(torch.equal(v, _weights(shown)[k]) for k, v in _weights(quiet).items())

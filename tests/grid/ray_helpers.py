@@ -124,31 +124,42 @@ class WorkerNode:
 
     The constructor only launches it (several start side by side); ``wait_registered()`` waits
     until the head counts it alive and sets ``node_id``: the node is known by a custom resource
-    of its ``name``, which no trial asks for. ``kill()`` is the node lost at once (a machine
-    gone): SIGKILL to the raylet and every process under it. ``stop()`` is the orderly end
-    (SIGTERM to ``ray start``, then SIGKILL to what is left of its tree). Both touch only
-    processes this node started.
+    named after it and the try (a try that failed may still register late), which no trial asks
+    for. A ``ray start`` that fails (a port chosen free and taken before Ray bound it, or a
+    raylet not registered within Ray's 30 s on a loaded machine) is tried again on fresh ports,
+    ``attempts`` tries in all; the log of a failed try stays as ``ray_worker_<name>.attempt<n>.log``
+    with its raylet's last lines. ``kill()`` is the node lost at once (a machine gone): SIGKILL
+    to the raylet and every process under it. ``stop()`` is the orderly end (SIGTERM to ``ray
+    start``, then SIGKILL to what is left of its tree). Both touch only processes this node
+    started.
     """
 
-    def __init__(self, head: LocalHead, tmp, name: str, num_cpus: int = 1):
+    def __init__(self, head: LocalHead, tmp, name: str, num_cpus: int = 1, attempts: int = 3):
+        self.head, self.tmp, self.name, self.num_cpus = head, tmp, name, num_cpus
+        self.attempts, self.attempt, self.node_id = attempts, 0, None
+        self.log = tmp / f"ray_worker_{name}.log"
+        self._launch()
+
+    def _launch(self) -> None:
         import json
         import os
         from pathlib import Path
 
-        self.head, self.name, self.node_id = head, name, None
-        self.log = tmp / f"ray_worker_{name}.log"
+        self.attempt += 1
+        self.resource = f"{self.name}_{self.attempt}"
         # Ray's unix socket paths must stay short (~107 bytes), as for the head.
         self.temp_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"rw{os.getpid()}_{free_port()}"
         ports = [str(free_port()) for _ in range(6)]
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "ray"), "start", f"--address={head.address}", "--block", f"--num-cpus={num_cpus}",
-                 "--num-gpus=0", f"--resources={json.dumps({name: 1})}", "--object-store-memory=100000000",
-                 "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
-                 "--include-log-monitor=false", f"--node-manager-port={ports[0]}", f"--object-manager-port={ports[1]}",
+                [str(BIN / "ray"), "start", f"--address={self.head.address}", "--block",
+                 f"--num-cpus={self.num_cpus}", "--num-gpus=0", f"--resources={json.dumps({self.resource: 1})}",
+                 "--object-store-memory=100000000", "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}",
+                 "--disable-usage-stats", "--include-log-monitor=false",
+                 f"--node-manager-port={ports[0]}", f"--object-manager-port={ports[1]}",
                  f"--dashboard-agent-listen-port={ports[2]}", f"--dashboard-agent-grpc-port={ports[3]}",
                  f"--runtime-env-agent-port={ports[4]}", f"--metrics-export-port={ports[5]}"],
-                env=head.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+                env=self.head.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.tmp)
 
     def wait_registered(self, timeout: float = 120.0) -> str:
         import time
@@ -156,13 +167,26 @@ class WorkerNode:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
+                self._retry_or_raise()
             for node in cluster_state(self.head, "nodes"):
-                if node["state"] == "ALIVE" and self.name in node["resources_total"]:
+                if node["state"] == "ALIVE" and self.resource in node["resources_total"]:
                     self.node_id = node["node_id"]
                     return self.node_id
             time.sleep(0.5)
         raise TimeoutError(f"worker node {self.name} not registered with the head after {timeout}s; see {self.log}")
+
+    def _retry_or_raise(self) -> None:
+        """Keep the failed try's log (with its raylet's last lines), stop what is left of it,
+        and launch again; after the last try, raise with that log's tail."""
+        raylet = "".join(f"\n--- {path.name}:\n{path.read_text(errors='replace')[-1500:]}"
+                         for path in self.temp_dir.glob("session_*/logs/raylet.*"))
+        kept = self.log.with_name(f"{self.log.stem}.attempt{self.attempt}.log")
+        kept.write_text(self.log.read_text(errors="replace") + raylet)
+        self.stop()
+        if self.attempt >= self.attempts:
+            raise RuntimeError(f"ray start of worker node {self.name} failed {self.attempt} times; "
+                               f"the last ({kept}):\n{kept.read_text()[-3000:]}")
+        self._launch()
 
     def kill(self) -> list[int]:
         """SIGKILL the whole node at once; returns the PIDs it had."""

@@ -3,13 +3,14 @@ records (no Ray, ~2 s). Checked against a real run in ``test_watching_a_grid.py`
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import pytest
 
 from grid.experiment.status import TrialStatus
-from grid.run.estimate import format_duration, remaining_seconds, trial_pace
+from grid.run.estimate import format_duration, remaining_seconds, start_gap, trial_pace
 from grid.spec import GridSpec
 
 REPO = Path(__file__).resolve().parents[3]
@@ -50,6 +51,12 @@ def test_a_trial_runs_at_its_own_pace_less_what_its_current_epoch_has_done():
     alone = remaining_seconds([record(trial, "TRAINING", 2, 20.0, NOW - 4)], NOW)
     later = remaining_seconds([record(trial, "TRAINING", 2, 20.0, NOW - 9)], NOW)
     assert later == pytest.approx(alone - 5.0)
+    # With two checkpoints kept the rate is the one between them: a slow first epoch (15 s of a
+    # warming-up process) drops out, 5 s an epoch is what is left to expect.
+    warm = record(trial, "TRAINING", 2, 20.0, NOW - 4)
+    warm = dataclasses.replace(warm, epoch_seconds=((1, 15.0), (2, 20.0)))
+    assert trial_pace(warm).epoch_s == 5.0
+    assert remaining_seconds([warm], NOW) == pytest.approx(alone - 10.0, rel=0.05)
     # Evaluation has no rate of its own yet: the cost model, scaled as training is (10 s per
     # modelled epoch), so the evaluation is a small share next to 16 s of training.
     assert 16.0 < alone < 16.0 + 0.5 * 20.0
@@ -81,3 +88,15 @@ def test_pending_trials_wait_for_a_slot():
     # third slot: the waiting trial starts at once.
     beside = record(t3, "DONE", 4, 40.0, NOW - 1)
     assert remaining_seconds(running + [record(t2), beside], NOW) == pytest.approx(just_running + 20.0)
+
+
+def test_a_waiting_trial_starts_after_the_pause_measured_between_trials():
+    t0, t1, t2, t3 = TRIALS
+    # Seed 0 finished at NOW − 30; seed 1 began training 3 s later on its slot (1 epoch of 10 s done).
+    finished = record(t0, "DONE", 4, 40.0, NOW - 32, finished_at=NOW - 30)
+    following = record(t1, "TRAINING", 1, 10.0, NOW - 17)
+    assert start_gap([trial_pace(finished), trial_pace(following)]) == pytest.approx(3.0)
+    alone = remaining_seconds([finished, following], NOW)
+    # One slot: seed 2 waits for seed 1 (2 epochs and its evaluation left, the third epoch
+    # counted as done since it has run 10 s), then 3 s, then its own 4 epochs and evaluation.
+    assert remaining_seconds([finished, following, record(t2)], NOW) == pytest.approx(2 * alone + 3.0 + 20.0)

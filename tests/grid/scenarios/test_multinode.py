@@ -17,8 +17,9 @@ resumed from epoch 1 and trained only epoch 2; and the committed results of both
 out of the bucket, are the same (``tools/compare_stores.py`` finds no difference and exits 0:
 same files, schemas and values, the checkpoint hash and per-epoch losses included).
 
-Runtime: 60-110 s on the shared 2-core machine (most of it Ray starting a head, two nodes, the
-drivers and their trial processes).
+Runtime on the shared 2-core test machine: 26 s at a load average of 5, 40 s at 10, up to 140 s
+at 20; most of it Ray starting a head, two nodes, the drivers and their trial processes (plus
+the session head's start when this test runs alone).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def test_worker_node_lost_mid_trial_restarts_elsewhere_with_the_same_rows(ray_he
     bucket = Bucket(*s3_endpoint)
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec()))
-    straight = er_grid(ray_head, tmp_path / "straight.log", "run", str(spec_file), "--storage", bucket.uri("mn/straight"))
+    straight = er_grid(ray_head, tmp_path / "straight.log", "run", str(spec_file),
+                       "--storage", bucket.uri("mn/straight"))
     head, nodes, driver = None, [], None
     try:
         head = LocalHead.start(tmp_path / "head", num_cpus=0)
