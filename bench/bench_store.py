@@ -152,7 +152,7 @@ def line(name: str, m: dict) -> str:
             f"{m['base_mb']:6.0f} MB | ratio {m['ours_s'] / m['base_s']:4.1f}×")
 
 
-def bench_size(directory: Path, size: float, repeat: int, env: dict, figures: bool) -> dict:
+def bench_size(directory: Path, size: float, repeat: int, env: dict, figures: bool, only: tuple = ()) -> dict:
     experiment, shape = built_store(directory, size)
     results = f"{experiment}/results"
     print(f"\nsize {size:g}: {shape['trials']} of {shape['planned']} planned trials, {shape['rows']:,} example rows "
@@ -164,6 +164,8 @@ def bench_size(directory: Path, size: float, repeat: int, env: dict, figures: bo
         cold = measure(cases(experiment, results)[0][1], env)
         print(f"  status, no verdicts kept yet: {cold[0]:.1f} s, {cold[1]:.0f} MB", flush=True)
         for name, ours, baseline in cases(experiment, results):
+            if only and not name.startswith(only):
+                continue
             runs = []
             for _ in range(repeat):  # baseline and ours alternated, so drifting load hits both
                 runs.append((measure(baseline, env), measure(ours, env)))
@@ -185,7 +187,7 @@ def print_table(all_sizes: list[dict]) -> None:
     print("\ncommand | size | rows | ours s | baseline s | ratio | ours peak RSS MB | baseline MB | growth vs previous size "
           "(time, RSS)")
     print("--- | --- | --- | --- | --- | --- | --- | --- | ---")
-    for name in all_sizes[0]["commands"]:
+    for name in dict.fromkeys(n for entry in all_sizes for n in entry["commands"]):
         previous = None
         for entry in all_sizes:
             m = entry["commands"].get(name)
@@ -214,6 +216,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", default="/tmp/store-bench", help="where the stores are built and kept")
     parser.add_argument("--src", help="run the commands from this checkout instead of this one")
     parser.add_argument("--no-figures", action="store_true", help="leave out report --figures (minutes of t-SNE)")
+    parser.add_argument("--only", default="", help="comma-separated command names (their start) to time, e.g. status,query")
     parser.add_argument("--quick", action="store_true", help="one 2-trial store in a temporary folder, once")
     args = parser.parse_args(argv)
     env = dict(os.environ)
@@ -228,7 +231,8 @@ def main(argv=None) -> int:
         return 0
     directory = Path(args.dir)
     directory.mkdir(parents=True, exist_ok=True)
-    print_table([bench_size(directory, float(s), args.repeat, env, figures=not args.no_figures)
+    only = tuple(n for n in args.only.split(",") if n)
+    print_table([bench_size(directory, float(s), args.repeat, env, figures=not args.no_figures, only=only)
                  for s in args.sizes.split(",")])
     commit_costs(env, [10, 100, 200, 500, 1000, 2000])
     return 0

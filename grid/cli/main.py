@@ -117,12 +117,13 @@ def _remaining(trials) -> str:
 
 
 def cmd_query(args) -> int:
-    # Grouped by attack, the attack filter selects table rows (the worst case needs every
-    # attack's rows); otherwise it selects the example rows, so that one attack is left.
+    # Grouped by attack and asked for the worst case, the attack filter selects table rows (the
+    # worst case needs every attack's rows); otherwise it selects the rows read.
     _check_destination(args.out, "--out")
     check_by(args.by)
     by_attack = "attack" in args.by
-    filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and by_attack)}
+    every_attack = by_attack and "worst_case" in (args.attack or [])
+    filters = {f: getattr(args, f) for f in FILTERS if getattr(args, f) and not (f == "attack" and every_attack)}
     parts = query_rows(args.path, filters, args.by, not args.no_worst_case, args.skip_damaged)
     missing = _without_results(args.path, filters, args.skip_damaged)
     if missing:  # a planned trial with no rows has no row to mark incomplete: named here

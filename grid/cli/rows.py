@@ -25,14 +25,22 @@ def query_rows(path: str, filters: dict, by: list, worst_case: bool, skip_damage
     return parts
 
 
+# Example columns no report section reads (the batch index, the adversarial prediction, the
+# attack's time, the write time): left unread, a fifth of the rows' memory.
+NOT_REPORTED = ("batch", "pred_adv", "seconds", "created_at")
+
+
 def load_rows(path: str, filters: dict, skip_damaged: bool = False):
     """Committed example rows under ``path`` matching ``filters`` (column → list of values), their
-    strings as sorted categoricals (``grid.store.load``: the report's rows in a tenth of the memory)."""
-    from grid.store import load, open_results
+    strings as sorted categoricals (``grid.store.load``: the report's rows in a tenth of the
+    memory), without the columns :data:`NOT_REPORTED`."""
+    from grid.store import ROW_SCHEMA, load, open_results
 
     root = open_results(path).root
     check_filters(root, path, filters)
-    df = skipping_damaged(lambda damaged: load(root, damaged=damaged, categorical=True, **filters), skip_damaged)
+    columns = [c for c in ROW_SCHEMA.names if c not in NOT_REPORTED]
+    df = skipping_damaged(lambda damaged: load(root, damaged=damaged, columns=columns, categorical=True, **filters),
+                          skip_damaged)
     if df.empty:
         raise no_rows(filters, path)
     return df
@@ -58,4 +66,4 @@ def no_rows(filters: dict, path: str) -> UsageError:
     return UsageError(f"no result rows match {together} in {path}")
 
 
-__all__ = ["load_rows", "no_rows", "query_rows", "skipping_damaged"]
+__all__ = ["NOT_REPORTED", "load_rows", "no_rows", "query_rows", "skipping_damaged"]

@@ -61,8 +61,14 @@ def with_worst_case(df: pd.DataFrame) -> pd.DataFrame:
     trial, norm and ε; trial-level columns are copied, per-attack columns (l2, queries, ...)
     are left empty.
     """
+    worst = worst_case_rows(df)
+    return df if worst is None else pd.concat([df, worst], ignore_index=True)
+
+
+def worst_case_rows(df: pd.DataFrame) -> Optional[pd.DataFrame]:
+    """The ``worst_case`` rows :func:`with_worst_case` adds to ``df`` (its columns), or None."""
     if df.empty:
-        return df
+        return None
     key = ["trial_id", "norm", "eps"]
     d = df[df["attack"] != WORST_CASE].assign(
         _robust=df["correct_clean"].astype(bool) & df["correct_adv"].astype(bool)
@@ -79,14 +85,14 @@ def with_worst_case(df: pd.DataFrame) -> pd.DataFrame:
     keep = (per_example["_attacks"] == per_example["_attacks_at"]) & (per_example["_attacks_at"] >= 2)
     per_example = per_example[keep].reset_index()
     if per_example.empty:
-        return df
+        return None
     trial_cols = [c for c in TRIAL_COLUMNS if c in d.columns]
     trials = d[["trial_id", *trial_cols]].drop_duplicates("trial_id")
     worst = per_example.merge(trials, on="trial_id", how="left")
     worst["attack"] = WORST_CASE
     worst["correct_adv"] = worst["_robust"]
     worst = worst.drop(columns=["_robust", "_attacks", "_attacks_at"])
-    return pd.concat([df, worst.reindex(columns=df.columns)], ignore_index=True)
+    return worst.reindex(columns=df.columns)
 
 
 def per_trial_accuracy(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY) -> pd.DataFrame:
@@ -147,8 +153,10 @@ def robust_accuracy(
 BATCH_ROWS = 100_000
 
 
-def trial_batches(df: pd.DataFrame, rows: int = BATCH_ROWS):
-    """``df`` itself when it holds at most ``rows`` rows, else its rows a few whole trials at a time."""
+def trial_batches(df: pd.DataFrame, rows: Optional[int] = None):
+    """``df`` itself when it holds at most ``rows`` rows (default :data:`BATCH_ROWS`), else its
+    rows a few whole trials at a time."""
+    rows = rows or BATCH_ROWS
     if len(df) <= rows or "trial_id" not in df.columns:
         yield df
         return
@@ -171,9 +179,12 @@ def trial_accuracy(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, worst_case:
     if df.empty:
         return pd.DataFrame(columns=["trial_id", *_with_config(by, df), "robust_accuracy", "clean_accuracy", "n",
                                      "n_planned", "_robust_examples"])
-    if worst_case and "attack" in by:
-        df = with_worst_case(df)
-    return per_trial_accuracy(df, by)
+    worst = worst_case_rows(df) if worst_case and "attack" in by else None
+    if worst is None:
+        return per_trial_accuracy(df, by)
+    # The worst-case rows form groups of their own (their attack is worst_case): counted apart,
+    # without a copy of every row beside them.
+    return pd.concat([per_trial_accuracy(df, by), per_trial_accuracy(worst, by)], ignore_index=True)
 
 
 def runs_accuracy(trials: pd.DataFrame, by: Sequence[str], columns) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """Robust-accuracy queries that cannot mislead: no silent pooling, every cell with its n.
 
-:func:`query_table` is what ``er-grid query`` prints. It refuses a grouping that would average
-over values a reader would take for one number:
+:func:`query_table` is what ``er-grid query`` prints; ``er-grid query`` computes it with
+:func:`query_store`, which reads the store a few whole trials at a time and keeps only per-trial
+counts (:class:`QueryParts`), so its memory does not grow with the store. It refuses a grouping
+that would average over values a reader would take for one number:
 
 - ``attack``, ``eps`` and ``dataset`` must be in ``by`` whenever the selected rows hold more
   than one value of them (filter with ``--attack``/``--eps``/``--dataset`` to keep one value

@@ -247,9 +247,18 @@ def remaining_seconds(trials: list, now: Optional[float] = None) -> Optional[flo
     now: the time the records are compared with (default: the clock, as file times are).
     """
     now = time.time() if now is None else now
-    paces = [trial_pace(t) for t in trials if getattr(t, "config", None) is not None]
-    if all(p.state == "DONE" for p in paces):
-        return 0.0
+    planned = [t for t in trials if getattr(t, "config", None) is not None]
+    if all(t.state == "DONE" for t in planned):
+        return 0.0  # nothing left to price: no method needs loading
+    try:
+        paces = [trial_pace(t) for t in planned]
+    except ValueError as err:
+        from er_core.methods.plugins import PluginError
+
+        if not isinstance(err, PluginError) and not isinstance(err.__cause__, PluginError):
+            raise
+        # A plugin method that does not import here (status runs without it): no cost model.
+        raise ImportError(str(err).splitlines()[0], name="a plugin method") from err
     calibration = Calibration.of(paces)
     left = {p.name: trial_seconds_left(p, calibration, now) for p in paces}
     if any(v is None for v in left.values()):

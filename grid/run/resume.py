@@ -25,6 +25,7 @@ from .repair import repair_finished_trials
 from .session import connect, trainable
 from .summary import RunSummary
 from .tune_state import recorded_param_space, recover_tune_state, restart_expected
+from .watch import use_progress_table
 
 
 @releases_driver_leases
@@ -64,6 +65,7 @@ def resume(path: str) -> RunSummary:
         # Tune's own state (tuner.pkl, experiment_state-*.json) edited into something whole but wrong.
         raise GridError(f"{path}: Ray Tune's experiment state is damaged ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    use_progress_table()  # Tune's newer console output ignores the restored progress reporter
     with naming_full_disk(path), restart_expected(recovery.trial_list_lost):
         results = tuner.fit()
     raise_if_trials_hit_full_disk(results, path)

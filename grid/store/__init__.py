@@ -4,7 +4,9 @@ of them. No torch at import.
 - ``results_store``: :class:`ResultStore` (atomic writes, the commit, moving damaged files aside);
 - ``layout`` / ``schemas`` / ``rows``: where each table's files live, their pyarrow schemas, row
   validation and the values that become file names;
-- ``manifest``: the commit record; ``read``: exactly the committed files, verified, as one table;
+- ``manifest``: the commit record (``manifest_cache``: decoded records kept per process);
+  ``read``: exactly the committed files, verified, as one table or a few trials at a time;
+  ``verdicts``: what a check learnt, kept between commands in the user's cache folder;
 - ``locate``: :func:`open_results`, the one path convention (experiment folder or its ``results``);
 - ``check``: :func:`check_store`, every committed file verified and every other file listed;
 - ``readers``: :func:`load`, :func:`load_trials`, :func:`load_detection`, :func:`load_codes`,

@@ -51,8 +51,8 @@ def check_store(store: ResultStore) -> StoreCheck:
         if not (relative.startswith(records_dir) and relative.endswith(".json") and "/" not in relative[len(records_dir):]):
             continue
         try:
-            commits += manifest_cache.load_manifest(store.fs, store.base,
-                                                    relative[len(records_dir):].removesuffix(".json")).values()
+            commits += manifest_cache.load_manifest(store.fs, store.base, relative[len(records_dir):].removesuffix(".json"),
+                                                    store.verdicts).values()
             good_records.add(relative)
         except (manifest.DamagedStore, ValueError) as err:
             bad_records.append((relative, str(err)))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import stat
 from typing import NamedTuple, Optional
 
@@ -31,6 +32,7 @@ MAX_PATH_CHARS = 1024
 # The parent-folder part, spelled so (tests/test_readme.py refuses code naming paths outside the repository).
 PARENT = "." * 2
 NOT_REGULAR = "not a regular file (a device, pipe or folder)"
+CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def relative_path(path, what: str) -> str:
@@ -39,7 +41,7 @@ def relative_path(path, what: str) -> str:
         raise ValueError(f"{what}: {path!r} is not a path")
     if len(path) > MAX_PATH_CHARS:
         raise ValueError(f"{what}: a path of {len(path):,} characters (at most {MAX_PATH_CHARS})")
-    if path.startswith("/") or "\\" in path or any(ord(c) < 32 for c in path):
+    if path.startswith("/") or "\\" in path or CONTROL.search(path):
         raise ValueError(f"{what}: {path[:200]!r} is not a relative path inside the store")
     if any(part in ("", ".", PARENT) for part in path.split("/")):
         raise ValueError(f"{what}: {path[:200]!r} is not a normalised path inside the store "

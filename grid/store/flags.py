@@ -32,9 +32,14 @@ INTERNED_INDICES = 1 << 22
 
 def outcomes_from_frame(df) -> dict[str, list[AttackOutcome]]:
     """Trial id → outcomes, from a frame of example rows (``grid.store.load``)."""
-    out: dict[str, list[AttackOutcome]] = {}
+    return {trial_id: build() for trial_id, build in trial_outcomes(df).items()}
+
+
+def trial_outcomes(df) -> dict:
+    """Trial id → a function giving that trial's outcomes: each trial's sets are built when its
+    rules run and dropped after, so a large store never holds every trial's sets at once."""
     if df.empty:
-        return out
+        return {}
     samples = df["sample_idx"].to_numpy()
     clean = df["correct_clean"].to_numpy(dtype=bool)
     robust = clean & df["correct_adv"].to_numpy(dtype=bool)
@@ -45,18 +50,22 @@ def outcomes_from_frame(df) -> dict[str, list[AttackOutcome]]:
     # test set of at most 100,000 indices); past that bound the sets get their own.
     top = int(samples.max()) if len(samples) else 0
     shared = np.arange(top + 1).astype(object) if 0 <= samples.min() and top < INTERNED_INDICES else None
-    values = shared[samples] if shared is not None else samples.astype(object)
-    groups = df.groupby(["trial_id", "attack", "norm", "eps"], sort=False, observed=True).indices
-    for (trial_id, attack, norm, eps), rows in groups.items():
-        beyond = int((linf[rows] > float(eps) + LINF_TOLERANCE).sum()) if norm == "Linf" else 0
-        mine = values[rows]
-        out.setdefault(trial_id, []).append(AttackOutcome(
-            attack=attack, norm=norm, eps=float(eps), evaluated=frozenset(mine),
+    groups: dict[str, list] = {}
+    for (trial_id, attack, norm, eps), rows in df.groupby(["trial_id", "attack", "norm", "eps"], sort=False,
+                                                          observed=True).indices.items():
+        groups.setdefault(trial_id, []).append((attack, norm, float(eps), rows))
+
+    def outcome(attack, norm, eps, rows) -> AttackOutcome:
+        mine = shared[samples[rows]] if shared is not None else samples[rows].astype(object)
+        beyond = int((linf[rows] > eps + LINF_TOLERANCE).sum()) if norm == "Linf" else 0
+        return AttackOutcome(
+            attack=attack, norm=norm, eps=eps, evaluated=frozenset(mine),
             robust=frozenset(mine[robust[rows]]), gradient_failed=int(failed[rows].sum()),
             clean=frozenset(mine[clean[rows]]), out_of_bounds=beyond,
             max_linf=float(linf[rows].max()), randomized=bool(randomized[rows].any()),
-        ))
-    return out
+        )
+
+    return {trial_id: (lambda found=found: [outcome(*group) for group in found]) for trial_id, found in groups.items()}
 
 
 def flags_from_frames(df, trials_df=None, notes_df=None):
@@ -77,12 +86,13 @@ def compute_flags(df, trials_df=None, notes_df=None) -> tuple[list[Flag], dict[s
 def compute_checks(df, trials_df=None, notes_df=None) -> tuple[list[Flag], dict[str, dict], dict[str, dict[str, str]]]:
     """(flags, trial records, trial_id → {rule: why it could not check}) of every trial in the
     example rows ``df`` or trial rows ``trials_df``."""
-    outcomes = outcomes_from_frame(df)
+    outcomes = trial_outcomes(df)
     trials = _trial_records(df, trials_df)
     notes = notes_by_trial(notes_df)
     flags, unchecked = [], {}
     for trial_id, trial in trials.items():
-        raised, unchecked[trial_id] = check(trial, outcomes.get(trial_id, []), info(trial["dataset"]).num_classes,
+        mine = outcomes[trial_id]() if trial_id in outcomes else []
+        raised, unchecked[trial_id] = check(trial, mine, info(trial["dataset"]).num_classes,
                                             notes.get(trial_id, ()) if notes is not None else None)
         flags += raised
     return flags, trials, unchecked
@@ -198,5 +208,5 @@ def collapsed_trials(flags_df) -> set[str]:
 
 
 __all__ = ["FLAG_COLUMNS", "checked_trials", "collapsed_trials", "compute_checks", "compute_flags", "flag_names",
-           "flags_for_trials", "flags_frame", "flags_from_frames", "not_checked_frame", "notes_by_trial", "outcomes_from_frame",
-           "status_summary"]
+           "flags_for_trials", "flags_frame", "flags_from_frames", "not_checked_frame", "notes_by_trial",
+           "outcomes_from_frame", "status_summary", "trial_outcomes"]

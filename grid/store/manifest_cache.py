@@ -26,10 +26,11 @@ MAX_DECODED = 4096
 RACY_SECONDS = 2.0
 
 
-def load_manifest(fs: pafs.FileSystem, base: str, trial_id: str) -> dict[str, manifest.Commit]:
+def load_manifest(fs: pafs.FileSystem, base: str, trial_id: str, verdicts=None) -> dict[str, manifest.Commit]:
     """``grid.store.manifest.decode_manifest`` of the trial's record ({} where there is none),
     read again only when the file changed since this process last read it (DamagedStore as
-    ``read_manifest`` and ``decode_manifest`` raise it). The caller gets its own dict."""
+    ``read_manifest`` and ``decode_manifest`` raise it), its entries checked again only where
+    ``verdicts`` (``grid.store.verdicts``) has not seen these bytes pass. The caller gets its own dict."""
     relative = manifest.manifest_relative(trial_id)
     key = (fs.type_name, base, trial_id)
     cached = _DECODED.get(key)
@@ -39,7 +40,14 @@ def load_manifest(fs: pafs.FileSystem, base: str, trial_id: str) -> dict[str, ma
             return dict(cached[1])
     started = time.time()
     data, identity = manifest.read_identified(fs, base, trial_id)
-    commits = {} if data is None else manifest.decode_manifest(relative, data)
+    if data is None:
+        commits = {}
+    elif verdicts is not None and verdicts.record_checked(trial_id, data):
+        commits = manifest.decode_checked(relative, data)
+    else:
+        commits = manifest.decode_manifest(relative, data)
+        if verdicts is not None:
+            verdicts.record_passed(trial_id, data)
     if identity is not None and max(identity[-2:] if confined.is_local(fs) else identity[-1:]) / 1e9 \
             < started - RACY_SECONDS:
         _remember(key, identity, commits)

@@ -62,23 +62,24 @@ def as_categories(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def committed_chunks(store, table: str, schema: pa.Schema, filters: dict, damaged: str, unique: tuple,
-                     columns: Optional[list] = None, chunk_rows: int = CHUNK_ROWS,
+                     columns: Optional[list] = None, chunk_rows: Optional[int] = None,
                      categorical: bool = False) -> Iterator[pa.Table]:
     """The rows of :func:`read_committed` as arrow tables of whole trials, about ``chunk_rows``
-    rows each (``categorical``: string columns dictionary-encoded, so the text of a value is held
-    once per chunk). With ``damaged="raise"`` a damaged file stops the reading before the chunk
-    that holds it is given out, naming every damaged file of the selection."""
+    rows each (default :data:`CHUNK_ROWS`; ``categorical``: string columns dictionary-encoded,
+    so the text of a value is held once per chunk). With ``damaged="raise"`` a damaged file
+    stops the reading before the chunk that holds it is given out, naming every damaged file of
+    the selection."""
     if damaged not in ("raise", "skip"):
         raise ValueError(f"damaged: expected 'raise' or 'skip', got {damaged!r}")
     names = schema.names if columns is None else list(columns)
     unknown = [c for c in names if c not in schema.names]
     if unknown:
         raise ValueError(f"columns: unknown column(s) {unknown}; valid: {', '.join(schema.names)}")
-    expression = filter_expression(schema, filters)
+    filter_expression(schema, filters)  # unknown columns and empty lists refused before any read
     file_schema = store_rows.file_schema(schema)
     needed = list(dict.fromkeys([*names, *filters, *unique]))
     file_columns = [c for c in needed if c in file_schema.names]
-    chunks = _chunks(store.commits(table, damaged=damaged, **filters), chunk_rows)
+    chunks = _chunks(store.commits(table, damaged=damaged, **filters), chunk_rows or CHUNK_ROWS)
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         def submit(chunk):
             return [pool.submit(manifest.verify, store.fs, store.base, c, file_schema, file_columns, store.verdicts)
@@ -106,6 +107,10 @@ def committed_chunks(store, table: str, schema: pa.Schema, filters: dict, damage
             rows = assemble(kept, file_schema, needed)
             if unique:
                 refuse_duplicates(rows, [c for c, _ in kept], unique, table, store.root)
+            # A filter on a column every file of the chunk holds one committed value of was met
+            # when the files were chosen (and the values were checked against the key).
+            expression = filter_expression(schema, {c: v for c, v in filters.items()
+                                                    if not all(c in commit.key for commit, _ in kept)})
             if expression is not None:
                 rows = rows.filter(expression)
             rows = rows.select(names)

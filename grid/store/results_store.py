@@ -52,7 +52,7 @@ from .rows import (
     PARTITION_COLUMNS, SEP, eps_text, file_schema, name_part, partition_value, rows_to_table, without_partitions,
 )
 from .schemas import ROW_SCHEMA, TRIAL_SCHEMA
-from .verdicts import Verdicts
+from .verdicts import Verdicts, verdicts_for
 
 # --------------------------------------------------------------------------- store
 
@@ -87,10 +87,10 @@ class ResultStore:
 
     @property
     def verdicts(self) -> Verdicts:
-        """What earlier commands learnt of this store's committed files (``grid.store.verdicts``);
-        ``save()`` it after a pass over the files."""
+        """What earlier commands learnt of this store's committed files (``grid.store.verdicts``;
+        one per folder in a process); ``save()`` it after a pass over the files."""
         if self._verdicts is None:
-            self._verdicts = Verdicts(self)
+            self._verdicts = verdicts_for(self)
         return self._verdicts
 
     # -- paths ----------------------------------------------------------------------------
@@ -230,7 +230,7 @@ class ResultStore:
             # Bounded and confined: a manifest that is a link out of the store, a device or
             # oversized is damaged before a byte of it is held (grid.store.confined). Decoded
             # again only when its file changed (grid.store.manifest_cache).
-            return manifest_cache.load_manifest(self.fs, self.base, trial_id)
+            return manifest_cache.load_manifest(self.fs, self.base, trial_id, self.verdicts)
         except DamagedStore:
             if not repair:
                 raise
@@ -256,6 +256,7 @@ class ResultStore:
                     raise
                 continue
             found += [c for c in entries if (table is None or c.table == table) and key_matches(c.key, filters)]
+        self.verdicts.save()  # the records' checks
         return sorted(found, key=lambda c: c.path)
 
     def files(self, table: str = EXAMPLES_DIR, **filters) -> list[str]:

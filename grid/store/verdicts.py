@@ -1,9 +1,12 @@
 """Verdicts on committed files, kept between commands so that an unchanged file is checked once.
 
 :func:`grid.store.manifest.verify` reads a committed file whole, compares its sha256, reads its
-footer and decodes its key and range columns before it believes it. Two things it learns are
-worth keeping:
+footer and decodes its key and range columns before it believes it, and every entry of a commit
+record is checked before it is believed. Three things learnt are worth keeping:
 
+- **the record's checks**: a trial's commit record whose sha256 passed ``decode_manifest``'s
+  checks before is decoded without checking each entry again (the checks are a function of
+  the bytes);
 - **the entry's checks**: bytes whose sha256 is an entry's passed its footer and value checks
   against that entry. The sha256 is part of the entry, so this verdict depends on the entry
   alone (:attr:`~grid.store.manifest.Commit.digest`): a reader that has read and hashed the
@@ -15,7 +18,8 @@ worth keeping:
   (size, Last-Modified), which the server sets on every PUT (pyarrow's file systems expose no
   ETag). ``er-grid status`` believes an unchanged identity without reading the file.
 
-An identity is kept only when it was the same before and after the bytes were read (the same
+Verdicts are kept with a digest of the code that gives them (``manifest`` and ``confined``):
+a changed check is run again on everything. An identity is kept only when it was the same before and after the bytes were read (the same
 open descriptor on a local disk) and when the file's timestamps are at least
 :data:`RACY_SECONDS` older than the read: a change within the same timestamp tick as the
 last one would keep the timestamps (git's index has the same rule for "racily clean" files).
@@ -31,6 +35,7 @@ for a file or entry that matches it exactly).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -43,12 +48,30 @@ from grid.common.bounded_json import bounded_json
 from grid.common.errors import DamagedRecord
 
 CACHE_ENV = "ER_GRID_VERDICT_CACHE"
-# Bump when the checks behind a verdict change: verdicts of another version are not read.
-FORMAT = "er-grid-verdicts/1"
+
+
+def _checks_digest() -> str:
+    """sha256 of the code that gives the verdicts (the record's and the files' checks, the
+    path rules): verdicts given by other code are not read, so a changed check runs again."""
+    from . import confined, manifest
+
+    try:
+        text = inspect.getsource(manifest) + inspect.getsource(confined)
+    except (OSError, TypeError):  # no source at hand (a frozen install): the code's version instead
+        from grid.common.fingerprint import er_grid_code_version
+
+        text = er_grid_code_version()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+FORMAT = f"er-grid-verdicts/1/{_checks_digest()}"
 # Local timestamps tick every few ms; an object store's Last-Modified comes from the server's
 # clock, which may be off from ours.
 RACY_SECONDS = {"local": 2.0, "object": 120.0}
 MAX_VERDICT_FILE_BYTES = 16 << 20
+# Where a trial's verdicts keep the sha256 of its commit record that passed its checks (no
+# entry digest is this string: they are hex).
+RECORD = "record"
 # A folder per store: past this many, folders of stores that are gone (or untouched for
 # STALE_DAYS) are removed when a new one is made.
 MAX_STORES = 64
@@ -100,7 +123,19 @@ class Verdicts:
             return {}
         if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("files"), dict):
             return {}
-        return record["files"]
+        return {**record["files"], RECORD: record.get("record")}
+
+    def record_checked(self, trial_id: str, data: bytes) -> bool:
+        """The trial's commit record ``data`` passed ``decode_manifest``'s checks before."""
+        return self._trial(trial_id).get(RECORD) == hashlib.sha256(data).hexdigest()
+
+    def record_passed(self, trial_id: str, data: bytes) -> None:
+        """The trial's commit record ``data`` passed ``decode_manifest``'s checks."""
+        digest, verdicts = hashlib.sha256(data).hexdigest(), self._trial(trial_id)
+        with self._lock:
+            if verdicts.get(RECORD) != digest:
+                verdicts[RECORD] = digest
+                self._changed.add(trial_id)
 
     def checked(self, commit) -> bool:
         """Bytes with ``commit``'s sha256 passed the footer and value checks against ``commit``."""
@@ -136,7 +171,9 @@ class Verdicts:
         try:
             self._make_folder()
             for trial_id in sorted(self._changed):
-                payload = json.dumps({"format": FORMAT, "files": self._trials[trial_id]}, sort_keys=True).encode()
+                files = {k: v for k, v in self._trials[trial_id].items() if k != RECORD}
+                payload = json.dumps({"format": FORMAT, "record": self._trials[trial_id].get(RECORD), "files": files},
+                                     sort_keys=True).encode()
                 temporary = self.folder / f".{trial_id}.{os.getpid()}.{threading.get_ident()}.tmp"
                 temporary.write_bytes(payload)
                 os.replace(temporary, self.folder / f"{trial_id}.json")
@@ -151,6 +188,20 @@ class Verdicts:
         prune_stores(self.folder.parent)
         self.folder.mkdir(mode=0o700, exist_ok=True)
         (self.folder / "store.json").write_text(json.dumps({"store": self.identity}))
+
+
+_SHARED: dict = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def verdicts_for(store) -> Verdicts:
+    """The one :class:`Verdicts` of this process for the store ``store`` lies in (every
+    ``ResultStore`` of one folder shares it: commands open the store several times)."""
+    key = (cache_root(), store_identity(store))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = Verdicts(store, key[0])
+        return _SHARED[key]
 
 
 def prune_stores(root: Path) -> None:
@@ -170,4 +221,5 @@ def prune_stores(root: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-__all__ = ["CACHE_ENV", "FORMAT", "RACY_SECONDS", "Verdicts", "cache_root", "prune_stores", "store_identity"]
+__all__ = ["CACHE_ENV", "FORMAT", "RACY_SECONDS", "Verdicts", "cache_root", "prune_stores", "store_identity",
+           "verdicts_for"]
