@@ -95,7 +95,7 @@ def report_markdown(df: pd.DataFrame, trials_df: Optional[pd.DataFrame] = None, 
                         list(figures or []), links_from, acc=headline_lambdas(acc, choice), flags=flags,
                         notes_df=notes_df, selection=selection)
     if not df.empty and (df["attack"] == CW_ATTACK).any():  # once, for Table 2 and the comparison
-        ctx.cw_acc = cw_accuracy(df, ctx.cw_readings)
+        ctx.cw_acc = cw_accuracy(ctx.df, ctx.cw_readings)
     parts = ["# ER-Grid results", "",
              "Accuracy in % (`er-grid query` and its CSV give the same numbers as fractions), "
              "`mean ± std (95% interval) [n=examples × seeds]` over seeds; the interval is the wider "

@@ -65,13 +65,20 @@ def slurm_conf(tmp_path_factory):
 @pytest.fixture
 def shared_folder():
     """Storage outside /tmp (a folder declared shared may not be node-local): a fresh folder in
-    the checkout's git-ignored results/, removed afterwards."""
-    (REPO / "results").mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="slurm-test-", dir=REPO / "results"))
+    the checkout's git-ignored results/, or, for a checkout that itself lies under a node-local
+    root (a clone in /tmp), in the user's ~/.cache; removed afterwards."""
+    from grid.spec.storage import node_local_root
+
+    parent = REPO / "results"
+    if node_local_root(str(parent)):
+        parent = Path.home() / ".cache" / "er-grid-tests"
+    made = not parent.exists()
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="slurm-test-", dir=parent))
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(parent if made else folder, ignore_errors=True)
 
 
 def sbatch(env: dict, *args: str) -> int:
