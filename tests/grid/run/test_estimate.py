@@ -100,3 +100,18 @@ def test_a_waiting_trial_starts_after_the_pause_measured_between_trials():
     # One slot: seed 2 waits for seed 1 (2 epochs and its evaluation left, the third epoch
     # counted as done since it has run 10 s), then 3 s, then its own 4 epochs and evaluation.
     assert remaining_seconds([finished, following, record(t2)], NOW) == pytest.approx(2 * alone + 3.0 + 20.0)
+
+
+def test_a_plugin_method_that_does_not_import_here_leaves_the_estimate_unavailable():
+    """``status`` never needs a plugin importable: where a running grid's trials use one that is
+    not, the cost model cannot price them, and the estimate says so instead of failing."""
+    from grid.cli.main import _remaining
+
+    gone = [dataclasses.replace(t, method="not_installed_anywhere.defense:Gone") for t in TRIALS]
+    running = [record(t, "TRAINING", 1, 2.0, NOW - 10) for t in gone]
+    with pytest.raises(ImportError):
+        remaining_seconds(running, NOW)
+    assert _remaining(running).startswith("unavailable here (a plugin method is not importable")
+    # Every trial finished: nothing to price, so no method is loaded and the answer is 0.
+    done = [record(t, "DONE", 4, 8.0, NOW - 50, batches(t, NOW - 50, 1.0, 4), NOW - 45) for t in gone]
+    assert remaining_seconds(done, NOW) == 0.0
