@@ -58,6 +58,31 @@ def straight_and_resumed(head: LocalHead, spec: dict, tmp) -> tuple:
     return tmp / "straight" / spec["experiment"], tmp / "killed" / spec["experiment"]
 
 
+def compare_stores_tool():
+    """``tools/compare_stores.py`` (a script, not a package) as a module: its ``compare`` and ``main``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_stores", REPO / "tools" / "compare_stores.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def kill_once_stored(process: subprocess.Popen, stored, at_least: int = 2, timeout: float = 180) -> None:
+    """SIGKILL ``process`` (a driver) once ``stored()`` counts ``at_least`` committed evaluation
+    batches; fails if it ends first or nothing is stored within ``timeout`` seconds."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while stored() < at_least:
+        assert process.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline, "no evaluation batch stored in time"
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+
+
 # -- a second raylet on this machine: the multi-node scenario (scenarios/test_multinode.py) --
 
 

@@ -37,7 +37,8 @@ def pyarrow_enospc() -> OSError:
 @pytest.fixture(scope="module")
 def enospc() -> OSError:
     if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full on this system (Linux has it): pyarrow's own ENOSPC cannot be made here")
+        pytest.skip("the operating system, not a feature: no /dev/full here (Linux has it), so pyarrow's own "
+                    "ENOSPC cannot be made; the injected ENOSPC tests cover the same path")
     return pyarrow_enospc()
 
 
@@ -131,7 +132,8 @@ def test_a_real_full_tmpfs_is_named_with_its_free_space(tmp_path, capsys):
     mount.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
                                            capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs needs root; the ENOSPC shapes above cover the rest")
+        pytest.skip("a permission, not a feature: mounting a tmpfs needs root; the injected ENOSPC "
+                    "tests cover the same path")
     try:
         experiment = str(mount / "experiment")
         with pytest.raises(DiskFull) as caught:

@@ -14,7 +14,6 @@ Runtime: ~30 s (three drivers on the session's Ray head; 65 s with the machine's
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ import yaml
 from grid.experiment import status
 from grid.run.tune_state import SET_ASIDE_DIR
 from grid.store import ResultStore
-from ray_helpers import REPO, run_cli
+from ray_helpers import compare_stores_tool, run_cli
 
 pytestmark = pytest.mark.ray
 
@@ -38,9 +37,7 @@ SPEC = {
     "max_failures": 0,
 }
 
-loader = importlib.util.spec_from_file_location("compare_stores", REPO / "tools" / "compare_stores.py")
-compare_stores = importlib.util.module_from_spec(loader)
-loader.loader.exec_module(compare_stores)
+compare_stores = compare_stores_tool()
 
 
 def committed(experiment: Path) -> dict[str, tuple[int, int]]:

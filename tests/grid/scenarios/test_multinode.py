@@ -24,7 +24,6 @@ the session head's start when this test runs alone).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import time
@@ -35,13 +34,11 @@ import yaml
 
 from grid.demo import BIN, REPO, LocalHead
 from grid.store import load
-from ray_helpers import WorkerNode, cluster_state
+from ray_helpers import WorkerNode, cluster_state, compare_stores_tool
 
 pytestmark = pytest.mark.ray
 
-_tool = importlib.util.spec_from_file_location("compare_stores", REPO / "tools" / "compare_stores.py")
-compare_stores = importlib.util.module_from_spec(_tool)
-_tool.loader.exec_module(compare_stores)
+compare_stores = compare_stores_tool()
 
 EXPERIMENT = "multinode"
 EVAL_N = 20  # 2 evaluation batches of 10

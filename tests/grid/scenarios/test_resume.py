@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from grid.store import ResultStore, load, load_trials
-from ray_helpers import run_cli
+from ray_helpers import kill_once_stored, run_cli
 
 # Every test here starts drivers on the session's real Ray head.
 pytestmark = pytest.mark.ray
@@ -159,10 +159,7 @@ def test_driver_killed_mid_evaluation_then_resume(ray_head, tmp_path):
     """The `er-grid run` driver itself SIGKILLed once evaluation batches are being stored (a
     crash of the machine running the job): its trials die with it, and `er-grid resume`
     finishes from the experiment state and checkpoints without retraining or duplicating."""
-    import os
-    import signal
     import subprocess
-    import time
 
     from ray_helpers import BIN, REPO
 
@@ -172,12 +169,8 @@ def test_driver_killed_mid_evaluation_then_resume(ray_head, tmp_path):
     driver = subprocess.Popen([str(BIN / "er-grid"), "run", spec_file, "--storage", str(tmp_path / "s")],
                               env=ray_head.env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 180
-        while not (experiment / "results").exists() or len(batch_files(experiment / "results")) < 2:
-            assert driver.poll() is None, "the run finished before it could be killed"
-            assert time.monotonic() < deadline, "no evaluation batch stored in time"
-            time.sleep(0.2)
-        os.kill(driver.pid, signal.SIGKILL)
+        kill_once_stored(driver, lambda: len(batch_files(experiment / "results"))
+                         if (experiment / "results").exists() else 0)
     finally:
         driver.wait(timeout=30)
     before = batch_files(experiment / "results")

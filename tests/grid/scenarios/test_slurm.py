@@ -50,7 +50,7 @@ def slurm_conf(tmp_path_factory):
     """A started one-machine SLURM cluster: the path of its slurm.conf (for SLURM_CONF)."""
     install = subprocess.run([str(SLURM_LOCAL), "install"], capture_output=True, text=True, timeout=900)
     if install.returncode == CANNOT_INSTALL:
-        pytest.skip(f"SLURM (an external system) is not installed here and cannot be: {install.stderr.strip()}")
+        pytest.skip(f"an external system, not a feature: SLURM is not installed here and cannot be: {install.stderr.strip()}")
     assert install.returncode == 0, install.stderr
     folder = tmp_path_factory.mktemp("slurm")
     started = subprocess.run([str(SLURM_LOCAL), "start", str(folder)], capture_output=True, text=True, timeout=120)

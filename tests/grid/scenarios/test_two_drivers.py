@@ -13,9 +13,7 @@ Runtime: ~30 s (four drivers on the session's Ray head, two of them cut short).
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -25,7 +23,7 @@ import yaml
 
 from grid.run import lease_location
 from grid.store import ResultStore, load
-from ray_helpers import BIN, REPO, run_cli
+from ray_helpers import BIN, REPO, compare_stores_tool, kill_once_stored, run_cli
 
 pytestmark = pytest.mark.ray
 
@@ -41,13 +39,6 @@ SPEC = {
     "max_failures": 0,
 }
 KEYS = ["attack", "eps", "batch", "sample_idx"]
-
-
-def compare_stores():
-    spec = importlib.util.spec_from_file_location("compare_stores", REPO / "tools" / "compare_stores.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def driver(head, *args: str) -> subprocess.Popen:
@@ -88,12 +79,7 @@ def test_two_drivers_one_runs_and_a_killed_drivers_lease_is_taken_over(ray_head,
     lease_file = lease_location(str(experiment))[2]
     killed = driver(ray_head, "run", str(spec_file), "--storage", str(storage))
     try:
-        deadline = time.monotonic() + 180
-        while stored_batches(experiment) < 2:
-            assert killed.poll() is None, "the run finished before it could be killed"
-            assert time.monotonic() < deadline, "no evaluation batch stored in time"
-            time.sleep(0.2)
-        os.kill(killed.pid, signal.SIGKILL)
+        kill_once_stored(killed, lambda: stored_batches(experiment))
     finally:
         killed.communicate(timeout=30)
     assert os.path.exists(lease_file) and stored_batches(experiment) < 16
@@ -105,5 +91,5 @@ def test_two_drivers_one_runs_and_a_killed_drivers_lease_is_taken_over(ray_head,
     assert not os.path.exists(lease_file)
     rows = load(experiment / "results")
     assert len(rows) == 2 * 40 and not rows.duplicated(KEYS).any()
-    assert compare_stores().compare(tmp_path / "reference" / SPEC["experiment"], experiment) == []
+    assert compare_stores_tool().compare(tmp_path / "reference" / SPEC["experiment"], experiment) == []
     print(f"takeover run: {time.monotonic() - started:.1f} s")
